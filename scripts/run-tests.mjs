@@ -1,0 +1,116 @@
+#!/usr/bin/env node
+// Runs the test layers in order (unit, integration, then chaos as a separate serial jest run),
+// sums jest's totals into one closing line `N passed, N failed`, and then acts as the suite's
+// global teardown: any process still carrying this run's marker in its environment is a stray,
+// killed by pid, and fails the run.
+import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const layers = {
+  unit: { pattern: '(?<!\\.int|\\.chaos)\\.test\\.ts$', args: ['--maxWorkers=2'] },
+  integration: { pattern: '\\.int\\.test\\.ts$', args: ['--maxWorkers=2'] },
+  chaos: { pattern: '\\.chaos\\.test\\.ts$', args: ['--runInBand'] },
+};
+const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+const extra = process.argv.slice(2).filter((a) => a.startsWith('-'));
+const selected = wanted.length > 0 ? wanted : Object.keys(layers);
+for (const name of selected) {
+  if (!(name in layers)) {
+    console.error(
+      `unknown test layer '${name}': expected one of ${Object.keys(layers).join(', ')}`,
+    );
+    process.exit(2);
+  }
+}
+
+const runId = `aiida-test-${randomUUID()}`;
+const resultsDir = join(root, '.test-results');
+rmSync(resultsDir, { recursive: true, force: true });
+mkdirSync(resultsDir, { recursive: true });
+
+let passed = 0;
+let failed = 0;
+let anyRunFailed = false;
+for (const name of selected) {
+  const layer = layers[name];
+  const outputFile = join(resultsDir, `${name}.json`);
+  console.log(`\n=== ${name} tests ===`);
+  const run = spawnSync(
+    process.execPath,
+    [
+      join(root, 'node_modules/jest/bin/jest.js'),
+      '--ci',
+      '--passWithNoTests',
+      `--testPathPatterns=${layer.pattern}`,
+      '--json',
+      `--outputFile=${outputFile}`,
+      ...layer.args,
+      ...extra,
+    ],
+    {
+      cwd: root,
+      stdio: 'inherit',
+      env: {
+        ...process.env,
+        AIIDA_TEST_RUN_ID: runId,
+        NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --experimental-vm-modules`.trim(),
+      },
+    },
+  );
+  let totals;
+  try {
+    totals = JSON.parse(readFileSync(outputFile, 'utf8'));
+  } catch {
+    totals = undefined;
+  }
+  if (totals) {
+    passed += totals.numPassedTests;
+    failed += totals.numFailedTests;
+    // A test file that fails to load has no failed test but a failed suite: count it.
+    failed += totals.numRuntimeErrorTestSuites ?? 0;
+  } else {
+    failed += 1;
+    console.error(`jest wrote no results for the ${name} layer (exit status ${run.status})`);
+  }
+  if (run.status !== 0) anyRunFailed = true;
+  const strays = killStrays(runId);
+  if (strays.length > 0) {
+    anyRunFailed = true;
+    failed += 1;
+    console.error(
+      `stray processes outlived the ${name} tests and were killed: ${strays.join(', ')}`,
+    );
+  }
+}
+
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(anyRunFailed || failed > 0 ? 1 : 0);
+
+/** Kills (SIGKILL, by pid) every process whose environment carries this run's marker. */
+function killStrays(marker) {
+  const found = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    if (pid === process.pid) continue;
+    let environ;
+    try {
+      environ = readFileSync(`/proc/${pid}/environ`, 'latin1');
+    } catch {
+      continue;
+    }
+    if (!environ.split('\0').includes(`AIIDA_TEST_RUN_ID=${marker}`)) continue;
+    let cmdline = '';
+    try {
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'latin1').replaceAll('\0', ' ').trim();
+    } catch {}
+    try {
+      process.kill(pid, 'SIGKILL');
+      found.push(`${pid} (${cmdline})`);
+    } catch {}
+  }
+  return found;
+}
