@@ -1,1 +1,94 @@
-export {};
+/**
+ * @aiida/config: profiles, the option registry and `$AIIDA_PATH/.aiida/config.json`, plus the
+ * paths of a profile's files. This list is the package's whole public API.
+ */
+
+export {
+  type BrokerSettings,
+  brokerSettingsSchema,
+  defaultBrokerSettings,
+} from './broker-settings.js';
+export { getBrokerUrl, getRedactedBrokerUrl } from './broker-url.js';
+export {
+  type ConfigLocationOptions,
+  type ConfigLockOptions,
+  parseConfigText,
+  type ReadConfigOptions,
+  readConfig,
+  updateConfig,
+} from './config-file.js';
+export {
+  CONFIG_OLDEST_COMPATIBLE_VERSION,
+  CONFIG_VERSION,
+  type ConfigFile,
+  configFileSchema,
+  type ProfileFile,
+} from './config-schema.js';
+export {
+  ConfigError,
+  type ConfigErrorCode,
+  ConfigErrorCodes,
+  type ConfigErrorDetails,
+  isConfigError,
+} from './errors.js';
+export { formatJsonPath, type ValueProblem } from './format-issues.js';
+export {
+  CONFIG_MIGRATIONS,
+  type ConfigMigration,
+  type MigrationOutcome,
+  migrateConfigData,
+} from './migrations.js';
+export {
+  type GetOptionOptions,
+  getOption,
+  listOptionValues,
+  type ResolvedOption,
+  type SetOptionOptions,
+  setOption,
+  unsetOption,
+} from './option-store.js';
+export {
+  assertOptionName,
+  formatOptionValue,
+  type OptionSource,
+  parseOptionValue,
+} from './option-values.js';
+export {
+  getOptionDefinition,
+  isOptionName,
+  LEASE_HEARTBEAT_RATIO,
+  OPTION_NAMES,
+  OPTIONS,
+  type OptionDefinition,
+  type OptionName,
+  type OptionScope,
+  type OptionUnit,
+  type OptionValue,
+} from './options.js';
+export {
+  CONFIG_DIR_NAME,
+  CONFIG_FILE_NAME,
+  getConfigDir,
+  getConfigFilePath,
+  getDaemonDir,
+  getDaemonLogDir,
+  getStorageDir,
+  type ProfileLocation,
+  resolveAiidaPath,
+} from './paths.js';
+export {
+  assertValidProfileName,
+  PROFILE_NAME_PATTERN,
+  profileNameProblem,
+} from './profile-name.js';
+export {
+  type CreateProfileInput,
+  createProfile,
+  deleteProfile,
+  getDefaultProfileName,
+  getProfile,
+  listProfiles,
+  type Profile,
+  setDefaultProfile,
+} from './profiles.js';
+export { closestMatch, levenshtein } from './suggest.js';

@@ -1,0 +1,221 @@
+import { randomUUID } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import {
+  type BrokerSettings,
+  brokerSettingsFromFile,
+  brokerSettingsSchema,
+  brokerSettingsToFile,
+  defaultBrokerSettings,
+} from './broker-settings.js';
+import { type ConfigLocationOptions, readConfig, updateConfig } from './config-file.js';
+import type { ConfigFile, ProfileFile } from './config-schema.js';
+import { ConfigError, ConfigErrorCodes } from './errors.js';
+import { formatProblems, zodIssuesToProblems } from './format-issues.js';
+import { assertLeaseRule, parseOptionValue } from './option-values.js';
+import { getConfigFilePath, getStorageDir, resolveAiidaPath } from './paths.js';
+import { assertValidProfileName } from './profile-name.js';
+
+/** A profile: one independent AiiDA installation (its storage, broker, daemon and options). */
+export interface Profile {
+  /** Unique name, a safe file name. */
+  name: string;
+  /** UUID given at creation; the broker prefix is `aiida-<uuid>`. */
+  uuid: string;
+  /** Where its processes are stored. */
+  storage: { backend: 'core.sqlite'; config: { filepath: string } };
+  /** Its message broker. */
+  broker: { backend: 'core.rabbitmq'; config: BrokerSettings };
+  /** Folder that plugin module specifiers (`engine.plugins`) are resolved from. */
+  pluginBaseDir: string;
+  /** The profile's option overrides (see {@link getOption}). */
+  options: Record<string, unknown>;
+  /** Not stored: the `AIIDA_PATH` this profile was loaded from. */
+  aiidaPath: string;
+}
+
+/** What {@link createProfile} needs. */
+export interface CreateProfileInput {
+  /** The new profile's name; must be a safe file name and not taken. */
+  name: string;
+  /** Broker settings that differ from {@link defaultBrokerSettings}. */
+  broker?: Partial<BrokerSettings>;
+  /** Folder that plugins are resolved from. @default process.cwd() */
+  pluginBaseDir?: string;
+  /** Initial option overrides of the profile, checked like {@link setOption}. @default {} */
+  options?: Record<string, unknown>;
+  /** Make it the default profile. @default true if there is no default yet, else false */
+  setDefault?: boolean;
+}
+
+/**
+ * Creates a profile and stores it in `config.json`: a new uuid, an SQLite file under
+ * `storage/<name>/aiida.sqlite`, the default broker settings overridden by `input.broker`.
+ * The first profile becomes the default. Throws {@link ConfigError} `profile_name_invalid`,
+ * `profile_exists`, `option_unknown`/`option_invalid`, or `config_invalid` for bad broker settings.
+ */
+export function createProfile(
+  input: CreateProfileInput,
+  opts: ConfigLocationOptions = {},
+): Profile {
+  assertValidProfileName(input.name);
+  const aiidaPath = resolveAiidaPath(opts.aiidaPath);
+  const broker = checkBrokerSettings(input.name, { ...defaultBrokerSettings(), ...input.broker });
+  const options: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(input.options ?? {})) {
+    options[name] = parseOptionValue(name, value, 'profile');
+  }
+  const stored: ProfileFile = {
+    PROFILE_UUID: randomUUID(),
+    storage: {
+      backend: 'core.sqlite',
+      config: { filepath: join(getStorageDir({ name: input.name, aiidaPath }), 'aiida.sqlite') },
+    },
+    process_control: { backend: 'core.rabbitmq', config: brokerSettingsToFile(broker) },
+    plugin_base_dir: resolve(input.pluginBaseDir ?? process.cwd()),
+    options,
+  };
+  updateConfig(
+    (config) => {
+      if (Object.hasOwn(config.profiles, input.name)) {
+        throw new ConfigError(
+          ConfigErrorCodes.profileExists,
+          `A profile named '${input.name}' already exists in ${getConfigFilePath(aiidaPath)}. ` +
+            'Choose another name, or delete that profile first.',
+          { filePath: getConfigFilePath(aiidaPath) },
+        );
+      }
+      assertLeaseRule(options, config.options, `profile '${input.name}'`);
+      config.profiles[input.name] = stored;
+      const makeDefault =
+        input.setDefault ??
+        (config.default_profile === undefined ||
+          !Object.hasOwn(config.profiles, config.default_profile));
+      if (makeDefault) config.default_profile = input.name;
+    },
+    { aiidaPath },
+  );
+  return profileFromFile(input.name, stored, aiidaPath);
+}
+
+/**
+ * Loads a profile: `name`, else the environment variable `AIIDA_PROFILE`, else the config's
+ * default profile. Throws {@link ConfigError} `profile_not_found` listing the known profiles.
+ */
+export function getProfile(name?: string, opts: ConfigLocationOptions = {}): Profile {
+  const aiidaPath = resolveAiidaPath(opts.aiidaPath);
+  const config = readConfig({ aiidaPath });
+  const envName = process.env.AIIDA_PROFILE === '' ? undefined : process.env.AIIDA_PROFILE;
+  const chosen = name ?? envName ?? config.default_profile;
+  const filePath = getConfigFilePath(aiidaPath);
+  if (chosen === undefined) {
+    throw new ConfigError(
+      ConfigErrorCodes.profileNotFound,
+      `No profile given, AIIDA_PROFILE is not set and ${filePath} has no default profile. ` +
+        `${knownProfilesText(config)} Pass a profile name, or set a default profile.`,
+      { filePath },
+    );
+  }
+  return requireProfile(config, chosen, aiidaPath, sourceText(name, envName));
+}
+
+/** Every profile in `config.json`, sorted by name. */
+export function listProfiles(opts: ConfigLocationOptions = {}): Profile[] {
+  const aiidaPath = resolveAiidaPath(opts.aiidaPath);
+  const config = readConfig({ aiidaPath });
+  return Object.keys(config.profiles)
+    .sort()
+    .map((name) => profileFromFile(name, config.profiles[name] as ProfileFile, aiidaPath));
+}
+
+/** The name of the default profile, or undefined when none is set. */
+export function getDefaultProfileName(opts: ConfigLocationOptions = {}): string | undefined {
+  return readConfig(opts).default_profile;
+}
+
+/** Makes `name` the default profile. Throws {@link ConfigError} `profile_not_found`. */
+export function setDefaultProfile(name: string, opts: ConfigLocationOptions = {}): void {
+  const aiidaPath = resolveAiidaPath(opts.aiidaPath);
+  updateConfig(
+    (config) => {
+      requireProfile(config, name, aiidaPath);
+      config.default_profile = name;
+    },
+    { aiidaPath },
+  );
+}
+
+/**
+ * Removes a profile from `config.json` (and unsets the default if it was the default). Leaves
+ * its storage and daemon folders on disk. Throws {@link ConfigError} `profile_not_found`.
+ */
+export function deleteProfile(name: string, opts: ConfigLocationOptions = {}): void {
+  const aiidaPath = resolveAiidaPath(opts.aiidaPath);
+  updateConfig(
+    (config) => {
+      requireProfile(config, name, aiidaPath);
+      delete config.profiles[name];
+      if (config.default_profile === name) delete config.default_profile;
+    },
+    { aiidaPath },
+  );
+}
+
+/** The profile `name` of an already read config, or a `profile_not_found` error. */
+export function requireProfile(
+  config: ConfigFile,
+  name: string,
+  aiidaPath: string,
+  source = '',
+): Profile {
+  const stored = Object.hasOwn(config.profiles, name) ? config.profiles[name] : undefined;
+  if (stored === undefined) {
+    const filePath = getConfigFilePath(aiidaPath);
+    throw new ConfigError(
+      ConfigErrorCodes.profileNotFound,
+      `Profile '${name}'${source} not found in ${filePath}. ${knownProfilesText(config)}`,
+      { filePath },
+    );
+  }
+  return profileFromFile(name, stored, aiidaPath);
+}
+
+function profileFromFile(name: string, stored: ProfileFile, aiidaPath: string): Profile {
+  return {
+    name,
+    uuid: stored.PROFILE_UUID,
+    storage: { backend: 'core.sqlite', config: { filepath: stored.storage.config.filepath } },
+    broker: {
+      backend: 'core.rabbitmq',
+      config: brokerSettingsFromFile(stored.process_control.config),
+    },
+    pluginBaseDir: stored.plugin_base_dir,
+    options: structuredClone(stored.options) as Record<string, unknown>,
+    aiidaPath,
+  };
+}
+
+function checkBrokerSettings(profileName: string, settings: BrokerSettings): BrokerSettings {
+  const parsed = brokerSettingsSchema.safeParse(settings, { reportInput: true });
+  if (!parsed.success) {
+    throw new ConfigError(
+      ConfigErrorCodes.configInvalid,
+      `Invalid broker settings for profile '${profileName}':\n` +
+        formatProblems(zodIssuesToProblems(parsed.error.issues, ['broker'])),
+      { cause: parsed.error },
+    );
+  }
+  return parsed.data;
+}
+
+function knownProfilesText(config: ConfigFile): string {
+  const names = Object.keys(config.profiles).sort();
+  return names.length === 0
+    ? 'There are no profiles yet; create one first.'
+    : `Known profiles: ${names.join(', ')}.`;
+}
+
+function sourceText(name: string | undefined, envName: string | undefined): string {
+  if (name !== undefined) return '';
+  if (envName !== undefined) return ' (from AIIDA_PROFILE)';
+  return ' (the default profile)';
+}
