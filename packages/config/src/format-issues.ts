@@ -65,7 +65,7 @@ function unknownKeyMessage(parentPath: readonly PropertyKey[], key: string): str
 function issueMessage(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
     case 'invalid_type':
-      return `expected ${issue.expected}, got ${describeInput(issue.input)}`;
+      return `expected ${issue.expected === 'int' ? 'integer' : issue.expected}, got ${describeInput(issue.input)}`;
     case 'invalid_value':
       return `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${describeInput(issue.input)}`;
     default:

@@ -59,7 +59,10 @@ export function createProfile(
 ): Profile {
   assertValidProfileName(input.name);
   const aiidaPath = resolveAiidaPath(opts.aiidaPath);
-  const broker = checkBrokerSettings(input.name, { ...defaultBrokerSettings(), ...input.broker });
+  const broker = checkBrokerSettings(input.name, {
+    ...defaultBrokerSettings(),
+    ...withoutUndefined(input.broker ?? {}),
+  });
   const options: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(input.options ?? {})) {
     options[name] = parseOptionValue(name, value, 'profile');
@@ -205,6 +208,10 @@ function checkBrokerSettings(profileName: string, settings: BrokerSettings): Bro
     );
   }
   return parsed.data;
+}
+
+function withoutUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 function knownProfilesText(config: ConfigFile): string {
