@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import {
   CONFIG_VERSION,
   ConfigErrorCodes,
@@ -420,5 +420,16 @@ describe('updateConfig', () => {
       ),
     ).toThrow(expect.objectContaining({ code: ConfigErrorCodes.configLocked }));
     expect(tmp.bytes().equals(before)).toBe(true);
+  });
+
+  test('a lock left by a crashed writer is broken once stale', () => {
+    setOption('daemon.timeout', 20, { aiidaPath: tmp.aiidaPath });
+    const lockDir = `${tmp.configFile}.lock`;
+    mkdirSync(lockDir);
+    const longAgo = new Date(Date.now() - 60_000);
+    utimesSync(lockDir, longAgo, longAgo);
+    setOption('daemon.timeout', 21, { aiidaPath: tmp.aiidaPath });
+    expect(getOption('daemon.timeout', { aiidaPath: tmp.aiidaPath })).toBe(21);
+    expect(tmp.entries()).toEqual(['config.json']);
   });
 });
