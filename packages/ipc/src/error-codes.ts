@@ -23,6 +23,8 @@ export const ErrorCodes = {
   // config
   configInvalid: 'config_invalid',
   configUnreadable: 'config_unreadable',
+  configUnwritable: 'config_unwritable',
+  configLocked: 'config_locked',
   configVersionUnsupported: 'config_version_unsupported',
   profileNotFound: 'profile_not_found',
   profileExists: 'profile_exists',
