@@ -1,1 +1,41 @@
-export {};
+/**
+ * @aiida/broker: the RabbitMQ transport of a profile (rabbitmq-client): its fixed topology, tasks
+ * with publisher confirms, task consumption, RPC to the holder of a process, and state-changed
+ * broadcasts. This list is the package's whole public API.
+ */
+
+export { BrokerError, type BrokerErrorCode, BrokerErrorCodes, isBrokerError } from './errors.js';
+export { type BrokerLogger, consoleBrokerLogger } from './logger.js';
+export {
+  type BrokerOptions,
+  type BrokerState,
+  type ConnectOptions,
+  type QueueCounts,
+  RabbitBroker,
+} from './rabbit-broker.js';
+export { type RpcHandler, RpcServer, type RpcServerOptions } from './rpc.js';
+export { type StateChangedHandler, StateChangedSubscription } from './subscription.js';
+export {
+  TaskConsumer,
+  type TaskConsumerCloseResult,
+  type TaskConsumerOptions,
+  type TaskConsumerState,
+  type TaskConsumerStats,
+  type TaskDelivery,
+  type TaskHandler,
+  type TaskOutcome,
+} from './task-consumer.js';
+export {
+  ALL_STATE_CHANGES_KEY,
+  type ExchangeDeclaration,
+  type QueueBinding,
+  type QueueDeclaration,
+  type QueueType,
+  rpcRoutingKey,
+  stateChangedRoutingKey,
+  TASK_ROUTING_KEY,
+  type TopologyDeclarations,
+  type TopologyNames,
+  topologyDeclarations,
+  topologyNames,
+} from './topology.js';

@@ -1,0 +1,135 @@
+import { createServer } from 'node:net';
+import { isBrokerError, RabbitBroker } from '@aiida/broker';
+import { createProfile } from '@aiida/config';
+import { listQueues } from './rabbitmqctl.js';
+import { createTempProfile, type TempProfile, waitFor } from './support.js';
+
+const silent = { info: () => {}, warn: () => {}, error: () => {} };
+
+/** A TCP port nothing listens on (bound, then released). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+/** Handles that could leak from a connection attempt: sockets and timers. */
+function openHandles(): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const kind of process.getActiveResourcesInfo()) {
+    if (kind === 'TCPSocketWrap' || kind === 'Timeout' || kind === 'TCPWRAP') {
+      counts[kind] = (counts[kind] ?? 0) + 1;
+    }
+  }
+  return counts;
+}
+
+describe('RabbitBroker.connect', () => {
+  let test: TempProfile;
+  let broker: RabbitBroker;
+
+  beforeAll(async () => {
+    test = createTempProfile('broker-connect');
+    broker = new RabbitBroker({
+      profile: test.profile,
+      logger: silent,
+      connectionName: 'broker-connect-test',
+    });
+    await broker.connect({ timeout: 10 });
+  });
+
+  afterAll(async () => {
+    await broker?.deleteTopology().catch(() => {});
+    await broker?.close({ timeout: 5 });
+    test?.remove();
+  });
+
+  it('declares the fixed topology with its arguments', async () => {
+    expect(broker.state).toBe('connected');
+    expect(broker.isConnected).toBe(true);
+    const { prefix, processQueue, dlq, dlx } = broker.topology;
+    expect(prefix).toBe(`aiida-${test.profile.uuid}`);
+    const rows = await listQueues(prefix, ['durable', 'auto_delete', 'arguments']);
+    const byName = Object.fromEntries(rows.map((row) => [row.name, row]));
+    expect(byName[processQueue]).toMatchObject({
+      durable: true,
+      auto_delete: false,
+      arguments: { 'x-queue-type': 'classic', 'x-dead-letter-exchange': dlx },
+    });
+    expect(byName[processQueue]?.arguments).not.toHaveProperty('x-message-ttl');
+    expect(byName[dlq]).toMatchObject({
+      durable: true,
+      auto_delete: false,
+      arguments: { 'x-queue-type': 'classic' },
+    });
+    await expect(broker.queueCounts()).resolves.toEqual({ tasks: 0, deadLetters: 0 });
+  });
+
+  it('connects a second time to an existing topology (identical declarations)', async () => {
+    const other = new RabbitBroker({ profile: test.profile, logger: silent });
+    try {
+      await other.connect({ timeout: 10 });
+      expect(other.state).toBe('connected');
+    } finally {
+      await other.close({ timeout: 5 });
+    }
+  });
+
+  it('rejects quickly on a wrong port, with the error text and the redacted url, leaving no handles', async () => {
+    const port = await freePort();
+    const profile = createProfile(
+      { name: `broker-wrong-port-${process.pid}`, broker: { port, password: 's3cret-pw' } },
+      { aiidaPath: test.aiidaPath },
+    );
+    const before = openHandles();
+    const bad = new RabbitBroker({ profile, logger: silent });
+    const started = Date.now();
+    const error = await bad.connect({ timeout: 10 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(isBrokerError(error)).toBe(true);
+    if (!isBrokerError(error)) return;
+    expect(error.code).toBe('broker_unreachable');
+    expect(error.message).toContain('ECONNREFUSED');
+    expect(error.message).toContain(`amqp://guest:***@127.0.0.1:${port}/`);
+    expect(error.message).not.toContain('s3cret-pw');
+    expect(error.cause).toBeDefined();
+    expect(bad.state).toBe('idle');
+    await waitFor(() => JSON.stringify(openHandles()) === JSON.stringify(before), {
+      timeout: 5,
+      what: `open handles back to ${JSON.stringify(before)} (now ${JSON.stringify(openHandles())})`,
+    });
+    await bad.close();
+  });
+
+  it("rejects bad credentials with the broker's refusal and no password", async () => {
+    const profile = createProfile(
+      { name: `broker-bad-login-${process.pid}`, broker: { password: 'not-the-password' } },
+      { aiidaPath: test.aiidaPath },
+    );
+    const bad = new RabbitBroker({ profile, logger: silent });
+    const error = await bad.connect({ timeout: 10 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isBrokerError(error) && error.code).toBe('broker_unreachable');
+    expect((error as Error).message).toMatch(/ACCESS_REFUSED/);
+    expect((error as Error).message).not.toContain('not-the-password');
+    await bad.close();
+  });
+
+  it('refuses to publish before connect and after close', async () => {
+    const fresh = new RabbitBroker({ profile: test.profile, logger: silent });
+    await expect(fresh.publishContinue(1)).rejects.toMatchObject({
+      code: 'broker_error',
+      message: expect.stringContaining('call connect() first'),
+    });
+    await fresh.close();
+    await expect(fresh.connect()).rejects.toMatchObject({ code: 'broker_error' });
+  });
+});

@@ -1,0 +1,36 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+/** One row of `rabbitmqctl list_queues` with the columns asked for. */
+export type QueueRow = Record<string, unknown> & { name: string };
+
+/** Queues whose name starts with `prefix`, with the given columns (rabbitmqctl's JSON output). */
+export async function listQueues(prefix: string, columns: string[]): Promise<QueueRow[]> {
+  const { stdout } = await run(
+    'rabbitmqctl',
+    ['list_queues', '-q', '--formatter', 'json', 'name', ...columns],
+    { timeout: 30_000 },
+  );
+  const rows = JSON.parse(stdout) as QueueRow[];
+  return rows
+    .filter((row) => row.name.startsWith(prefix))
+    .map((row) =>
+      Array.isArray(row.arguments)
+        ? {
+            ...row,
+            // rabbitmqctl prints arguments as [name, type, value] triples
+            arguments: Object.fromEntries(
+              (row.arguments as [string, string, unknown][]).map(([key, , value]) => [key, value]),
+            ),
+          }
+        : row,
+    );
+}
+
+/** The one queue called `name`, or undefined. */
+export async function queueRow(name: string, columns: string[]): Promise<QueueRow | undefined> {
+  const rows = await listQueues(name, columns);
+  return rows.find((row) => row.name === name);
+}
