@@ -34,3 +34,24 @@ export async function queueRow(name: string, columns: string[]): Promise<QueueRo
   const rows = await listQueues(name, columns);
   return rows.find((row) => row.name === name);
 }
+
+/** Closes (server side) every connection whose client-given name is `connectionName`. */
+export async function closeConnectionNamed(
+  connectionName: string,
+  reason: string,
+): Promise<number> {
+  const { stdout } = await run(
+    'rabbitmqctl',
+    ['list_connections', '-q', 'pid', 'client_properties'],
+    {
+      timeout: 30_000,
+    },
+  );
+  const pids = stdout
+    .split('\n')
+    .filter((line) => line.includes(`{"connection_name","${connectionName}"}`))
+    .map((line) => line.split('\t')[0]!);
+  for (const pid of pids)
+    await run('rabbitmqctl', ['close_connection', pid, reason], { timeout: 30_000 });
+  return pids.length;
+}
