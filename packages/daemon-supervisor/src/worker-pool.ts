@@ -1,0 +1,491 @@
+import { join } from 'node:path';
+import { ErrorCodes, type WorkerStatus } from '@aiida/ipc';
+import pidusage from 'pidusage';
+import { type CrashBackoffOptions, crashBackoffDelay, nextFailureCount } from './backoff.js';
+import { SupervisorError } from './errors.js';
+import { type Logger, type LogRotation, RotatingLog } from './log.js';
+import {
+  describeExit,
+  type WorkerExit,
+  WorkerProcess,
+  type WorkerSpawnSpec,
+} from './worker-process.js';
+
+/** Options of {@link WorkerPool}. */
+export interface WorkerPoolOptions {
+  spawn: WorkerSpawnSpec;
+  /** Folder of the `worker-<index>.log` files. */
+  logDir: string;
+  logRotation: LogRotation;
+  /** Memory cap per worker in bytes (`daemon.worker_max_memory`); 0 = none. */
+  maxMemory: number;
+  /** Seconds between cpu/memory samples. @default 2 */
+  sampleInterval?: number;
+  /** Seconds after which SIGKILL follows a `shutdown` that did not end a worker. */
+  gracefulTimeout: number;
+  logger: Logger;
+  backoff?: CrashBackoffOptions;
+  /**
+   * Called when a slot's worker died without being asked to (before or after ready). During the
+   * daemon's start the supervisor fails the start on this.
+   */
+  onUnexpectedExit?: (slot: WorkerSlot, worker: WorkerProcess) => void;
+  /** Called when a worker stayed above the memory cap for two samples in a row. */
+  onOverMemory?: (slot: WorkerSlot) => void;
+}
+
+/**
+ * A place for one worker in the daemon, with a stable index. It keeps its index, its restart
+ * count and its crash-loop state across the processes that fill it.
+ */
+export class WorkerSlot {
+  /** The worker that serves this slot (absent while a crash-looping slot waits). */
+  current: WorkerProcess | undefined;
+  /** A replacement being started (rolling restart, memory cap); takes over once ready. */
+  successor: WorkerProcess | undefined;
+  /** Former workers of this slot, asked to stop. */
+  readonly retiring = new Set<WorkerProcess>();
+  /** Times this slot's worker was started again after dying. */
+  restarts = 0;
+  /** Consecutive quick failures (death before ready or within a second of it). */
+  failures = 0;
+  /** Stderr tail of the last worker that failed, shown while crash-looping. */
+  lastFailureStderr: string[] = [];
+  nextAttemptAt: Date | undefined;
+  retryTimer: NodeJS.Timeout | undefined;
+  /** Set once the slot is being removed (decr, stop): nothing is revived any more. */
+  removed = false;
+  /** Set while a replacement for the memory cap is queued or running. */
+  replacing = false;
+  private readonly waiters = new Set<{
+    resolve: () => void;
+    reject: (error: Error) => void;
+  }>();
+
+  constructor(readonly index: number) {}
+
+  /** True while waiting out a backoff or retrying after repeated quick failures. */
+  get crashLooping(): boolean {
+    return this.failures >= 2 && this.current?.state !== 'ready';
+  }
+
+  /**
+   * Resolves once this slot has a ready worker; rejects with `worker_failed` if its worker dies
+   * before that (the slot itself keeps trying).
+   */
+  whenReady(): Promise<void> {
+    if (this.current?.state === 'ready') return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.waiters.add({ resolve, reject });
+    });
+  }
+
+  /** @internal */
+  settleWaiters(error?: Error): void {
+    for (const waiter of this.waiters) {
+      if (error) waiter.reject(error);
+      else waiter.resolve();
+    }
+    this.waiters.clear();
+  }
+}
+
+const sleep = (ms: number) =>
+  new Promise<void>((resolve) => {
+    setTimeout(resolve, ms);
+  });
+
+/**
+ * The supervisor's workers: forks them into slots, revives the dead (at once, or with backoff
+ * when they die young again and again), scales, replaces (rolling), samples cpu and memory and
+ * stops them (`shutdown`, then SIGKILL after the graceful timeout).
+ */
+export class WorkerPool {
+  private readonly slots = new Map<number, WorkerSlot>();
+  private readonly logs = new Map<number, RotatingLog>();
+  private readonly sampler: NodeJS.Timeout;
+  private lastSampleAt = 0;
+  private sampling: Promise<void> | undefined;
+  private stopping = false;
+
+  constructor(private readonly options: WorkerPoolOptions) {
+    this.sampler = setInterval(() => void this.sample(), (options.sampleInterval ?? 2) * 1000);
+    this.sampler.unref();
+  }
+
+  /** Number of slots (the number of workers the daemon is meant to run). */
+  get size(): number {
+    return this.slots.size;
+  }
+
+  /** Pids of every live worker process (current, successors, retiring). */
+  pids(): number[] {
+    return this.processes()
+      .filter((w) => w.alive && w.pid !== undefined)
+      .map((w) => w.pid as number);
+  }
+
+  /** Adds `n` slots and starts their workers; resolves once all are ready. */
+  async add(n: number): Promise<WorkerSlot[]> {
+    this.assertRunning();
+    const added: WorkerSlot[] = [];
+    for (let i = 0; i < n; i++) {
+      const slot = new WorkerSlot(this.freeIndex());
+      this.slots.set(slot.index, slot);
+      added.push(slot);
+      this.startWorker(slot, false);
+    }
+    await Promise.all(added.map((slot) => slot.whenReady()));
+    return added;
+  }
+
+  /**
+   * Stops the `n` youngest workers gracefully (crash-looping or starting slots first, then by
+   * start time) and removes their slots; resolves once they are gone.
+   */
+  async remove(n: number, gracefulTimeout: number): Promise<void> {
+    this.assertRunning();
+    const youngestFirst = [...this.slots.values()].sort((a, b) => age(a) - age(b));
+    const chosen = youngestFirst.slice(0, Math.min(n, youngestFirst.length));
+    for (const slot of chosen) {
+      slot.removed = true;
+      this.slots.delete(slot.index);
+    }
+    await Promise.all(chosen.map((slot) => this.retireSlot(slot, gracefulTimeout)));
+  }
+
+  /**
+   * Replaces the worker of `slot` by a new one: the new one is started and must be ready before
+   * the old one is asked to stop. Rejects with `worker_failed` if the new one dies first (the
+   * old one stays).
+   */
+  async replace(slot: WorkerSlot, gracefulTimeout: number): Promise<void> {
+    this.assertRunning();
+    if (slot.removed) return;
+    const old = slot.current;
+    if (old === undefined || old.state !== 'ready') {
+      // Nothing healthy to keep up meanwhile: start afresh, without waiting out a backoff.
+      if (slot.retryTimer) clearTimeout(slot.retryTimer);
+      slot.retryTimer = undefined;
+      slot.failures = 0;
+      if (old) {
+        slot.current = undefined;
+        slot.retiring.add(old);
+        void this.stopWorker(old, gracefulTimeout);
+      }
+      this.startWorker(slot, false);
+      await slot.whenReady();
+      return;
+    }
+    const successor = this.startWorker(slot, false, true);
+    await new Promise<void>((resolve, reject) => {
+      if (successor.state === 'ready') resolve();
+      successor.exited.then(() =>
+        reject(
+          new SupervisorError(
+            ErrorCodes.workerFailed,
+            `replacement of worker ${slot.index} failed: ${successor.describeFailure()}`,
+          ),
+        ),
+      );
+      this.readyListeners.set(successor, resolve);
+    }).finally(() => this.readyListeners.delete(successor));
+    if (slot.successor === successor) slot.successor = undefined;
+    if (slot.current === old) slot.current = successor;
+    if (old.alive) {
+      slot.retiring.add(old);
+      await this.stopWorker(old, gracefulTimeout);
+    }
+  }
+
+  /** Replaces every worker, one slot at a time (never fewer than N − 1 ready). */
+  async rollingRestart(gracefulTimeout: number): Promise<void> {
+    for (const slot of [...this.slots.values()].sort((a, b) => a.index - b.index)) {
+      if (!slot.removed) await this.replace(slot, gracefulTimeout);
+    }
+  }
+
+  /**
+   * Stops every worker: `shutdown` to each, SIGKILL to those left after `gracefulTimeout`.
+   * Resolves with the number of workers that had to be killed. No worker is revived after this.
+   */
+  async stopAll(gracefulTimeout: number): Promise<number> {
+    this.stopping = true;
+    clearInterval(this.sampler);
+    const slots = [...this.slots.values()];
+    this.slots.clear();
+    for (const slot of slots) slot.removed = true;
+    const killed = await Promise.all(slots.map((slot) => this.retireSlot(slot, gracefulTimeout)));
+    await Promise.all([...this.logs.values()].map((log) => log.close()));
+    return killed.reduce((sum, n) => sum + n, 0);
+  }
+
+  /** SIGKILLs every worker at once (the second signal). No worker is revived after this. */
+  killAll(): void {
+    this.stopping = true;
+    clearInterval(this.sampler);
+    for (const slot of this.slots.values()) {
+      slot.removed = true;
+      if (slot.retryTimer) clearTimeout(slot.retryTimer);
+    }
+    for (const worker of this.processes()) worker.signal('SIGKILL');
+  }
+
+  /** Status of every worker process, ordered by index (a crash-looping slot shows pid null). */
+  statuses(): WorkerStatus[] {
+    const out: WorkerStatus[] = [];
+    for (const slot of [...this.slots.values()].sort((a, b) => a.index - b.index)) {
+      const crashLooping = slot.crashLooping;
+      const base = {
+        index: slot.index,
+        restarts: slot.restarts,
+        lastStderr: crashLooping ? [...slot.lastFailureStderr] : [],
+        nextAttemptAt:
+          crashLooping && slot.current === undefined && slot.nextAttemptAt
+            ? slot.nextAttemptAt.toISOString()
+            : null,
+      };
+      if (slot.current) {
+        out.push({
+          ...workerFields(slot.current),
+          ...base,
+          state: crashLooping ? 'crash-looping' : slot.current.state,
+        });
+      } else {
+        out.push({
+          ...base,
+          pid: null,
+          state: 'crash-looping',
+          startedAt: null,
+          lastHeartbeatAt: null,
+          cpu: null,
+          memory: null,
+          slotsUsed: 0,
+          slotsTotal: 0,
+          activePks: [],
+        });
+      }
+      for (const other of [slot.successor, ...slot.retiring]) {
+        if (other?.alive) {
+          out.push({ ...workerFields(other), ...base, lastStderr: [], nextAttemptAt: null });
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Samples cpu and memory of every worker, unless a sample is younger than `maxAge` seconds. */
+  async refreshUsage(maxAge = 1): Promise<void> {
+    if (Date.now() - this.lastSampleAt < maxAge * 1000) return;
+    await this.sample();
+  }
+
+  /** Pid-to-worker samples via pidusage (one call for all workers). */
+  private sample(): Promise<void> {
+    if (this.sampling) return this.sampling;
+    const workers = this.processes().filter((w) => w.alive && w.pid !== undefined);
+    if (workers.length === 0) return Promise.resolve();
+    this.sampling = pidusage(
+      workers.map((w) => w.pid as number),
+      { maxage: 10_000 },
+    )
+      .then((stats) => {
+        this.lastSampleAt = Date.now();
+        for (const worker of workers) {
+          const stat = stats[String(worker.pid)];
+          if (!stat) continue;
+          worker.cpu = Math.round(stat.cpu * 10) / 10;
+          worker.memory = Math.round(stat.memory);
+          this.checkMemory(worker);
+        }
+      })
+      .catch(() => {})
+      .finally(() => {
+        this.sampling = undefined;
+      });
+    return this.sampling;
+  }
+
+  private checkMemory(worker: WorkerProcess): void {
+    const max = this.options.maxMemory;
+    if (max <= 0 || worker.state !== 'ready' || worker.memory === null) return;
+    worker.overMemorySamples = worker.memory > max ? worker.overMemorySamples + 1 : 0;
+    if (worker.overMemorySamples < 2) return;
+    const slot = this.slots.get(worker.index);
+    if (!slot || slot.current !== worker || slot.replacing || this.stopping) return;
+    slot.replacing = true;
+    this.options.logger.warn(
+      `worker ${worker.index} (pid ${worker.pid}) uses ${worker.memory} bytes, above daemon.worker_max_memory ${max}: replacing it`,
+    );
+    this.options.onOverMemory?.(slot);
+  }
+
+  private readonly readyListeners = new Map<WorkerProcess, () => void>();
+
+  private startWorker(slot: WorkerSlot, isRestart: boolean, asSuccessor = false): WorkerProcess {
+    slot.retryTimer = undefined;
+    slot.nextAttemptAt = undefined;
+    if (isRestart) slot.restarts++;
+    const worker = new WorkerProcess(slot.index, this.options.spawn, this.logFor(slot.index), {
+      onReady: (w) => {
+        const listener = this.readyListeners.get(w);
+        if (listener) listener();
+        if (slot.current === w) slot.settleWaiters();
+      },
+      onExit: (w, exit) => this.onWorkerExit(slot, w, exit),
+      onFatal: (w) => {
+        // A worker that declared itself dead must not linger.
+        setTimeout(() => w.signal('SIGKILL'), 2000).unref();
+      },
+      onInvalidMessage: (w, problem) =>
+        this.options.logger.warn(
+          `worker ${w.index} (pid ${w.pid}) sent an invalid message: ${problem}`,
+        ),
+    });
+    if (asSuccessor) slot.successor = worker;
+    else slot.current = worker;
+    this.options.logger.info(
+      `worker ${slot.index} started (pid ${worker.pid ?? '?'}${isRestart ? `, restart ${slot.restarts}` : ''}${asSuccessor ? ', as replacement' : ''})`,
+    );
+    return worker;
+  }
+
+  private onWorkerExit(slot: WorkerSlot, worker: WorkerProcess, exit: WorkerExit): void {
+    if (slot.successor === worker) {
+      slot.successor = undefined;
+      this.options.logger.warn(
+        `replacement for worker ${slot.index} ${describeExit(exit)} before it took over`,
+      );
+      return;
+    }
+    if (slot.retiring.delete(worker)) {
+      this.options.logger.info(
+        `worker ${slot.index} (pid ${worker.pid}) stopped (${describeExit(exit)})`,
+      );
+      return;
+    }
+    if (slot.current !== worker) return;
+    slot.current = undefined;
+    if (slot.removed || this.stopping) {
+      slot.settleWaiters(
+        new SupervisorError(ErrorCodes.shuttingDown, `worker ${slot.index} was stopped`),
+      );
+      return;
+    }
+    slot.failures = nextFailureCount(slot.failures, worker.readyFor());
+    slot.lastFailureStderr = [...worker.stderrTail];
+    if (worker.fatal !== undefined) slot.lastFailureStderr.push(worker.fatal);
+    const failure = worker.describeFailure();
+    slot.settleWaiters(new SupervisorError(ErrorCodes.workerFailed, failure));
+    this.options.onUnexpectedExit?.(slot, worker);
+    if (slot.removed || this.stopping) return;
+    if (slot.successor) {
+      // A replacement is already starting: it takes the slot over.
+      slot.current = slot.successor;
+      slot.successor = undefined;
+      this.options.logger.warn(`worker ${slot.index} died during its replacement: ${failure}`);
+      return;
+    }
+    const delay = crashBackoffDelay(slot.failures, this.options.backoff);
+    if (delay === 0) {
+      this.options.logger.warn(`${failure}; reviving it`);
+      this.startWorker(slot, true);
+      return;
+    }
+    slot.nextAttemptAt = new Date(Date.now() + delay * 1000);
+    this.options.logger.warn(
+      `${failure}; worker ${slot.index} is crash-looping (${slot.failures} quick failures), next attempt in ${delay} s`,
+    );
+    slot.retryTimer = setTimeout(() => {
+      if (!slot.removed && !this.stopping && slot.current === undefined)
+        this.startWorker(slot, true);
+    }, delay * 1000);
+  }
+
+  /** Stops everything of a removed slot; resolves with the number of SIGKILLed workers. */
+  private async retireSlot(slot: WorkerSlot, gracefulTimeout: number): Promise<number> {
+    if (slot.retryTimer) clearTimeout(slot.retryTimer);
+    slot.retryTimer = undefined;
+    const workers = [slot.current, slot.successor, ...slot.retiring].filter(
+      (w): w is WorkerProcess => w !== undefined,
+    );
+    for (const worker of workers) if (worker !== slot.current) slot.retiring.add(worker);
+    const killed = await Promise.all(workers.map((w) => this.stopWorker(w, gracefulTimeout)));
+    slot.settleWaiters(
+      new SupervisorError(ErrorCodes.shuttingDown, `worker ${slot.index} was stopped`),
+    );
+    return killed.filter(Boolean).length;
+  }
+
+  /** `shutdown`, then SIGKILL after `gracefulTimeout`; resolves true when it had to kill. */
+  private async stopWorker(worker: WorkerProcess, gracefulTimeout: number): Promise<boolean> {
+    if (!worker.alive) {
+      await worker.exited;
+      return false;
+    }
+    worker.requestShutdown(gracefulTimeout);
+    const timer = sleep(gracefulTimeout * 1000).then(() => 'timeout' as const);
+    if ((await Promise.race([worker.exited, timer])) !== 'timeout') return false;
+    this.options.logger.warn(
+      `worker ${worker.index} (pid ${worker.pid}) still runs ${gracefulTimeout} s after shutdown: SIGKILL`,
+    );
+    worker.signal('SIGKILL');
+    await Promise.race([worker.exited, sleep(5000)]);
+    return true;
+  }
+
+  private processes(): WorkerProcess[] {
+    const all: WorkerProcess[] = [];
+    for (const slot of this.slots.values()) {
+      if (slot.current) all.push(slot.current);
+      if (slot.successor) all.push(slot.successor);
+      all.push(...slot.retiring);
+    }
+    return all;
+  }
+
+  private freeIndex(): number {
+    let index = 0;
+    while (this.slots.has(index)) index++;
+    return index;
+  }
+
+  private logFor(index: number): RotatingLog {
+    let log = this.logs.get(index);
+    if (!log) {
+      log = new RotatingLog(
+        join(this.options.logDir, `worker-${index}.log`),
+        this.options.logRotation,
+      );
+      this.logs.set(index, log);
+    }
+    return log;
+  }
+
+  private assertRunning(): void {
+    if (this.stopping) {
+      throw new SupervisorError(ErrorCodes.shuttingDown, 'the daemon is shutting down');
+    }
+  }
+}
+
+function age(slot: WorkerSlot): number {
+  // Smaller = younger. Slots without a ready worker count as youngest.
+  const worker = slot.current;
+  if (worker?.state !== 'ready') return Number.NEGATIVE_INFINITY;
+  return -worker.startedAt.getTime();
+}
+
+function workerFields(worker: WorkerProcess) {
+  return {
+    pid: worker.pid ?? null,
+    state: worker.state,
+    startedAt: worker.startedAt.toISOString(),
+    lastHeartbeatAt: worker.lastHeartbeatAt?.toISOString() ?? null,
+    cpu: worker.cpu,
+    memory: worker.memory,
+    slotsUsed: worker.slotsUsed,
+    slotsTotal: worker.slotsTotal,
+    activePks: [...worker.activePks],
+  };
+}
