@@ -1,0 +1,90 @@
+import { Command, CommanderError } from 'commander';
+import { registerConfigCommands } from './commands/config.js';
+import { registerDaemonCommands } from './commands/daemon.js';
+import { registerDemoCommand } from './commands/demo.js';
+import { registerPrestoCommand } from './commands/presto.js';
+import { registerProcessCommands } from './commands/process.js';
+import { registerProfileCommands } from './commands/profile.js';
+import { registerStatusCommand } from './commands/status.js';
+import { describeError, ExitCodes } from './errors.js';
+import { withExamples } from './help.js';
+import { echoError } from './output.js';
+import { CLI_VERSION } from './version.js';
+
+/**
+ * Builds the `aiida` program: every command, `-p/--profile` for all of them, `--help` with
+ * examples on each, and errors reported as one line plus a hint (see {@link main}).
+ */
+export function createProgram(): Command {
+  const program = new Command('aiida')
+    .description(
+      'The command line of AiiDA in TypeScript: profiles, options, the daemon and its processes.',
+    )
+    .version(CLI_VERSION, '-V, --version', 'Print the version and exit.')
+    .helpOption('-h, --help', 'Show help for the command, with examples.')
+    .helpCommand('help [command]', 'Show help for a command.')
+    .option(
+      '-p, --profile <name>',
+      'The profile to use (default: $AIIDA_PROFILE, else the default profile).',
+    );
+  withExamples(program, [
+    'aiida presto                       # a working profile with defaults',
+    'aiida daemon start 2',
+    'aiida process submit core.arithmetic.add -i x=1 -i y=2 --wait',
+    'aiida process list -a',
+    'aiida -p other daemon status',
+    'aiida status',
+  ]);
+  registerPrestoCommand(program);
+  registerProfileCommands(program);
+  registerConfigCommands(program);
+  registerDaemonCommands(program);
+  registerProcessCommands(program);
+  registerStatusCommand(program);
+  registerDemoCommand(program);
+  configureErrors(program, 'aiida');
+  return program;
+}
+
+/**
+ * Gives every command of the tree the same error behaviour: commander's own usage errors become
+ * one line `Error: ...` plus a hint naming the command's `--help`, and are thrown (not exited) so
+ * that {@link main} picks the exit code.
+ */
+function configureErrors(command: Command, path: string): void {
+  command.exitOverride();
+  command.configureOutput({
+    outputError: (text) => {
+      const message = text.trim().replace(/^error:\s*/i, '');
+      echoError(
+        message.charAt(0).toUpperCase() + message.slice(1),
+        `Run \`${path} --help\` for usage and examples.`,
+      );
+    },
+  });
+  for (const sub of command.commands) configureErrors(sub, `${path} ${sub.name()}`);
+}
+
+/**
+ * Runs the `aiida` command line on `argv` (as `process.argv`: node, script, then arguments) and
+ * resolves to the exit code: 0 on success, 1 on failure, 2 for a bad command line, 3 when the
+ * daemon is not running. Errors are printed, never thrown.
+ */
+export async function main(argv: string[] = process.argv): Promise<number> {
+  const program = createProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : ExitCodes.ok;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // `--help` and `--version` end with exit code 0; usage errors were printed by outputError.
+      return error.exitCode === 0 ? ExitCodes.ok : ExitCodes.usage;
+    }
+    const report = describeError(error);
+    if (process.env.AIIDA_CLI_DEBUG === '1' && error instanceof Error) {
+      process.stderr.write(`${error.stack ?? error.message}\n`);
+    }
+    echoError(report.message, report.hint);
+    return report.exitCode;
+  }
+}

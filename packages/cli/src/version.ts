@@ -1,0 +1,8 @@
+import { readFileSync } from 'node:fs';
+
+/** The version of `@aiida/cli`, from its `package.json`. */
+export const CLI_VERSION: string = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  }
+).version;
