@@ -1,0 +1,173 @@
+import { rmSync } from 'node:fs';
+import {
+  type BrokerSettings,
+  createProfile,
+  deleteProfile,
+  getConfigFilePath,
+  getDaemonDir,
+  getRedactedBrokerUrl,
+  getStorageDir,
+  listProfiles,
+  type Profile,
+  setDefaultProfile,
+} from '@aiida/config';
+import type { Command } from 'commander';
+import { checkBroker } from '../broker-check.js';
+import { globalOptions } from '../context.js';
+import { CliError, ExitCodes } from '../errors.js';
+import { withExamples } from '../help.js';
+import { echo, echoInline, echoReport, echoSuccess, failedMark, okMark } from '../output.js';
+import { parsePort, parseSeconds } from '../parse.js';
+import { initialiseStorage } from '../storage-check.js';
+
+interface PrestoOptions {
+  brokerHost?: string;
+  brokerPort?: number;
+  brokerUsername?: string;
+  brokerPassword?: string;
+  brokerVirtualHost?: string;
+  timeout: number;
+}
+
+/** `aiida presto`: a working profile from defaults, checked against the broker, made default. */
+export function registerPrestoCommand(program: Command): void {
+  const command = program
+    .command('presto')
+    .summary('Create a working profile with defaults, and make it the default profile.')
+    .description(
+      'Create a working profile with defaults: an SQLite store under $AIIDA_PATH/.aiida/storage, ' +
+        'and RabbitMQ at 127.0.0.1:5672 (guest/guest), or what the environment variables ' +
+        'AIIDA_BROKER_HOST, AIIDA_BROKER_PORT, AIIDA_BROKER_USERNAME, AIIDA_BROKER_PASSWORD and ' +
+        'AIIDA_BROKER_VIRTUAL_HOST say (the --broker-* options win over them). Checks that the ' +
+        'broker answers; if it does not, nothing is left behind. The profile is named by ' +
+        '-p/--profile, else `presto` (or `presto-2`, ... when taken).',
+    )
+    .option('--broker-host <host>', 'Broker host (default: $AIIDA_BROKER_HOST, else 127.0.0.1).')
+    .option(
+      '--broker-port <port>',
+      'Broker port (default: $AIIDA_BROKER_PORT, else 5672).',
+      parsePort,
+    )
+    .option(
+      '--broker-username <name>',
+      'Broker user (default: $AIIDA_BROKER_USERNAME, else guest).',
+    )
+    .option(
+      '--broker-password <password>',
+      'Broker password (default: $AIIDA_BROKER_PASSWORD, else guest).',
+    )
+    .option(
+      '--broker-virtual-host <vhost>',
+      'Broker virtual host (default: $AIIDA_BROKER_VIRTUAL_HOST, else the default one).',
+    )
+    .option(
+      '-t, --timeout <seconds>',
+      'How long to wait for the broker to answer, in seconds.',
+      parseSeconds,
+      5,
+    )
+    .action(async (options: PrestoOptions, cmd: Command) => {
+      await presto(globalOptions(cmd).profile, options);
+    });
+  withExamples(command, [
+    'aiida presto',
+    'aiida -p work presto',
+    'AIIDA_BROKER_HOST=rabbit.local AIIDA_BROKER_PORT=5673 aiida presto',
+  ]);
+}
+
+/**
+ * Creates a profile named `requestedName` (else a free `presto[-N]`) from the broker settings of
+ * the options and environment, checks the broker answers, initialises the store and makes it the
+ * default. On failure nothing of the profile is left behind.
+ */
+export async function presto(
+  requestedName: string | undefined,
+  options: PrestoOptions,
+): Promise<Profile> {
+  const broker = brokerSettingsFromEnvironment(options);
+  const name = requestedName ?? freePrestoName();
+  const profile = createProfile({ name, broker, setDefault: false, pluginBaseDir: process.cwd() });
+  const url = getRedactedBrokerUrl(profile);
+  echoInline(`Checking the broker at ${url}... `);
+  const check = await checkBroker(profile, options.timeout);
+  if (!check.ok) {
+    echo(failedMark());
+    removeProfileEverywhere(profile);
+    throw new CliError(
+      'broker_unreachable',
+      `Could not connect to the broker at ${url}: ${check.error?.message ?? 'unknown error'}. ` +
+        `No profile was created.`,
+      {
+        hint:
+          'Is RabbitMQ running there? Point to it with AIIDA_BROKER_HOST/_PORT/_USERNAME/' +
+          '_PASSWORD/_VIRTUAL_HOST or --broker-host/--broker-port.',
+        exitCode: ExitCodes.failure,
+      },
+    );
+  }
+  echo(`${okMark()}${check.version ? ` (${check.version})` : ''}`);
+  try {
+    await initialiseStorage(profile);
+  } catch (error) {
+    removeProfileEverywhere(profile);
+    throw error;
+  }
+  setDefaultProfile(name);
+  echoReport(`Storage: SQLite at ${profile.storage.config.filepath}`);
+  echoSuccess(`Created new profile \`${name}\` in ${getConfigFilePath(profile.aiidaPath)}.`);
+  echoSuccess('Configured the new profile as default.');
+  return profile;
+}
+
+/** `presto`, or `presto-2`, `presto-3`, ... when taken (as `verdi presto` does). */
+function freePrestoName(): string {
+  const taken = new Set(listProfiles().map((p) => p.name));
+  if (!taken.has('presto')) return 'presto';
+  for (let i = 2; ; i += 1) if (!taken.has(`presto-${i}`)) return `presto-${i}`;
+}
+
+/** Broker settings from the `--broker-*` options, else the `AIIDA_BROKER_*` variables. */
+export function brokerSettingsFromEnvironment(
+  options: Partial<PrestoOptions> = {},
+  env: NodeJS.ProcessEnv = process.env,
+): Partial<BrokerSettings> {
+  const settings: Partial<BrokerSettings> = {};
+  const pick = (flag: string | undefined, variable: string): string | undefined =>
+    flag ?? (env[variable] === '' ? undefined : env[variable]);
+  const host = pick(options.brokerHost, 'AIIDA_BROKER_HOST');
+  if (host !== undefined) settings.host = host;
+  if (options.brokerPort !== undefined) settings.port = options.brokerPort;
+  else if (env.AIIDA_BROKER_PORT !== undefined && env.AIIDA_BROKER_PORT !== '') {
+    const port = Number(env.AIIDA_BROKER_PORT);
+    if (!Number.isInteger(port) || port < 1 || port > 65_535) {
+      throw new CliError(
+        'option_invalid',
+        `AIIDA_BROKER_PORT='${env.AIIDA_BROKER_PORT}' is not a port number (expected 1 to 65535).`,
+        {
+          hint: 'Fix or unset the environment variable AIIDA_BROKER_PORT.',
+          exitCode: ExitCodes.usage,
+        },
+      );
+    }
+    settings.port = port;
+  }
+  const username = pick(options.brokerUsername, 'AIIDA_BROKER_USERNAME');
+  if (username !== undefined) settings.username = username;
+  const password = pick(options.brokerPassword, 'AIIDA_BROKER_PASSWORD');
+  if (password !== undefined) settings.password = password;
+  const vhost = options.brokerVirtualHost ?? env.AIIDA_BROKER_VIRTUAL_HOST;
+  if (vhost !== undefined) settings.virtualHost = vhost;
+  return settings;
+}
+
+/** Removes a profile that must not stay: its config entry and any folder made for it. */
+function removeProfileEverywhere(profile: Profile): void {
+  try {
+    deleteProfile(profile.name);
+  } catch {
+    // Already gone.
+  }
+  rmSync(getStorageDir(profile), { recursive: true, force: true });
+  rmSync(getDaemonDir(profile), { recursive: true, force: true });
+}

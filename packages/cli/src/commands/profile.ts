@@ -1,0 +1,261 @@
+import { rmSync } from 'node:fs';
+import {
+  type BrokerSettings,
+  createProfile,
+  deleteProfile,
+  formatOptionValue,
+  getConfigDir,
+  getDaemonDir,
+  getDefaultProfileName,
+  getProfile,
+  getRedactedBrokerUrl,
+  getStorageDir,
+  listProfiles,
+  type Profile,
+  setDefaultProfile,
+} from '@aiida/config';
+import type { Command } from 'commander';
+import { checkBroker } from '../broker-check.js';
+import { confirm } from '../confirm.js';
+import { globalOptions } from '../context.js';
+import { isDaemonRunning } from '../daemon-access.js';
+import { CliError } from '../errors.js';
+import { withExamples } from '../help.js';
+import {
+  echo,
+  echoInline,
+  echoJson,
+  echoReport,
+  echoSuccess,
+  echoWarning,
+  failedMark,
+  okMark,
+  paint,
+} from '../output.js';
+import { parseChoice, parseKeyValue, parsePort, parseSeconds } from '../parse.js';
+import { initialiseStorage } from '../storage-check.js';
+
+/** `aiida profile list|show|setup|set-default|delete`. */
+export function registerProfileCommands(program: Command): void {
+  const group = program
+    .command('profile')
+    .summary('Inspect and manage the profiles.')
+    .description(
+      'Inspect and manage the profiles of $AIIDA_PATH/.aiida/config.json. A profile is one ' +
+        'independent installation: its store, its broker settings, its daemon and its options.',
+    );
+  withExamples(group, [
+    'aiida profile list',
+    'aiida profile show',
+    'aiida profile set-default work',
+  ]);
+
+  const list = group
+    .command('list')
+    .description('List the profiles; the default one is marked with `*`.')
+    .option('--json', 'Print the profiles as JSON.')
+    .action((options: { json?: boolean }) => {
+      const profiles = listProfiles();
+      const defaultName = getDefaultProfileName();
+      if (options.json) {
+        echoJson(profiles.map((p) => ({ ...redactedProfile(p), default: p.name === defaultName })));
+        return;
+      }
+      echoReport(`configuration folder: ${getConfigDir()}`);
+      if (profiles.length === 0) {
+        echoWarning('no profiles configured: run `aiida presto` to create one.');
+        return;
+      }
+      for (const profile of profiles) {
+        echo(
+          profile.name === defaultName
+            ? `${paint('*', 'green')} ${paint(profile.name, 'bold')}`
+            : `  ${profile.name}`,
+        );
+      }
+    });
+  withExamples(list, ['aiida profile list', 'aiida profile list --json']);
+
+  const show = group
+    .command('show')
+    .description('Show the settings of a profile (the password redacted).')
+    .argument('[name]', 'The profile (default: -p/--profile, else the default profile).')
+    .option('--json', 'Print the profile as JSON.')
+    .action((name: string | undefined, options: { json?: boolean }, cmd: Command) => {
+      const profile = getProfile(name ?? globalOptions(cmd).profile);
+      const isDefault = getDefaultProfileName() === profile.name;
+      if (options.json) {
+        echoJson({ ...redactedProfile(profile), default: isDefault });
+        return;
+      }
+      echoReport(`Profile: ${profile.name}${isDefault ? ' (default)' : ''}`);
+      const broker = profile.broker.config;
+      const lines: [string, string][] = [
+        ['uuid', profile.uuid],
+        ['storage', `${profile.storage.backend} ${profile.storage.config.filepath}`],
+        ['broker', `${profile.broker.backend} ${getRedactedBrokerUrl(profile)}`],
+        ['broker queue type', broker.queueType],
+        ['plugin base dir', profile.pluginBaseDir],
+        ['daemon folder', getDaemonDir(profile)],
+      ];
+      const width = Math.max(...lines.map(([key]) => key.length)) + 1;
+      for (const [key, value] of lines) echo(`${`${key}:`.padEnd(width)} ${value}`);
+      const options_ = Object.entries(profile.options);
+      echo(`options:${options_.length === 0 ? ' (none set; see `aiida config list`)' : ''}`);
+      for (const [option, value] of options_) {
+        echo(`  ${option}: ${formatOptionValue(option, value)}`);
+      }
+    });
+  withExamples(show, ['aiida profile show', 'aiida profile show work --json']);
+
+  const setup = group
+    .command('setup')
+    .description(
+      'Create a profile with explicit settings, without prompting. Unlike `aiida presto` it ' +
+        'reads no environment variables and checks the broker only with --check.',
+    )
+    .argument('<name>', 'Name of the new profile (letters, digits, ., _ and -).')
+    .option('--broker-protocol <protocol>', 'amqp or amqps.', parseChoice(['amqp', 'amqps']))
+    .option('--broker-host <host>', 'Broker host. (default: 127.0.0.1)')
+    .option('--broker-port <port>', 'Broker port. (default: 5672)', parsePort)
+    .option('--broker-username <name>', 'Broker user. (default: guest)')
+    .option('--broker-password <password>', 'Broker password. (default: guest)')
+    .option('--broker-virtual-host <vhost>', 'Broker virtual host. (default: the default one)')
+    .option(
+      '--broker-queue-type <type>',
+      'Type of the process queue, fixed once created: classic or quorum. (default: classic)',
+      parseChoice(['classic', 'quorum']),
+    )
+    .option(
+      '--plugin-base-dir <dir>',
+      'Folder that plugin modules are resolved from. (default: the current folder)',
+    )
+    .option(
+      '-o, --option <name=value>',
+      'Set an option on the profile (repeatable; see `aiida config list`).',
+      parseKeyValue,
+    )
+    .option('--set-default', 'Make it the default profile.')
+    .option('--check', 'Check that the broker answers; on failure nothing is created.')
+    .option('-t, --timeout <seconds>', 'How long --check waits for the broker.', parseSeconds, 5)
+    .action(async (name: string, options: SetupOptions) => {
+      const broker: Partial<BrokerSettings> = {};
+      if (options.brokerProtocol) broker.protocol = options.brokerProtocol;
+      if (options.brokerHost) broker.host = options.brokerHost;
+      if (options.brokerPort) broker.port = options.brokerPort;
+      if (options.brokerUsername !== undefined) broker.username = options.brokerUsername;
+      if (options.brokerPassword !== undefined) broker.password = options.brokerPassword;
+      if (options.brokerVirtualHost !== undefined) broker.virtualHost = options.brokerVirtualHost;
+      if (options.brokerQueueType) broker.queueType = options.brokerQueueType;
+      const profile = createProfile({
+        name,
+        broker,
+        pluginBaseDir: options.pluginBaseDir ?? process.cwd(),
+        options: options.option ?? {},
+        setDefault: false,
+      });
+      if (options.check) {
+        const url = getRedactedBrokerUrl(profile);
+        echoInline(`Checking the broker at ${url}... `);
+        const check = await checkBroker(profile, options.timeout);
+        if (!check.ok) {
+          echo(failedMark());
+          deleteProfile(name);
+          throw new CliError(
+            'broker_unreachable',
+            `Could not connect to the broker at ${url}: ${check.error?.message}. No profile was created.`,
+            { hint: 'Check --broker-host and --broker-port, and that RabbitMQ is running.' },
+          );
+        }
+        echo(okMark());
+      }
+      await initialiseStorage(profile);
+      if (options.setDefault) setDefaultProfile(name);
+      echoSuccess(`Created new profile \`${name}\`.`);
+      if (options.setDefault || getDefaultProfileName() === name) {
+        echoSuccess(`\`${name}\` is the default profile.`);
+      }
+    });
+  withExamples(setup, [
+    'aiida profile setup work --broker-host 10.0.0.5 --set-default',
+    'aiida profile setup ci -o daemon.default_workers=2 -o daemon.timeout=20 --check',
+  ]);
+
+  const setDefault = group
+    .command('set-default')
+    .description('Make a profile the default one.')
+    .argument('<name>', 'The profile.')
+    .action((name: string) => {
+      setDefaultProfile(name);
+      echoSuccess(`\`${name}\` is now the default profile.`);
+    });
+  withExamples(setDefault, ['aiida profile set-default work']);
+
+  const del = group
+    .command('delete')
+    .description(
+      'Delete profiles from the config. Their store and daemon folders stay on disk unless ' +
+        '--delete-data is given. Refuses a profile whose daemon is running.',
+    )
+    .argument('<name...>', 'The profiles to delete.')
+    .option('--delete-data', "Also delete the profiles' store and daemon folders.")
+    .option('-y, --yes', 'Do not ask for confirmation.')
+    .action(async (names: string[], options: { deleteData?: boolean; yes?: boolean }) => {
+      const profiles = names.map((name) => getProfile(name));
+      for (const profile of profiles) {
+        if (await isDaemonRunning(profile)) {
+          throw new CliError(
+            'daemon_running',
+            `The daemon of profile '${profile.name}' is running; it was not deleted.`,
+            { hint: `Stop it first: \`aiida -p ${profile.name} daemon stop\`.` },
+          );
+        }
+      }
+      const what = options.deleteData ? 'and all their data ' : '';
+      const ok = await confirm(`Delete the profiles ${names.join(', ')} ${what}?`, !!options.yes);
+      if (!ok) {
+        echoReport('Nothing was deleted.');
+        return;
+      }
+      for (const profile of profiles) {
+        deleteProfile(profile.name);
+        if (options.deleteData) {
+          rmSync(getStorageDir(profile), { recursive: true, force: true });
+          rmSync(getDaemonDir(profile), { recursive: true, force: true });
+          echoSuccess(`Deleted profile \`${profile.name}\` and its data.`);
+        } else {
+          echoSuccess(
+            `Deleted profile \`${profile.name}\`; its data stays in ${getStorageDir(profile)}.`,
+          );
+        }
+      }
+    });
+  withExamples(del, ['aiida profile delete old -y', 'aiida profile delete a b --delete-data -y']);
+}
+
+interface SetupOptions {
+  brokerProtocol?: 'amqp' | 'amqps';
+  brokerHost?: string;
+  brokerPort?: number;
+  brokerUsername?: string;
+  brokerPassword?: string;
+  brokerVirtualHost?: string;
+  brokerQueueType?: 'classic' | 'quorum';
+  pluginBaseDir?: string;
+  option?: Record<string, unknown>;
+  setDefault?: boolean;
+  check?: boolean;
+  timeout: number;
+}
+
+/** A profile as JSON for people and scripts: the broker password replaced by `***`. */
+function redactedProfile(profile: Profile): Record<string, unknown> {
+  return {
+    ...profile,
+    broker: {
+      ...profile.broker,
+      config: { ...profile.broker.config, password: '***' },
+      url: getRedactedBrokerUrl(profile),
+    },
+  };
+}
