@@ -1,0 +1,319 @@
+import { existsSync } from 'node:fs';
+import { getOption, listProfiles, type Profile } from '@aiida/config';
+import type { Command } from 'commander';
+import { loadProfile } from '../context.js';
+import { daemonClientFor } from '../daemon-access.js';
+import { type DaemonStatus, renderDaemonStatus } from '../daemon-status-view.js';
+import { CliError, codeOf, describeError, ExitCodes } from '../errors.js';
+import { plural } from '../format.js';
+import { withExamples } from '../help.js';
+import { followFile, tailLines } from '../log-tail.js';
+import { echo, echoError, echoJson, echoReport, echoWarning, paint } from '../output.js';
+import { parseNonNegativeInt, parsePositiveInt, parseSeconds } from '../parse.js';
+import { step } from '../step.js';
+import { runForegroundWorker } from '../worker-program.js';
+
+interface TimeoutOption {
+  timeout?: number;
+}
+
+const TIMEOUT_HELP =
+  'How long to wait for the daemon to answer, in seconds (default: the option daemon.timeout).';
+
+/** `aiida daemon start|stop|restart|status|incr|decr|logshow|worker`. */
+export function registerDaemonCommands(program: Command): void {
+  const group = program
+    .command('daemon')
+    .summary('Start, stop, scale and inspect the daemon of a profile.')
+    .description(
+      "Start, stop, scale and inspect the profile's daemon: a background supervisor that runs " +
+        'worker processes, which take submitted processes off the broker and run them.',
+    );
+  withExamples(group, [
+    'aiida daemon start 2',
+    'aiida daemon status',
+    'aiida daemon incr 2',
+    'aiida daemon logshow -f',
+    'aiida daemon stop',
+  ]);
+
+  const start = group
+    .command('start')
+    .description(
+      'Start the daemon with NUMBER workers (default: the option daemon.default_workers). ' +
+        'Returns once every worker is connected to the broker and ready. Exit code 0 if the ' +
+        'daemon started, non-zero if not.',
+    )
+    .argument('[number]', 'Number of workers.', parsePositiveInt)
+    .option(
+      '--foreground',
+      'Run the daemon in this terminal until Ctrl+C or SIGTERM (for systemd and containers).',
+    )
+    .option('-t, --timeout <seconds>', TIMEOUT_HELP, parseSeconds)
+    .action(
+      async (
+        number: number | undefined,
+        options: TimeoutOption & { foreground?: boolean },
+        cmd: Command,
+      ) => {
+        const profile = loadProfile(cmd);
+        const numberWorkers = number ?? getOption('daemon.default_workers', { profile });
+        const client = daemonClientFor(profile);
+        if (options.foreground) {
+          echo(
+            `Starting the daemon with ${plural(numberWorkers, 'worker')} in the foreground ` +
+              '(Ctrl+C to stop)...',
+          );
+          await client.startDaemon({ numberWorkers, foreground: true, timeout: options.timeout });
+          echo('The daemon stopped.');
+          return;
+        }
+        await step(`Starting the daemon with ${plural(numberWorkers, 'worker')}`, () =>
+          client.startDaemon({ numberWorkers, timeout: options.timeout }),
+        );
+      },
+    );
+  withExamples(start, [
+    'aiida daemon start',
+    'aiida daemon start 4',
+    'aiida daemon start 2 --foreground',
+    'aiida -p work daemon start -t 30',
+  ]);
+
+  const stop = group
+    .command('stop')
+    .description(
+      'Stop the daemon: workers drain (up to daemon.graceful_timeout) and exit, then the ' +
+        'supervisor. A daemon that is not running counts as stopped (exit code 0).',
+    )
+    .option('--no-wait', 'Return once the daemon accepted the request; do not wait for it to exit.')
+    .option('--all', 'Stop the daemons of all profiles.')
+    .option('-t, --timeout <seconds>', TIMEOUT_HELP, parseSeconds)
+    .action(async (options: TimeoutOption & { wait: boolean; all?: boolean }, cmd: Command) => {
+      const profiles = options.all ? listProfiles() : [loadProfile(cmd)];
+      let failed = false;
+      for (const profile of profiles) {
+        echo(`${paint('Profile:', ['blue', 'bold'])} ${paint(profile.name, 'bold')}`);
+        const client = daemonClientFor(profile);
+        try {
+          await step(
+            'Stopping the daemon',
+            () => client.stopDaemon({ wait: options.wait, timeout: options.timeout }),
+            (result) => {
+              if (result.staleStateRemoved) {
+                return paint('(it was not running; removed its stale state file)', 'dim');
+              }
+              if (!result.wasRunning) return paint('(it was not running)', 'dim');
+              if (result.killedWorkers > 0) {
+                return paint(
+                  `(${plural(result.killedWorkers, 'worker')} outlived daemon.graceful_timeout and was killed)`,
+                  'yellow',
+                );
+              }
+              return undefined;
+            },
+          );
+        } catch (error) {
+          if (!options.all) throw error;
+          const report = describeError(error);
+          echoError(report.message, report.hint);
+          failed = true;
+        }
+      }
+      if (failed) process.exitCode = ExitCodes.failure;
+    });
+  withExamples(stop, [
+    'aiida daemon stop',
+    'aiida daemon stop --all',
+    'aiida daemon stop --no-wait',
+  ]);
+
+  const restart = group
+    .command('restart')
+    .description(
+      'Replace every worker by a new one, one at a time (the daemon keeps serving). With --reset, ' +
+        'stop the whole daemon and start it again with daemon.default_workers workers.',
+    )
+    .option('--reset', 'Stop the daemon completely and start it again.')
+    .option('-t, --timeout <seconds>', TIMEOUT_HELP, parseSeconds)
+    .action(async (options: TimeoutOption & { reset?: boolean }, cmd: Command) => {
+      const profile = loadProfile(cmd);
+      const client = daemonClientFor(profile);
+      requireRunning(client, profile);
+      if (options.reset) {
+        const number = getOption('daemon.default_workers', { profile });
+        await step(`Restarting the daemon with ${plural(number, 'worker')} (reset)`, () =>
+          client.restartDaemon({ reset: true, timeout: options.timeout }),
+        );
+      } else {
+        await step('Restarting the daemon workers', () =>
+          client.restartDaemon({ timeout: options.timeout }),
+        );
+      }
+    });
+  withExamples(restart, ['aiida daemon restart', 'aiida daemon restart --reset']);
+
+  const status = group
+    .command('status')
+    .description(
+      'Print the status of the daemon: per worker its pid, state, CPU, memory, start, uptime, ' +
+        'restarts and slots; the last stderr lines of a crash-looping worker; a warning above ' +
+        '90 % slot use. Exit code 0 if the daemon runs, 3 if not.',
+    )
+    .option('--all', 'Show the daemons of all profiles.')
+    .option('--json', 'Print the status as JSON (an array with --all).')
+    .option('-t, --timeout <seconds>', TIMEOUT_HELP, parseSeconds)
+    .action(async (options: TimeoutOption & { all?: boolean; json?: boolean }, cmd: Command) => {
+      const profiles = options.all ? listProfiles() : [loadProfile(cmd)];
+      const results: DaemonStatusResult[] = [];
+      for (const profile of profiles) {
+        const result = await daemonStatusOf(profile, options.timeout);
+        results.push(result);
+        if (!options.json) printStatus(result);
+      }
+      if (options.json) echoJson(options.all ? results : results[0]);
+      if (results.some((r) => !r.running)) process.exitCode = ExitCodes.notRunning;
+    });
+  withExamples(status, [
+    'aiida daemon status',
+    'aiida daemon status --all',
+    'aiida daemon status --json',
+  ]);
+
+  const incr = group
+    .command('incr')
+    .description('Add NUMBER workers to the running daemon; returns once they are ready.')
+    .argument('[number]', 'Number of workers to add.', parsePositiveInt, 1)
+    .option('-t, --timeout <seconds>', TIMEOUT_HELP, parseSeconds)
+    .action(async (number: number, options: TimeoutOption, cmd: Command) => {
+      const client = daemonClientFor(loadProfile(cmd));
+      await step(`Starting ${plural(number, 'daemon worker')}`, () =>
+        client.increaseWorkers(number, { timeout: options.timeout }),
+      );
+    });
+  withExamples(incr, ['aiida daemon incr', 'aiida daemon incr 4']);
+
+  const decr = group
+    .command('decr')
+    .description(
+      'Stop NUMBER workers of the running daemon (the youngest, gracefully); returns once gone.',
+    )
+    .argument('[number]', 'Number of workers to stop.', parsePositiveInt, 1)
+    .option('-t, --timeout <seconds>', TIMEOUT_HELP, parseSeconds)
+    .action(async (number: number, options: TimeoutOption, cmd: Command) => {
+      const client = daemonClientFor(loadProfile(cmd));
+      await step(`Stopping ${plural(number, 'daemon worker')}`, () =>
+        client.decreaseWorkers(number, { timeout: options.timeout }),
+      );
+    });
+  withExamples(decr, ['aiida daemon decr', 'aiida daemon decr 2']);
+
+  const logshow = group
+    .command('logshow')
+    .description(
+      "Show the end of the daemon's log (the supervisor's, or a worker's with --worker); " +
+        'with -f keep showing what is appended until Ctrl+C.',
+    )
+    .option('-f, --follow', 'Keep showing new lines until Ctrl+C.')
+    .option(
+      '--worker <index>',
+      'Show the log of worker INDEX (as in `daemon status`).',
+      parseNonNegativeInt,
+    )
+    .option('-n, --lines <count>', 'Number of lines to show first.', parsePositiveInt, 50)
+    .action(async (options: { follow?: boolean; worker?: number; lines: number }, cmd: Command) => {
+      const profile = loadProfile(cmd);
+      const client = daemonClientFor(profile);
+      const file =
+        options.worker === undefined
+          ? client.supervisorLogFile
+          : client.workerLogFile(options.worker);
+      if (!existsSync(file)) {
+        throw new CliError('log_not_found', `No log file at ${file}.`, {
+          hint:
+            options.worker === undefined
+              ? `The daemon of profile '${profile.name}' has not run yet; start it with \`aiida daemon start\`.`
+              : 'Worker indexes are shown by `aiida daemon status`.',
+        });
+      }
+      echoReport(`${file}`);
+      for (const line of tailLines(file, options.lines)) echo(line);
+      if (!options.follow) return;
+      const controller = new AbortController();
+      const stopFollowing = () => controller.abort();
+      process.once('SIGINT', stopFollowing);
+      process.once('SIGTERM', stopFollowing);
+      await followFile(file, (text) => process.stdout.write(text), controller.signal);
+    });
+  withExamples(logshow, [
+    'aiida daemon logshow',
+    'aiida daemon logshow -f',
+    'aiida daemon logshow --worker 0 -n 200',
+  ]);
+
+  const worker = group
+    .command('worker')
+    .description(
+      'Run one worker in this terminal, outside the daemon, until Ctrl+C (for debugging). ' +
+        'Exits with the worker’s exit code.',
+    )
+    .action(async (_options: unknown, cmd: Command) => {
+      const profile = loadProfile(cmd);
+      echoReport(
+        `Running one worker of profile \`${profile.name}\` in the foreground (Ctrl+C to stop).`,
+      );
+      process.exitCode = await runForegroundWorker(profile);
+    });
+  withExamples(worker, ['aiida daemon worker', 'aiida -p work daemon worker']);
+}
+
+/** What `aiida daemon status --json` prints for one profile. */
+export interface DaemonStatusResult {
+  profile: string;
+  running: boolean;
+  /** The daemon's status when it runs, else null. */
+  status: DaemonStatus | null;
+  /** Why the status could not be read, else null. */
+  error: { code: string; message: string } | null;
+}
+
+/** Reads the status of a profile's daemon; never throws. */
+export async function daemonStatusOf(
+  profile: Profile,
+  timeout: number | undefined,
+): Promise<DaemonStatusResult> {
+  try {
+    const status = await daemonClientFor(profile).getStatus({ timeout });
+    return { profile: profile.name, running: true, status, error: null };
+  } catch (error) {
+    return {
+      profile: profile.name,
+      running: false,
+      status: null,
+      error: { code: codeOf(error) ?? 'daemon_error', message: describeError(error).message },
+    };
+  }
+}
+
+function printStatus(result: DaemonStatusResult): void {
+  echo(`${paint('Profile:', ['blue', 'bold'])} ${paint(result.profile, 'bold')}`);
+  if (result.status === null) {
+    const report = describeError(
+      Object.assign(new Error(result.error?.message), { code: result.error?.code }),
+    );
+    echoError(report.message, report.hint);
+    return;
+  }
+  const view = renderDaemonStatus(result.status);
+  echo(view.text);
+  for (const warning of view.warnings) echoWarning(warning);
+}
+
+function requireRunning(client: ReturnType<typeof daemonClientFor>, profile: Profile): void {
+  if (!client.isDaemonRunning) {
+    throw new CliError('not_running', `The daemon of profile '${profile.name}' is not running.`, {
+      hint: 'Start it with `aiida daemon start`.',
+      exitCode: ExitCodes.notRunning,
+    });
+  }
+}
