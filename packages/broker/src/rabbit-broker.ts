@@ -577,6 +577,9 @@ export class RabbitBroker {
               `(broker ${this.redactedUrl}, connection ${this.isConnected ? 'open' : 'down'})`,
           ),
       );
+      // rabbitmq-client emits basic.return on a setImmediate, while the confirm that follows it
+      // resolves at once: let that turn pass before looking for a return.
+      await new Promise((resolve) => setImmediate(resolve));
       const returned = this.#returned.get(messageId);
       if (returned) {
         throw new BrokerError(

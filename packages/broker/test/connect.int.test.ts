@@ -1,6 +1,7 @@
 import { createServer } from 'node:net';
 import { isBrokerError, RabbitBroker } from '@aiida/broker';
-import { createProfile } from '@aiida/config';
+import { createProfile, getBrokerUrl } from '@aiida/config';
+import { Connection } from 'rabbitmq-client';
 import { listQueues } from './rabbitmqctl.js';
 import { createTempProfile, type TempProfile, waitFor } from './support.js';
 
@@ -131,5 +132,109 @@ describe('RabbitBroker.connect', () => {
     });
     await fresh.close();
     await expect(fresh.connect()).rejects.toMatchObject({ code: 'broker_error' });
+  });
+
+  it('with failFast false, retries until its timeout and then names the last error', async () => {
+    const port = await freePort();
+    const profile = createProfile(
+      { name: `broker-retry-${process.pid}`, broker: { port } },
+      { aiidaPath: test.aiidaPath },
+    );
+    const bad = new RabbitBroker({
+      profile,
+      logger: silent,
+      reconnectDelay: { min: 0.1, max: 0.2 },
+    });
+    const started = Date.now();
+    const error = await bad.connect({ timeout: 1, failFast: false }).catch((e: unknown) => e);
+    const waited = Date.now() - started;
+    expect(waited).toBeGreaterThanOrEqual(950);
+    expect(waited).toBeLessThan(4000);
+    expect(error).toMatchObject({
+      code: 'broker_unreachable',
+      message: expect.stringMatching(/no connection within 1 s; last error: .*ECONNREFUSED/),
+    });
+    await bad.close();
+  });
+
+  it('declares quorum queues for a quorum profile, and a mismatching declarer is refused with a hint', async () => {
+    const profile = createProfile(
+      { name: `broker-quorum-${process.pid}`, broker: { queueType: 'quorum' } },
+      { aiidaPath: test.aiidaPath },
+    );
+    const quorum = new RabbitBroker({ profile, logger: silent });
+    await quorum.connect();
+    try {
+      const rows = await listQueues(quorum.topology.prefix, ['type', 'arguments']);
+      expect(rows.map((r) => [r.name, r.type]).sort()).toEqual(
+        [
+          [quorum.topology.dlq, 'quorum'],
+          [quorum.topology.processQueue, 'quorum'],
+        ].sort(),
+      );
+      const classicTwin = new RabbitBroker({
+        profile: {
+          ...profile,
+          broker: { ...profile.broker, config: { ...profile.broker.config, queueType: 'classic' } },
+        },
+        logger: silent,
+      });
+      const error = await classicTwin.connect().catch((e: unknown) => e);
+      expect(error).toMatchObject({
+        code: 'broker_error',
+        message: expect.stringMatching(/PRECONDITION_FAILED.*exists with other arguments/s),
+      });
+      expect(classicTwin.state).toBe('idle');
+      await classicTwin.close();
+    } finally {
+      await quorum.deleteTopology();
+      await quorum.close();
+    }
+    expect(await listQueues(quorum.topology.prefix, [])).toEqual([]);
+  });
+
+  it('rejects publish_failed when a task is unroutable (mandatory), with per-pk details for a batch', async () => {
+    const profile = createProfile(
+      { name: `broker-unroutable-${process.pid}` },
+      { aiidaPath: test.aiidaPath },
+    );
+    const lonely = new RabbitBroker({ profile, logger: silent });
+    await lonely.connect();
+    const raw = new Connection(getBrokerUrl(profile));
+    raw.on('error', () => {});
+    try {
+      await lonely.publishContinue(1); // the publisher's channel is now set up
+      await raw.queueDelete({ queue: lonely.topology.processQueue });
+      const error = await lonely.publishContinue(2).catch((e: unknown) => e);
+      expect(isBrokerError(error) && error.code).toBe('publish_failed');
+      expect((error as Error).message).toMatch(/task of process 2 was unroutable \(NO_ROUTE\)/);
+      const many = await lonely.publishContinueMany([3, 4]).catch((e: unknown) => e);
+      expect(many).toMatchObject({
+        code: 'publish_failed',
+        details: { confirmed: [], failed: [3, 4] },
+      });
+    } finally {
+      await raw.close();
+      await lonely.deleteTopology().catch(() => {});
+      await lonely.close();
+    }
+  });
+
+  it('a publisher whose exchange was deleted redeclares the topology on its retry', async () => {
+    const profile = createProfile(
+      { name: `broker-redeclare-${process.pid}` },
+      { aiidaPath: test.aiidaPath },
+    );
+    const broker2 = new RabbitBroker({ profile, logger: silent });
+    await broker2.connect();
+    try {
+      await broker2.publishContinue(1);
+      await broker2.deleteTopology();
+      await broker2.publishContinue(2); // channel error 404, then a new channel that declares all
+      await expect(broker2.queueCounts()).resolves.toEqual({ tasks: 1, deadLetters: 0 });
+    } finally {
+      await broker2.deleteTopology().catch(() => {});
+      await broker2.close();
+    }
   });
 });
