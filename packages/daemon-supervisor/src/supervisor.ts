@@ -244,10 +244,9 @@ class SupervisorRuntime implements Supervisor {
         gracefulTimeout: this.settings.gracefulTimeout,
         logger: this.logger,
         onUnexpectedExit: (_slot, worker) => {
-          if (this.starting)
-            this.failStart?.(
-              new SupervisorError(ErrorCodes.workerFailed, worker.describeFailure()),
-            );
+          if (!this.starting) return true;
+          this.failStart?.(new SupervisorError(ErrorCodes.workerFailed, worker.describeFailure()));
+          return false;
         },
         onOverMemory: (slot) => {
           void this.enqueue(() => this.requirePool().replace(slot, this.settings.gracefulTimeout))

@@ -26,10 +26,10 @@ export interface WorkerPoolOptions {
   logger: Logger;
   backoff?: CrashBackoffOptions;
   /**
-   * Called when a slot's worker died without being asked to (before or after ready). During the
-   * daemon's start the supervisor fails the start on this.
+   * Called when a slot's worker died without being asked to (before or after ready). Returning
+   * `false` suppresses the revival: during the daemon's start the supervisor fails the start.
    */
-  onUnexpectedExit?: (slot: WorkerSlot, worker: WorkerProcess) => void;
+  onUnexpectedExit?: (slot: WorkerSlot, worker: WorkerProcess) => boolean | undefined;
   /** Called when a worker stayed above the memory cap for two samples in a row. */
   onOverMemory?: (slot: WorkerSlot) => void;
 }
@@ -358,7 +358,8 @@ export class WorkerPool {
       );
       return;
     }
-    if (slot.retiring.delete(worker)) {
+    if (slot.retiring.delete(worker) || (slot.removed && slot.current === worker)) {
+      if (slot.current === worker) slot.current = undefined;
       this.options.logger.info(
         `worker ${slot.index} (pid ${worker.pid}) stopped (${describeExit(exit)})`,
       );
@@ -377,7 +378,7 @@ export class WorkerPool {
     if (worker.fatal !== undefined) slot.lastFailureStderr.push(worker.fatal);
     const failure = worker.describeFailure();
     slot.settleWaiters(new SupervisorError(ErrorCodes.workerFailed, failure));
-    this.options.onUnexpectedExit?.(slot, worker);
+    if (this.options.onUnexpectedExit?.(slot, worker) === false) return;
     if (slot.removed || this.stopping) return;
     if (slot.successor) {
       // A replacement is already starting: it takes the slot over.

@@ -117,7 +117,7 @@ export async function runWorkerProgram<B extends WorkerBroker>(
     const message = (error as Error).message ?? String(error);
     const url = getRedactedBrokerUrl(profile);
     const text = message.includes(url)
-      ? `cannot connect to the broker: ${message}`
+      ? message
       : `cannot connect to the broker at ${url}: ${message}`;
     return fail(text, send);
   }
