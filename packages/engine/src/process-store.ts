@@ -1,0 +1,319 @@
+import type { ProcessState } from '@aiida/ipc';
+import type { JsonValue } from './json.js';
+
+/** The process group of an external command a body started, so it can be killed later. */
+export interface ProcessGroupRecord {
+  /** Process group id (the pid of the group leader). */
+  pgid: number;
+  /** Start time of the leader in clock ticks since boot (`/proc/<pid>/stat`, field 22). */
+  startTime: number | null;
+  /** `/proc/sys/kernel/random/boot_id` when recorded; a group from another boot is long gone. */
+  bootId: string | null;
+  /** Host that started it; only that host can kill it. */
+  hostname: string;
+  /** Value of `AIIDA_PROCESS_MARKER` in the group's environment, to recognise its members. */
+  marker: string;
+}
+
+/** One process row, as read from the store. Times are ISO 8601 strings. */
+export interface ProcessRecord {
+  pk: number;
+  uuid: string;
+  /** Registered process type, e.g. `core.arithmetic.add`. */
+  type: string;
+  state: ProcessState;
+  /** Paused processes are not started or continued until played. */
+  paused: boolean;
+  /** Validated inputs (JSON). */
+  inputs: JsonValue;
+  /** Outputs once finished (JSON), else null. */
+  outputs: JsonValue | null;
+  /** 0 when finished successfully, another number when finished with an exit code, else null. */
+  exitStatus: number | null;
+  exitMessage: string | null;
+  /** Message and stack of the error that made it `excepted`. */
+  exception: string | null;
+  /** What it is doing or why it ended (e.g. "Waiting for 2 child processes", a kill reason). */
+  processStatus: string | null;
+  /** Workflow checkpoint (JSON), null for calculations and terminal processes. */
+  checkpoint: JsonValue | null;
+  /** The workflow that submitted it. */
+  parentPk: number | null;
+  /** Worker (or `run()` caller) holding the lease, null when unowned. */
+  owner: string | null;
+  /** Lease generation: every claim increments it; fenced writes carry it. */
+  epoch: number;
+  /** Attempt number of the body (1 on the first run; +1 after each interrupted attempt). */
+  attempts: number;
+  /** How often an owner lost its lease while holding this process. */
+  ownerLosses: number;
+  leaseExpiresAt: string | null;
+  /** When the last `continue` task was confirmed by the broker (null: not since runnable). */
+  dispatchedAt: string | null;
+  /** True when there is work to do (not parked waiting on children, not terminal). */
+  runnable: boolean;
+  /** Seconds from submission after which the process is killed. */
+  timeLimit: number | null;
+  createdAt: string;
+  modifiedAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  processGroup: ProcessGroupRecord | null;
+}
+
+/** What a new process row needs. */
+export interface NewProcess {
+  type: string;
+  /** Validated inputs, already JSON. */
+  inputs: JsonValue;
+  /** Seconds from submission after which the process is killed. */
+  timeLimit?: number | null;
+}
+
+/** Proof of holding a lease: every fenced write carries it. */
+export interface LeaseFence {
+  pk: number;
+  ownerId: string;
+  epoch: number;
+}
+
+/** A granted lease. */
+export interface Lease extends LeaseFence {
+  /** Attempt number the body runs as. */
+  attempt: number;
+  /** Expiry in milliseconds since the epoch. */
+  expiresAt: number;
+}
+
+/** Why a claim was refused. */
+export type ClaimRefusal =
+  | 'not_found'
+  | 'terminal'
+  | 'paused'
+  | 'not_runnable'
+  | 'owned'
+  /** A pending kill intent or an exceeded time limit was applied: the row is now `killed`. */
+  | 'killed'
+  /** The owner was lost `maxAttempts` times: the row is now `excepted`. */
+  | 'poisoned';
+
+/** Result of {@link ProcessStore.claim}. */
+export type ClaimResult =
+  | {
+      ok: true;
+      lease: Lease;
+      record: ProcessRecord;
+      /** State before the claim (the claim sets `running`). */
+      previousState: ProcessState;
+      /** True when the previous owner's lease expired while it held the process. */
+      ownerLost: boolean;
+    }
+  | {
+      ok: false;
+      reason: ClaimRefusal;
+      /** Set when the refusal ended the process: what to dispatch and kill (see {@link TerminalEffects}). */
+      effects?: TerminalEffects;
+    };
+
+/** Side effects of one or more processes becoming terminal, for the caller to carry out. */
+export interface TerminalEffects {
+  /** Every pk that became terminal in the transaction. */
+  terminated: { pk: number; state: ProcessState; from: ProcessState }[];
+  /** Parents whose children all finished and that no one holds: publish their tasks. */
+  parentsToDispatch: number[];
+  /** Live descendants held by a live owner that got a kill intent: send the owner an RPC. */
+  killRequested: { pk: number; owner: string }[];
+  /** Process groups recorded on processes killed without an owner: kill them (same host). */
+  orphanedGroups: ProcessGroupRecord[];
+}
+
+/** What the owner learns on each renewal. */
+export interface LeaseRenewal {
+  pk: number;
+  /** False when the lease is gone (another claim, terminal row): abort the body. */
+  held: boolean;
+  paused: boolean;
+  /** A pending kill intent. */
+  kill: { message: string | null; force: boolean } | null;
+  /** The time limit (seconds from submission) is exceeded. */
+  timeLimitExceeded: number | null;
+}
+
+/** What a fenced checkpoint write learns. */
+export interface CheckpointResult {
+  paused: boolean;
+  kill: { message: string | null; force: boolean } | null;
+}
+
+/** The terminal result of a process. */
+export interface TerminalResult {
+  state: 'finished' | 'excepted' | 'killed';
+  outputs?: JsonValue | null;
+  exitStatus?: number | null;
+  exitMessage?: string | null;
+  exception?: string | null;
+  processStatus?: string | null;
+}
+
+/** Outcome of a control request on one process. */
+export type ControlRequestOutcome =
+  /** Applied in the store directly (no live owner). */
+  | { pk: number; status: 'applied'; effects?: TerminalEffects; dispatch?: boolean }
+  /** Written as an intent; the live owner applies it. */
+  | { pk: number; status: 'requested'; owner: string }
+  /** Nothing to do (already paused, not paused...). */
+  | { pk: number; status: 'unchanged' }
+  | { pk: number; status: 'terminal'; state: ProcessState }
+  | { pk: number; status: 'not_found' };
+
+/** Filter of {@link ProcessStore.listProcesses}. */
+export interface ProcessFilter {
+  states?: readonly ProcessState[];
+  type?: string;
+  parentPk?: number;
+  /** At most this many rows (the newest first unless `order` is `asc`). */
+  limit?: number;
+  order?: 'asc' | 'desc';
+}
+
+/** One line of a process's report log. */
+export interface ProcessReport {
+  pk: number;
+  time: string;
+  level: ReportLevel;
+  message: string;
+}
+
+/** Levels of a process report. */
+export type ReportLevel = 'debug' | 'info' | 'report' | 'warning' | 'error';
+
+/** What to delete in {@link ProcessStore.deleteProcesses}. */
+export type DeleteSelection =
+  | { pks: number[] }
+  | {
+      /** Terminal processes that ended more than this many seconds ago. */
+      olderThan: number;
+      /** Only these (terminal) states. @default all terminal states */
+      states?: readonly ProcessState[];
+    };
+
+/**
+ * Storage of processes: the single source of truth. Every method is one short transaction. Writes
+ * that change a running process are fenced by its {@link LeaseFence}: they fail with
+ * `EngineError('lease_lost')` once someone else claimed it, it was released, or it became terminal.
+ */
+export interface ProcessStore {
+  /** Schema version of the store this code wrote or found. */
+  readonly schemaVersion: number;
+  /** Where the store lives, for messages. */
+  readonly location: string;
+
+  // --- creation -------------------------------------------------------------------------------
+  /** Inserts processes (state `created`, runnable, not dispatched) in one transaction. */
+  createProcesses(processes: NewProcess[]): Promise<ProcessRecord[]>;
+  /** Inserts a process already claimed by `ownerId` (for `run()`: the caller owns it). */
+  createClaimedProcess(
+    process: NewProcess,
+    ownerId: string,
+    leaseSeconds: number,
+  ): Promise<{ record: ProcessRecord; lease: Lease }>;
+  /**
+   * Inserts a child of the workflow holding `parent`, or returns the existing child with the same
+   * `spawnKey` (a step that runs again gets the children it created before). With `claimFor`, a
+   * newly created child is claimed by that owner at once (children of `run()` run in the caller).
+   */
+  createChild(
+    parent: LeaseFence,
+    spawnKey: string,
+    process: NewProcess,
+    claimFor?: { ownerId: string; leaseSeconds: number },
+  ): Promise<{ record: ProcessRecord; created: boolean; lease: Lease | null }>;
+
+  // --- reads ----------------------------------------------------------------------------------
+  getProcess(pk: number): Promise<ProcessRecord | undefined>;
+  getProcesses(pks: number[]): Promise<ProcessRecord[]>;
+  listProcesses(filter?: ProcessFilter): Promise<ProcessRecord[]>;
+  getReports(pk: number): Promise<ProcessReport[]>;
+
+  // --- leases ---------------------------------------------------------------------------------
+  /**
+   * Takes the lease of `pk` atomically if it is not terminal, not paused, runnable, and unowned or
+   * its owner's lease expired. Sets state `running`. A pending kill intent or an exceeded time limit
+   * ends it `killed` instead; an owner lost `maxAttempts` times ends it `excepted`.
+   */
+  claim(
+    pk: number,
+    ownerId: string,
+    leaseSeconds: number,
+    options: { maxAttempts: number },
+  ): Promise<ClaimResult>;
+  /** Extends the leases `ownerId` holds on `pks`, and reports pause/kill intents and time limits. */
+  renewLeases(ownerId: string, pks: number[], leaseSeconds: number): Promise<LeaseRenewal[]>;
+  /**
+   * Gives a lease back: the row stays runnable, its task must be published again (the result says
+   * whether: not while paused). `interrupted` marks a body stopped mid-way (attempt + 1).
+   */
+  release(
+    fence: LeaseFence,
+    options?: { interrupted?: boolean; checkpoint?: JsonValue; processStatus?: string | null },
+  ): Promise<{ dispatch: boolean }>;
+
+  // --- fenced writes --------------------------------------------------------------------------
+  /** Writes a workflow checkpoint (and optionally state/status). */
+  writeCheckpoint(
+    fence: LeaseFence,
+    checkpoint: JsonValue,
+    options?: { state?: ProcessState; processStatus?: string | null },
+  ): Promise<CheckpointResult>;
+  /** Records (or clears) the process group of an external command the body started. */
+  setProcessGroup(fence: LeaseFence, group: ProcessGroupRecord | null): Promise<void>;
+  /** Writes the human-readable status. */
+  setProcessStatus(fence: LeaseFence, processStatus: string | null): Promise<void>;
+  /**
+   * Checkpoints a workflow and parks it (state `waiting`, not runnable, lease released) unless
+   * every child already finished, which is checked in the same transaction; then it keeps the
+   * lease and the result is `continue`.
+   */
+  park(
+    fence: LeaseFence,
+    checkpoint: JsonValue,
+    waitingOn: number[],
+  ): Promise<'parked' | 'continue'>;
+  /**
+   * Writes the terminal result. In the same transaction: a parent whose children are now all
+   * terminal becomes runnable (returned in `parentsToDispatch` if unowned); a killed or excepted
+   * workflow's live children are killed (directly when unowned, else by intent).
+   */
+  complete(fence: LeaseFence, result: TerminalResult): Promise<TerminalEffects>;
+
+  // --- control --------------------------------------------------------------------------------
+  requestPause(pk: number, message?: string | null): Promise<ControlRequestOutcome>;
+  requestPlay(pk: number): Promise<ControlRequestOutcome>;
+  requestKill(pk: number, message: string | null, force: boolean): Promise<ControlRequestOutcome>;
+  /** Kills unowned processes past their time limit; returns what the caller must carry out. */
+  killExpired(): Promise<TerminalEffects>;
+
+  // --- reconciler -----------------------------------------------------------------------------
+  /** Takes or renews the reconciler's leader lease; true when `ownerId` is the leader. */
+  electLeader(ownerId: string, leaseSeconds: number): Promise<boolean>;
+  /**
+   * Runnable, unpaused, non-terminal processes that need a task: unowned and never dispatched for
+   * `neverDispatchedGraceSeconds` since they became runnable, or owned by an expired lease and not
+   * dispatched since it expired; with `staleDispatchSeconds`, also those dispatched that long ago
+   * and still unclaimed.
+   */
+  findDispatchable(options: {
+    neverDispatchedGraceSeconds: number;
+    staleDispatchSeconds?: number;
+    limit?: number;
+  }): Promise<number[]>;
+  /** Records that the tasks of `pks` were confirmed by the broker. */
+  markDispatched(pks: number[]): Promise<void>;
+
+  // --- reports and cleanup --------------------------------------------------------------------
+  addReport(pk: number, level: ReportLevel, message: string): Promise<void>;
+  /** Deletes terminal processes (and their descendants, reports, intents); refuses active ones. */
+  deleteProcesses(selection: DeleteSelection): Promise<number[]>;
+
+  close(): Promise<void>;
+}

@@ -1,0 +1,106 @@
+import { PROTOCOL_VERSION } from '@aiida/ipc';
+import { describeError } from './errors.js';
+import { type EngineLogger, silentLogger } from './logger.js';
+import type { ControlChannel, TaskDispatcher } from './ports.js';
+import { killProcessGroup } from './process-group.js';
+import type { ProcessStore } from './process-store.js';
+
+/** Options of {@link Reconciler}. Durations in seconds. */
+export interface ReconcilerOptions {
+  store: ProcessStore;
+  dispatcher: TaskDispatcher;
+  /** Id of the worker running it (the leader lease is taken in its name). */
+  ownerId: string;
+  /** Seconds the leader lease lasts; tick well inside it (`daemon.lease_timeout`). */
+  leaseTimeout: number;
+  /**
+   * Seconds a runnable, unowned process may stay undispatched before the reconciler publishes its
+   * task (covers a submit that committed while the broker was down).
+   * @default 10
+   */
+  neverDispatchedGrace?: number;
+  /**
+   * Re-publish tasks of unowned runnable processes dispatched this many seconds ago and still not
+   * claimed (a task lost by the broker). Off by default: long queues are normal.
+   */
+  staleDispatchAfter?: number;
+  /** Most tasks published per tick. @default 1000 */
+  batchSize?: number;
+  control?: ControlChannel;
+  logger?: EngineLogger;
+}
+
+/** What one {@link Reconciler.tick} did. */
+export interface ReconcileReport {
+  /** Whether this worker holds the leader lease (only the leader does anything). */
+  leader: boolean;
+  /** Pks whose tasks were published (and confirmed). */
+  dispatched: number[];
+  /** Pks killed for exceeding their time limit while no one held them. */
+  killed: number[];
+}
+
+/**
+ * The reconciler: one worker at a time (elected through a lease row in the store) re-publishes
+ * tasks of processes that are runnable and unowned and were never dispatched (after a grace) or
+ * whose owner's lease expired, and kills unowned processes past their time limit. The worker calls
+ * {@link Reconciler.tick} periodically (e.g. every heartbeat or every few seconds).
+ */
+export class Reconciler {
+  private readonly options: ReconcilerOptions;
+  private readonly logger: EngineLogger;
+
+  constructor(options: ReconcilerOptions) {
+    this.options = options;
+    this.logger = options.logger ?? silentLogger;
+  }
+
+  async tick(): Promise<ReconcileReport> {
+    const { store, dispatcher, ownerId, leaseTimeout } = this.options;
+    const report: ReconcileReport = { leader: false, dispatched: [], killed: [] };
+    report.leader = await store.electLeader(ownerId, leaseTimeout);
+    if (!report.leader) return report;
+    const effects = await store.killExpired();
+    report.killed = effects.terminated.map((t) => t.pk);
+    for (const group of effects.orphanedGroups) void killProcessGroup(group).catch(() => false);
+    if (this.options.control) {
+      for (const { pk } of effects.killRequested) {
+        this.options.control
+          .callRpc(
+            pk,
+            {
+              v: PROTOCOL_VERSION,
+              intent: 'kill',
+              pk,
+              message: 'its parent process ended',
+              force: false,
+            },
+            { timeout: 2 },
+          )
+          .catch(() => {});
+      }
+    }
+    const pks = [
+      ...new Set([
+        ...effects.parentsToDispatch,
+        ...(await store.findDispatchable({
+          neverDispatchedGraceSeconds: this.options.neverDispatchedGrace ?? 10,
+          staleDispatchSeconds: this.options.staleDispatchAfter,
+          limit: this.options.batchSize ?? 1000,
+        })),
+      ]),
+    ];
+    if (pks.length === 0) return report;
+    try {
+      await dispatcher.publishContinueMany(pks);
+      await store.markDispatched(pks);
+      report.dispatched = pks;
+      this.logger.info(`reconciler dispatched ${pks.length} process(es)`, {
+        pks: pks.slice(0, 20),
+      });
+    } catch (error) {
+      this.logger.warn(`reconciler could not publish tasks: ${describeError(error).message}`);
+    }
+    return report;
+  }
+}
