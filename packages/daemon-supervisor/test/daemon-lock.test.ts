@@ -1,0 +1,104 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { isSupervisorError, type ProcReader } from '@aiida/daemon-supervisor';
+import { acquireDaemonLock, parseLockFile } from '../src/daemon-lock.js';
+
+const BOOT = 'boot-1';
+/** A /proc where the given pids run with the given start times. */
+const fakeProc =
+  (pids: Record<number, number>): ProcReader =>
+  (path) => {
+    if (path === '/proc/sys/kernel/random/boot_id') return BOOT;
+    const pid = Number(/^\/proc\/(\d+)\/stat$/.exec(path)?.[1]);
+    const start = pids[pid];
+    if (start === undefined) return undefined;
+    const rest = Array.from({ length: 30 }, (_, i) => (i === 19 ? String(start) : '0'));
+    rest[0] = 'S';
+    return `${pid} (node) ${rest.join(' ')}`;
+  };
+
+let dir: string;
+let lockPath: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'aiida-lock-'));
+  lockPath = join(dir, 'daemon.lock');
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+const me = { pid: 100, startTime: 5, bootId: BOOT };
+const other = { pid: 200, startTime: 7, bootId: BOOT };
+
+test('takes a free lock, writes the identity, release removes it', () => {
+  const lock = acquireDaemonLock(lockPath, me, { read: fakeProc({ 100: 5 }) });
+  expect(parseLockFile(readFileSync(lockPath, 'utf8'))).toEqual(me);
+  expect(readdirSync(dir)).toEqual(['daemon.lock']);
+  lock.release();
+  expect(existsSync(lockPath)).toBe(false);
+  lock.release(); // idempotent
+});
+
+test('a live holder wins: already_running naming its pid, the lock untouched', () => {
+  acquireDaemonLock(lockPath, other, { read: fakeProc({ 200: 7 }) });
+  const before = readFileSync(lockPath, 'utf8');
+  let thrown: unknown;
+  try {
+    acquireDaemonLock(lockPath, me, { read: fakeProc({ 100: 5, 200: 7 }), profileName: 'p' });
+  } catch (error) {
+    thrown = error;
+  }
+  expect(isSupervisorError(thrown) && thrown.code).toBe('already_running');
+  expect((thrown as Error).message).toContain("profile 'p' is already running (pid 200)");
+  expect(readFileSync(lockPath, 'utf8')).toBe(before);
+  expect(readdirSync(dir)).toEqual(['daemon.lock']);
+});
+
+test.each<[string, Record<number, number>]>([
+  ['its pid is gone', {}],
+  ['its pid was reused', { 200: 999 }],
+])('a lock whose holder is not live is taken over (%s)', (_what, running) => {
+  acquireDaemonLock(lockPath, other, { read: fakeProc({ 200: 7 }) });
+  const lock = acquireDaemonLock(lockPath, me, { read: fakeProc({ 100: 5, ...running }) });
+  expect(parseLockFile(readFileSync(lockPath, 'utf8'))).toEqual(me);
+  expect(readdirSync(dir)).toEqual(['daemon.lock']);
+  lock.release();
+});
+
+test('a lock from another boot is stale', () => {
+  writeFileSync(lockPath, JSON.stringify({ ...other, bootId: 'boot-0' }));
+  acquireDaemonLock(lockPath, me, { read: fakeProc({ 100: 5, 200: 7 }) });
+  expect(parseLockFile(readFileSync(lockPath, 'utf8'))).toEqual(me);
+});
+
+test('a corrupt lock file is stale', () => {
+  writeFileSync(lockPath, '{"pid":');
+  acquireDaemonLock(lockPath, me, { read: fakeProc({ 100: 5 }) });
+  expect(parseLockFile(readFileSync(lockPath, 'utf8'))).toEqual(me);
+});
+
+test('release leaves a lock that is no longer ours alone', () => {
+  const lock = acquireDaemonLock(lockPath, me, { read: fakeProc({ 100: 5 }) });
+  writeFileSync(lockPath, JSON.stringify(other));
+  lock.release();
+  expect(parseLockFile(readFileSync(lockPath, 'utf8'))).toEqual(other);
+});
+
+test('of many starters over a stale lock one takes it over; the rest see it live', () => {
+  writeFileSync(lockPath, JSON.stringify({ pid: 300, startTime: 1, bootId: BOOT }));
+  const starters = Array.from({ length: 8 }, (_, i) => ({
+    pid: 400 + i,
+    startTime: 1,
+    bootId: BOOT,
+  }));
+  const running = Object.fromEntries(starters.map((s) => [s.pid, 1]));
+  const outcomes = starters.map((s) => {
+    try {
+      acquireDaemonLock(lockPath, s, { read: fakeProc(running) });
+      return 'won';
+    } catch (error) {
+      return isSupervisorError(error) ? error.code : 'other';
+    }
+  });
+  expect(outcomes.filter((o) => o === 'won')).toHaveLength(1);
+  expect(outcomes.filter((o) => o === 'already_running')).toHaveLength(7);
+});
