@@ -17,13 +17,7 @@ export interface BrokerCheck {
  * seconds.
  */
 export async function checkBroker(profile: Profile, timeout: number): Promise<BrokerCheck> {
-  const broker = new RabbitBroker({
-    profile,
-    connectionName: `aiida-cli ${process.pid}`,
-    // Nothing asynchronous matters once the check is over; connect() reports the failure itself.
-    onError: () => {},
-    logger: { info: () => {}, warn: () => {}, error: () => {} },
-  });
+  const broker = quietBroker(profile);
   try {
     await broker.connect({ timeout });
   } catch (error) {
@@ -38,4 +32,31 @@ export async function checkBroker(profile: Profile, timeout: number): Promise<Br
   const { protocol, host, port } = profile.broker.config;
   const version = await readAmqpServerVersion({ protocol, host, port }, Math.min(timeout, 3));
   return { ok: true, version, error: undefined };
+}
+
+/**
+ * Deletes the profile's queues and exchanges on the broker (best effort: a broker that is not
+ * reachable within `timeout` seconds keeps them, and false is returned).
+ */
+export async function deleteBrokerTopology(profile: Profile, timeout = 5): Promise<boolean> {
+  const broker = quietBroker(profile);
+  try {
+    await broker.connect({ timeout });
+    await broker.deleteTopology();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await broker.close({ timeout: 2 }).catch(() => {});
+  }
+}
+
+function quietBroker(profile: Profile): RabbitBroker {
+  return new RabbitBroker({
+    profile,
+    connectionName: `aiida-cli ${process.pid}`,
+    // Nothing asynchronous matters once the call is over; connect() reports a failure itself.
+    onError: () => {},
+    logger: { info: () => {}, warn: () => {}, error: () => {} },
+  });
 }

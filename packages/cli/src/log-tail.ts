@@ -1,4 +1,5 @@
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** The last `lines` lines of a file (all of it for a small file). */
 export function tailLines(path: string, lines: number): string[] {
@@ -37,17 +38,7 @@ export async function followFile(
 ): Promise<void> {
   let position = existsSync(path) ? statSync(path).size : 0;
   while (!signal.aborted) {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, interval * 1000);
-      signal.addEventListener(
-        'abort',
-        () => {
-          clearTimeout(timer);
-          resolve();
-        },
-        { once: true },
-      );
-    });
+    await sleep(interval * 1000, undefined, { signal }).catch(() => {});
     if (signal.aborted || !existsSync(path)) continue;
     const size = statSync(path).size;
     if (size < position) position = 0;

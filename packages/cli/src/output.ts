@@ -58,8 +58,11 @@ export function echoWarning(message: string): void {
 /** `Error: <message>` in red, then `Hint: <hint>` if given, both on standard error. */
 export function echoError(message: string, hint?: string): void {
   process.stderr.write(`${paint('Error:', ['red', 'bold'], process.stderr)} ${message}\n`);
-  if (hint !== undefined)
-    process.stderr.write(`${paint('Hint:', 'dim', process.stderr)} ${hint}\n`);
+  if (hint === undefined) return;
+  // A message that already names the way out (e.g. "`aiida daemon start`") needs no hint.
+  const command = hint.match(/`[^`]+`/)?.[0];
+  if (command !== undefined && message.includes(command)) return;
+  process.stderr.write(`${paint('Hint:', 'dim', process.stderr)} ${hint}\n`);
 }
 
 /** `OK` in green, to end a `Doing this... ` line. */

@@ -55,7 +55,11 @@ function configureErrors(command: Command, path: string): void {
   command.exitOverride();
   command.configureOutput({
     outputError: (text) => {
-      const message = text.trim().replace(/^error:\s*/i, '');
+      // Commander may add a second line ("(Did you mean daemon?)"): keep the error on one line.
+      const message = text
+        .trim()
+        .replace(/^error:\s*/i, '')
+        .replace(/\.?\s*\n\s*/g, '. ');
       echoError(
         message.charAt(0).toUpperCase() + message.slice(1),
         `Run \`${path} --help\` for usage and examples.`,

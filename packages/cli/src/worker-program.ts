@@ -23,19 +23,25 @@ export function workerProgramPath(): string {
 
 /**
  * Runs one worker of `profile` in the foreground, its output on this terminal, outside any daemon
- * (AiiDA's `verdi daemon worker`). SIGINT and SIGTERM are passed on, so the worker drains and
- * exits; resolves to its exit code (128 + signal number when a signal ended it).
+ * (AiiDA's `verdi daemon worker`). Resolves to its exit code (128 + signal number when a signal
+ * ended it).
+ *
+ * Signals: SIGTERM is passed on (the worker drains and exits). Ctrl+C in a terminal reaches the
+ * worker directly (same process group), so SIGINT is passed on only when there is no terminal,
+ * or the worker would see it twice and exit at once instead of draining. The worker is forked
+ * with an IPC channel, so if this process dies it notices, drains for a few seconds and exits.
  */
 export function runForegroundWorker(profile: Profile): Promise<number> {
   const child = spawn(process.execPath, [workerProgramPath(), '--profile', profile.name], {
-    stdio: 'inherit',
+    stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, AIIDA_PATH: profile.aiidaPath },
   });
-  const forward = (signal: NodeJS.Signals) => () => {
-    child.kill(signal);
+  // The worker reports ready and heartbeats over the channel; nobody here needs them.
+  child.on('message', () => {});
+  const onTerm = () => child.kill('SIGTERM');
+  const onInt = () => {
+    if (process.stdin.isTTY !== true) child.kill('SIGINT');
   };
-  const onInt = forward('SIGINT');
-  const onTerm = forward('SIGTERM');
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
   return new Promise((resolvePromise, reject) => {
@@ -43,6 +49,7 @@ export function runForegroundWorker(profile: Profile): Promise<number> {
     child.once('exit', (code, signal) => {
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onTerm);
+      if (child.connected) child.disconnect();
       resolvePromise(code ?? 128 + (signal ? constants.signals[signal] : 0));
     });
   });

@@ -15,7 +15,7 @@ import {
   setDefaultProfile,
 } from '@aiida/config';
 import type { Command } from 'commander';
-import { checkBroker } from '../broker-check.js';
+import { checkBroker, deleteBrokerTopology } from '../broker-check.js';
 import { confirm } from '../confirm.js';
 import { globalOptions } from '../context.js';
 import { isDaemonRunning } from '../daemon-access.js';
@@ -198,7 +198,10 @@ export function registerProfileCommands(program: Command): void {
         '--delete-data is given. Refuses a profile whose daemon is running.',
     )
     .argument('<name...>', 'The profiles to delete.')
-    .option('--delete-data', "Also delete the profiles' store and daemon folders.")
+    .option(
+      '--delete-data',
+      "Also delete the profiles' store and daemon folders, and their queues on the broker.",
+    )
     .option('-y, --yes', 'Do not ask for confirmation.')
     .action(async (names: string[], options: { deleteData?: boolean; yes?: boolean }) => {
       const profiles = names.map((name) => getProfile(name));
@@ -220,6 +223,7 @@ export function registerProfileCommands(program: Command): void {
       for (const profile of profiles) {
         deleteProfile(profile.name);
         if (options.deleteData) {
+          await deleteBrokerTopology(profile);
           rmSync(getStorageDir(profile), { recursive: true, force: true });
           rmSync(getDaemonDir(profile), { recursive: true, force: true });
           echoSuccess(`Deleted profile \`${profile.name}\` and its data.`);
