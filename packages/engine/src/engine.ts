@@ -510,12 +510,12 @@ export class Engine {
     await Promise.all(effects.orphanedGroups.map((g) => killProcessGroup(g).catch(() => false)));
     if (effects.parentsToDispatch.length > 0) await this.dispatchNew(effects.parentsToDispatch);
     await Promise.all(
-      effects.killRequested.map(({ pk }) =>
+      effects.killRequested.map(({ pk, message }) =>
         this.sendRpc(pk, {
           v: PROTOCOL_VERSION,
           intent: 'kill',
           pk,
-          message: 'its parent process ended',
+          message,
           force: false,
         }),
       ),

@@ -183,6 +183,18 @@ class ActiveProcess {
   }
 }
 
+/** Waits for all `promises` to settle, or `ms` milliseconds, whichever comes first. */
+async function settleWithin(promises: Promise<unknown>[], ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.allSettled(promises),
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
 /** Read through a call, so that narrowing from before an `await` doesn't stick. */
 function stopKind(a: ActiveProcess): StopRequest['kind'] | undefined {
   return a.stop?.kind;
@@ -535,23 +547,20 @@ export class ProcessExecutor {
     for (const a of entries) a.drainRequested = true;
     const outcomes = new Map<number, RunOutcome>();
     for (const a of entries) a.done.then((o) => outcomes.set(a.pk, o));
-    const deadline = Date.now() + timeoutSeconds * 1000;
-    await Promise.race([
-      Promise.all(entries.map((a) => a.done)),
-      new Promise((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now()))),
-    ]);
+    await settleWithin(
+      entries.map((a) => a.done),
+      timeoutSeconds * 1000,
+    );
     const late = entries.filter((a) => !outcomes.has(a.pk));
     for (const a of late) {
       if (!a.stop) a.stop = { kind: 'shutdown' };
       a.controller.abort(new ProcessInterruptedError('shutdown', 'the worker is shutting down'));
     }
     if (late.length > 0) {
-      await Promise.race([
-        Promise.all(late.map((a) => a.done)),
-        new Promise((resolve) =>
-          setTimeout(resolve, Math.min(1000, Math.max(0, timeoutSeconds * 1000))),
-        ),
-      ]);
+      await settleWithin(
+        late.map((a) => a.done),
+        Math.min(1000, Math.max(0, timeoutSeconds * 1000)),
+      );
     }
     for (const a of entries) {
       const outcome = outcomes.get(a.pk);
@@ -670,10 +679,10 @@ export class ProcessExecutor {
   private handleEffects(effects: TerminalEffects): void {
     for (const t of effects.terminated) this.emit(t.pk, t.from, t.state);
     if (effects.parentsToDispatch.length > 0) void this.dispatch(effects.parentsToDispatch);
-    for (const { pk, owner } of effects.killRequested) {
+    for (const { pk, owner, message } of effects.killRequested) {
       const here = this.active.get(pk);
       if (owner === this.ownerId && here) {
-        this.applyKill(here, 'its parent process ended', false);
+        this.applyKill(here, message, false);
       } else if (this.control) {
         this.control
           .callRpc(
@@ -682,7 +691,7 @@ export class ProcessExecutor {
               v: PROTOCOL_VERSION,
               intent: 'kill',
               pk,
-              message: 'its parent process ended',
+              message,
               force: false,
             },
             { timeout: this.rpcTimeout },

@@ -122,7 +122,7 @@ export interface TerminalEffects {
   /** Parents whose children all finished and that no one holds: publish their tasks. */
   parentsToDispatch: number[];
   /** Live descendants held by a live owner that got a kill intent: send the owner an RPC. */
-  killRequested: { pk: number; owner: string }[];
+  killRequested: { pk: number; owner: string; message: string }[];
   /** Process groups recorded on processes killed without an owner: kill them (same host). */
   orphanedGroups: ProcessGroupRecord[];
 }

@@ -64,7 +64,7 @@ export class Reconciler {
     report.killed = effects.terminated.map((t) => t.pk);
     for (const group of effects.orphanedGroups) void killProcessGroup(group).catch(() => false);
     if (this.options.control) {
-      for (const { pk } of effects.killRequested) {
+      for (const { pk, message } of effects.killRequested) {
         this.options.control
           .callRpc(
             pk,
@@ -72,7 +72,7 @@ export class Reconciler {
               v: PROTOCOL_VERSION,
               intent: 'kill',
               pk,
-              message: 'its parent process ended',
+              message,
               force: false,
             },
             { timeout: 2 },

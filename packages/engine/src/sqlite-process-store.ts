@@ -494,7 +494,7 @@ export class SqliteProcessStore implements ProcessStore {
       for (const child of this.stmts.liveChildren.all(pk) as ProcessRow[]) {
         if (this.ownerAlive(child)) {
           this.stmts.insertIntent.run(child.pk, 'kill', reason, 0, now);
-          effects.killRequested.push({ pk: child.pk, owner: child.owner! });
+          effects.killRequested.push({ pk: child.pk, owner: child.owner!, message: reason });
         } else {
           this.terminalize(
             child.pk,

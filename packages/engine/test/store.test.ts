@@ -299,7 +299,13 @@ describe('SqliteProcessStore', () => {
       expect(outcome.effects?.terminated.map((t) => t.pk).sort()).toEqual(
         [parentLease.pk, child.pk].sort(),
       );
-      expect(outcome.effects?.killRequested).toEqual([{ pk: second.record.pk, owner: 'w9' }]);
+      expect(outcome.effects?.killRequested).toEqual([
+        {
+          pk: second.record.pk,
+          owner: 'w9',
+          message: `parent process ${parentLease.pk} was killed`,
+        },
+      ]);
       expect((await store.getProcess(child.pk))?.state).toBe('killed');
       const [r] = await store.renewLeases('w9', [second.record.pk], 10);
       expect(r?.kill?.message).toContain(`parent process ${parentLease.pk}`);

@@ -1,0 +1,215 @@
+import {
+  type Engine,
+  EngineErrorCodes,
+  isEngineError,
+  ProcessRegistry,
+  Reconciler,
+  type SqliteProcessStore,
+} from '@aiida/engine';
+import { FakeBroker, FakeClock, openTestStore, tempDir, testEngine } from './helpers.js';
+
+async function errorOf(
+  promise: Promise<unknown>,
+): Promise<Error & { code?: string; details?: unknown }> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as Error & { code?: string };
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('Engine.submit and queries', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let store: SqliteProcessStore;
+  let broker: FakeBroker;
+  let engine: Engine;
+  let clock: FakeClock;
+
+  beforeEach(() => {
+    tmp = tempDir();
+    clock = new FakeClock();
+    store = openTestStore(tmp.dir, clock);
+    broker = new FakeBroker();
+    engine = testEngine(store, { broker, clock });
+  });
+  afterEach(async () => {
+    await engine.close();
+    tmp.remove();
+  });
+
+  test('commits a created row, publishes its task, then records dispatched_at', async () => {
+    const { pk, uuid } = await engine.submit('core.arithmetic.add', { x: 1, y: 2 });
+    expect(broker.published).toEqual([pk]);
+    const row = await engine.getProcess(pk);
+    expect(row).toMatchObject({
+      pk,
+      uuid,
+      state: 'created',
+      runnable: true,
+      owner: null,
+      inputs: { x: 1, y: 2 },
+    });
+    expect(row.dispatchedAt).not.toBeNull();
+  });
+
+  test('invalid inputs: inputs_invalid naming the input path; nothing stored, nothing published', async () => {
+    const error = await errorOf(engine.submit('core.arithmetic.add', { x: 1, y: 'two' }));
+    expect(isEngineError(error)).toBe(true);
+    expect(error.code).toBe(EngineErrorCodes.inputsInvalid);
+    expect(error.message).toContain('core.arithmetic.add');
+    expect(error.message).toMatch(/\by: .*expected number/);
+    const nested = await errorOf(engine.submit('core.shell', { command: 'ls', args: ['-l', 3] }));
+    expect(nested.message).toContain('args.1:');
+    const missing = await errorOf(engine.submit('core.arithmetic.add', { x: 1 }));
+    expect(missing.message).toContain('y:');
+    expect(await engine.listProcesses()).toEqual([]);
+    expect(broker.published).toEqual([]);
+  });
+
+  test('unknown type: unknown_process_type listing the known types; nothing stored', async () => {
+    const error = await errorOf(engine.submit('core.arithmetic.ad', { x: 1, y: 2 }));
+    expect(error.code).toBe(EngineErrorCodes.unknownProcessType);
+    expect(error.message).toContain("'core.arithmetic.ad'");
+    expect(error.message).toContain(
+      'core.arithmetic.add, core.arithmetic.multiply_add, core.shell',
+    );
+    expect(await engine.listProcesses()).toEqual([]);
+  });
+
+  test('a bad timeLimit is refused like a bad input', async () => {
+    const error = await errorOf(
+      engine.submit('core.arithmetic.add', { x: 1, y: 2 }, { timeLimit: -1 }),
+    );
+    expect(error.code).toBe(EngineErrorCodes.inputsInvalid);
+    expect(error.message).toContain('timeLimit');
+    expect(await engine.listProcesses()).toEqual([]);
+  });
+
+  test('broker down: submit still succeeds; the reconciler dispatches after the grace', async () => {
+    broker.down = true;
+    const { pk } = await engine.submit('core.arithmetic.add', { x: 1, y: 2 });
+    expect((await engine.getProcess(pk)).dispatchedAt).toBeNull();
+    broker.down = false;
+    const reconciler = new Reconciler({
+      store,
+      dispatcher: broker,
+      ownerId: 'w1',
+      leaseTimeout: 5,
+      neverDispatchedGrace: 10,
+    });
+    expect(await reconciler.tick()).toEqual({ leader: true, dispatched: [], killed: [] });
+    clock.advance(11);
+    expect(await reconciler.tick()).toEqual({ leader: true, dispatched: [pk], killed: [] });
+    expect(broker.published).toEqual([pk]);
+    expect((await engine.getProcess(pk)).dispatchedAt).not.toBeNull();
+    // A second worker is not the leader and does nothing.
+    const other = new Reconciler({ store, dispatcher: broker, ownerId: 'w2', leaseTimeout: 5 });
+    expect((await other.tick()).leader).toBe(false);
+  });
+
+  test('submitMany validates all first, commits all, publishes them in one call', async () => {
+    const bad = await errorOf(
+      engine.submitMany([
+        { type: 'core.arithmetic.add', inputs: { x: 1, y: 2 } },
+        { type: 'core.arithmetic.add', inputs: { x: 1, y: null } },
+      ]),
+    );
+    expect(bad.code).toBe(EngineErrorCodes.inputsInvalid);
+    expect(bad.message).toContain('item 1');
+    expect(await engine.listProcesses()).toEqual([]);
+    const items = Array.from({ length: 50 }, (_, i) => ({
+      type: 'core.arithmetic.add',
+      inputs: { x: i, y: 1 },
+    }));
+    const submitted = await engine.submitMany(items);
+    expect(submitted).toHaveLength(50);
+    expect(broker.published).toEqual(submitted.map((s) => s.pk));
+    const rows = await engine.listProcesses({ order: 'asc' });
+    expect(rows.map((r) => r.dispatchedAt !== null)).toEqual(Array(50).fill(true));
+  });
+
+  test('listProcesses filters by states, type and limit; getProcess of a missing pk', async () => {
+    const a = await engine.submit('core.arithmetic.add', { x: 1, y: 2 });
+    const b = await engine.submit('core.shell', { command: 'true' });
+    await engine.killProcess(a.pk);
+    expect((await engine.listProcesses({ states: ['killed'] })).map((r) => r.pk)).toEqual([a.pk]);
+    expect((await engine.listProcesses({ type: 'core.shell' })).map((r) => r.pk)).toEqual([b.pk]);
+    expect((await engine.listProcesses({ limit: 1 })).map((r) => r.pk)).toEqual([b.pk]);
+    const error = await errorOf(engine.getProcess(12345));
+    expect(error.code).toBe(EngineErrorCodes.processNotFound);
+  });
+
+  test('waitForProcess times out with the state it last saw, and returns a terminal row', async () => {
+    const { pk } = await engine.submit('core.arithmetic.add', { x: 1, y: 2 });
+    const error = await errorOf(engine.waitForProcess(pk, { timeout: 0.2 }));
+    expect(error.code).toBe(EngineErrorCodes.timeout);
+    expect(error.message).toContain('created');
+    setTimeout(() => void engine.killProcess(pk), 100);
+    expect((await engine.waitForProcess(pk, { timeout: 5 })).state).toBe('killed');
+  });
+
+  test('deleteProcesses refuses active processes with process_active and deletes nothing', async () => {
+    const a = await engine.submit('core.arithmetic.add', { x: 1, y: 2 });
+    const b = await engine.submit('core.arithmetic.add', { x: 1, y: 2 });
+    await engine.killProcess(a.pk);
+    const error = await errorOf(engine.deleteProcesses({ pks: [a.pk, b.pk] }));
+    expect(error.code).toBe(EngineErrorCodes.processActive);
+    expect(error.message).toContain(`${b.pk}`);
+    expect(await engine.listProcesses()).toHaveLength(2);
+    expect(await engine.deleteProcesses({ pks: [a.pk] })).toEqual([a.pk]);
+    expect(await engine.listProcesses()).toHaveLength(1);
+  });
+});
+
+describe('Engine control without a live owner', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let store: SqliteProcessStore;
+  let broker: FakeBroker;
+  let engine: Engine;
+
+  beforeEach(() => {
+    tmp = tempDir();
+    store = openTestStore(tmp.dir);
+    broker = new FakeBroker();
+    engine = testEngine(store, { broker, registry: new ProcessRegistry() });
+  });
+  afterEach(async () => {
+    await engine.close();
+    tmp.remove();
+  });
+
+  test('kill of a queued process: killed in the store at once, no RPC needed', async () => {
+    const { pk } = await engine.submit('core.arithmetic.add', { x: 1, y: 2 });
+    const result = await engine.killProcess(pk, { message: 'not needed' });
+    expect(result.outcome).toBe('applied');
+    expect(await engine.getProcess(pk)).toMatchObject({
+      state: 'killed',
+      processStatus: 'Killed: not needed',
+    });
+    expect(broker.rpcCalls).toEqual([]);
+    const again = await errorOf(engine.killProcess(pk));
+    expect(again.code).toBe(EngineErrorCodes.processTerminal);
+    expect(again.message).toContain('already killed');
+    expect((await errorOf(engine.killProcess(999))).code).toBe(EngineErrorCodes.processNotFound);
+  });
+
+  test('pause then play of a queued process: flag set, then cleared and re-dispatched', async () => {
+    const { pk } = await engine.submit('core.arithmetic.add', { x: 1, y: 2 });
+    broker.published.length = 0;
+    expect((await engine.pauseProcess(pk)).outcome).toBe('applied');
+    expect((await engine.getProcess(pk)).paused).toBe(true);
+    expect((await engine.pauseProcess(pk)).outcome).toBe('unchanged');
+    expect((await engine.playProcess(pk)).outcome).toBe('applied');
+    const row = await engine.getProcess(pk);
+    expect(row.paused).toBe(false);
+    expect(row.dispatchedAt).not.toBeNull();
+    expect(broker.published).toEqual([pk]);
+  });
+
+  test('the many-variants report per pk without throwing', async () => {
+    const { pk } = await engine.submit('core.arithmetic.add', { x: 1, y: 2 });
+    const results = await engine.killProcesses([pk, 4242]);
+    expect(results.map((r) => r.outcome)).toEqual(['applied', 'not_found']);
+  });
+});
