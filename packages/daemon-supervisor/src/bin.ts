@@ -89,9 +89,14 @@ async function main(): Promise<void> {
 
 let lastSignal: NodeJS.Signals | undefined;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-  // Only remembers the signal; the supervisor's own handlers do the stopping.
+  // Remembers the signal for the exit status; the supervisor's own handlers do the stopping.
   process.on(signal, () => {
     lastSignal = signal;
+    if (process.listenerCount(signal) === 1) {
+      // The supervisor has not taken over signals yet (or gave them back): die of it now.
+      process.removeAllListeners(signal);
+      process.kill(process.pid, signal);
+    }
   });
 }
 

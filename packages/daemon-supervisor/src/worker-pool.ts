@@ -90,10 +90,18 @@ export class WorkerSlot {
   }
 }
 
-const sleep = (ms: number) =>
-  new Promise<void>((resolve) => {
-    setTimeout(resolve, ms);
+/** Resolves with `promise`'s value, or with 'timeout' after `ms`; the timer never outlives it. */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
   });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /**
  * The supervisor's workers: forks them into slots, revives the dead (at once, or with backoff
@@ -102,6 +110,8 @@ const sleep = (ms: number) =>
  */
 export class WorkerPool {
   private readonly slots = new Map<number, WorkerSlot>();
+  /** Every worker process not yet exited, whatever its slot's fate (for killAll). */
+  private readonly live = new Set<WorkerProcess>();
   private readonly logs = new Map<number, RotatingLog>();
   private readonly sampler: NodeJS.Timeout;
   private lastSampleAt = 0;
@@ -120,9 +130,7 @@ export class WorkerPool {
 
   /** Pids of every live worker process (current, successors, retiring). */
   pids(): number[] {
-    return this.processes()
-      .filter((w) => w.alive && w.pid !== undefined)
-      .map((w) => w.pid as number);
+    return [...this.live].filter((w) => w.pid !== undefined).map((w) => w.pid as number);
   }
 
   /** Adds `n` slots and starts their workers; resolves once all are ready. */
@@ -228,7 +236,7 @@ export class WorkerPool {
       slot.removed = true;
       if (slot.retryTimer) clearTimeout(slot.retryTimer);
     }
-    for (const worker of this.processes()) worker.signal('SIGKILL');
+    for (const worker of this.live) worker.signal('SIGKILL');
   }
 
   /** Status of every worker process, ordered by index (a crash-looping slot shows pid null). */
@@ -332,7 +340,10 @@ export class WorkerPool {
         if (listener) listener();
         if (slot.current === w) slot.settleWaiters();
       },
-      onExit: (w, exit) => this.onWorkerExit(slot, w, exit),
+      onExit: (w, exit) => {
+        this.live.delete(w);
+        this.onWorkerExit(slot, w, exit);
+      },
       onFatal: (w) => {
         // A worker that declared itself dead must not linger.
         setTimeout(() => w.signal('SIGKILL'), 2000).unref();
@@ -342,6 +353,7 @@ export class WorkerPool {
           `worker ${w.index} (pid ${w.pid}) sent an invalid message: ${problem}`,
         ),
     });
+    if (worker.alive) this.live.add(worker);
     if (asSuccessor) slot.successor = worker;
     else slot.current = worker;
     this.options.logger.info(
@@ -425,13 +437,12 @@ export class WorkerPool {
       return false;
     }
     worker.requestShutdown(gracefulTimeout);
-    const timer = sleep(gracefulTimeout * 1000).then(() => 'timeout' as const);
-    if ((await Promise.race([worker.exited, timer])) !== 'timeout') return false;
+    if ((await within(worker.exited, gracefulTimeout * 1000)) !== 'timeout') return false;
     this.options.logger.warn(
       `worker ${worker.index} (pid ${worker.pid}) still runs ${gracefulTimeout} s after shutdown: SIGKILL`,
     );
     worker.signal('SIGKILL');
-    await Promise.race([worker.exited, sleep(5000)]);
+    await within(worker.exited, 5000);
     return true;
   }
 

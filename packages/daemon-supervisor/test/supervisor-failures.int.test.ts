@@ -276,3 +276,67 @@ test('a worker above daemon.worker_max_memory is replaced, its successor ready f
     capped.remove();
   }
 });
+
+/** Reports ready, then ignores `shutdown` and SIGTERM. */
+const STUBBORN = `
+process.send({ v: 1, type: 'ready', pid: process.pid, slotsTotal: 1 });
+process.on('message', () => process.stderr.write('stubborn worker: ignoring shutdown\\n'));
+process.on('SIGTERM', () => process.stderr.write('stubborn worker: ignoring SIGTERM\\n'));
+setInterval(() => {}, 1000);
+`;
+
+test('stop: a worker still there after the graceful timeout is SIGKILLed, then the answer', async () => {
+  await withLogTails(tp.logTails, async () => {
+    const program = workerProgram('stubborn.mjs', STUBBORN);
+    const started = await startBin({
+      profile: tp.profile,
+      workers: 1,
+      env: { AIIDA_DAEMON_WORKER_PROGRAM: program },
+    });
+    if (!started.report?.ok) throw new Error(`start failed: ${JSON.stringify(started.report)}`);
+    const worker = (await status(started.report.socketPath)).workers[0]?.pid as number;
+    const t0 = Date.now();
+    const result = await controlResult(started.report.socketPath, {
+      type: 'stop',
+      gracefulTimeout: 1,
+    });
+    const elapsed = (Date.now() - t0) / 1000;
+    expect(result).toEqual({ killedWorkers: 1 });
+    expect(elapsed).toBeGreaterThanOrEqual(0.9);
+    expect(elapsed).toBeLessThan(5);
+    expect(isAlive(worker)).toBe(false);
+    expect(await started.exited).toEqual({ code: 0, signal: null });
+  });
+});
+
+test('a second SIGTERM kills the workers at once; the exit status names the signal', async () => {
+  await withLogTails(tp.logTails, async () => {
+    const program = workerProgram('stubborn.mjs', STUBBORN);
+    const started = await startBin({
+      profile: tp.profile,
+      workers: 2,
+      env: { AIIDA_DAEMON_WORKER_PROGRAM: program },
+    });
+    if (!started.report?.ok) throw new Error(`start failed: ${JSON.stringify(started.report)}`);
+    const workers = (await status(started.report.socketPath)).workers.map((w) => w.pid as number);
+    process.kill(started.pid, 'SIGTERM');
+    // The graceful stop is under way (the stubborn workers got their shutdown message)...
+    await waitFor(
+      () =>
+        readFileSync(join(getDaemonLogDir(tp.profile), 'supervisor.log'), 'utf8').includes(
+          'stopping gracefully',
+        ),
+      { timeout: 5, what: 'the graceful stop to begin' },
+    );
+    const t0 = Date.now();
+    process.kill(started.pid, 'SIGTERM');
+    expect(await started.exited).toEqual({ code: null, signal: 'SIGTERM' });
+    // ...and well before its 3 s graceful timeout, everything is gone.
+    expect(Date.now() - t0).toBeLessThan(2000);
+    await waitFor(() => workers.every((pid) => !isAlive(pid)), {
+      timeout: 2,
+      what: 'workers gone',
+    });
+    expect(readDaemonState(tp.profile)).toBeUndefined();
+  });
+});
