@@ -1,37 +1,19 @@
+import { RabbitBroker } from '@aiida/broker';
 import type { Profile } from '@aiida/config';
+import {
+  type ControlChannel,
+  type Engine,
+  type EngineLogger,
+  openEngine,
+  type ProcessRecord,
+  type ProcessReport,
+  type TaskDispatcher,
+} from '@aiida/engine';
+import { echoWarning } from './output.js';
 
 /** A process state, as in AiiDA. */
-export type ProcessState = 'created' | 'waiting' | 'running' | 'finished' | 'excepted' | 'killed';
-
-/** The fields of a process row that the commands show. */
-export interface ProcessRecord {
-  pk: number;
-  uuid: string;
-  type: string;
-  state: ProcessState;
-  paused: boolean;
-  inputs: unknown;
-  outputs: unknown;
-  exitStatus: number | null;
-  exitMessage: string | null;
-  exception: string | null;
-  processStatus: string | null;
-  parentPk: number | null;
-  owner: string | null;
-  attempts: number;
-  timeLimit: number | null;
-  createdAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-}
-
-/** One line of a process's report log. */
-export interface ProcessReport {
-  pk: number;
-  time: string;
-  level: string;
-  message: string;
-}
+export type ProcessState = ProcessRecord['state'];
+export type { ProcessRecord, ProcessReport };
 
 /** The states a process never leaves. */
 export const TERMINAL: readonly ProcessState[] = ['finished', 'excepted', 'killed'];
@@ -88,7 +70,100 @@ export interface EngineSession {
   close(): Promise<void>;
 }
 
-/** Opens the engine of `profile` for the `process` commands. */
+/**
+ * The profile's broker, connected on first use only: listing or showing processes needs no
+ * broker, and a broker that is down does not fail a submit (the daemon's reconciler dispatches
+ * the stored processes later), it only warns.
+ */
+class LazyBroker implements TaskDispatcher, ControlChannel {
+  private readonly broker: RabbitBroker;
+  private connecting: Promise<void> | undefined;
+  private used = false;
+
+  constructor(profile: Profile) {
+    this.broker = new RabbitBroker({
+      profile,
+      connectionName: `aiida-cli ${process.pid}`,
+      onError: () => {},
+      logger: { info: () => {}, warn: () => {}, error: () => {} },
+    });
+  }
+
+  private connect(): Promise<void> {
+    this.used = true;
+    this.connecting ??= this.broker.connect({ timeout: 5 });
+    return this.connecting;
+  }
+
+  async publishContinue(pk: number): Promise<void> {
+    await this.connect();
+    await this.broker.publishContinue(pk);
+  }
+
+  async publishContinueMany(pks: number[]): Promise<void> {
+    await this.connect();
+    await this.broker.publishContinueMany(pks);
+  }
+
+  async callRpc(
+    ...args: Parameters<ControlChannel['callRpc']>
+  ): ReturnType<ControlChannel['callRpc']> {
+    await this.connect();
+    return this.broker.callRpc(...args);
+  }
+
+  async close(): Promise<void> {
+    if (this.used) await this.broker.close({ timeout: 2 }).catch(() => {});
+  }
+}
+
+/** Engine warnings as the command line's warning lines; the rest is for the daemon's logs. */
+const cliLogger: EngineLogger = {
+  debug: () => {},
+  info: () => {},
+  warn: (message) => echoWarning(message),
+  error: (message) => echoWarning(message),
+};
+
+const OUTCOME_STATUS = {
+  applied: 'applied',
+  requested: 'requested',
+  unchanged: 'unchanged',
+  terminal: 'terminal',
+  not_found: 'not_found',
+} as const;
+
+/** Opens the engine of `profile` (its store, plugins and a lazily connected broker). */
 export async function openEngineSession(profile: Profile): Promise<EngineSession> {
-  throw new Error(`the engine API is not available yet (profile ${profile.name})`);
+  const broker = new LazyBroker(profile);
+  let engine: Engine;
+  try {
+    engine = await openEngine(profile, { dispatcher: broker, control: broker, logger: cliLogger });
+  } catch (error) {
+    await broker.close();
+    throw error;
+  }
+  const toOutcomes = (results: Awaited<ReturnType<Engine['killProcesses']>>): ControlOutcome[] =>
+    results.map((r) => ({ pk: r.pk, status: OUTCOME_STATUS[r.outcome], state: r.state }));
+  return {
+    submit: (type, inputsList, options = {}) =>
+      engine.submitMany(inputsList.map((inputs) => ({ type, inputs, ...options }))),
+    run: async (type, inputs) => (await engine.runGetProcess(type, inputs)).process,
+    getProcess: (pk) => engine.store.getProcess(pk),
+    getProcesses: (pks) => engine.store.getProcesses(pks),
+    listProcesses: (filter) => engine.listProcesses(filter),
+    getReports: (pk) => engine.getReports(pk),
+    pause: async (pks, options) =>
+      toOutcomes(await engine.pauseProcesses(pks, { message: options.message })),
+    play: async (pks) => toOutcomes(await engine.playProcesses(pks)),
+    kill: async (pks, options) =>
+      toOutcomes(
+        await engine.killProcesses(pks, { message: options.message, force: options.force }),
+      ),
+    deleteProcesses: (selection) => engine.deleteProcesses(selection),
+    close: async () => {
+      await engine.close();
+      await broker.close();
+    },
+  };
 }

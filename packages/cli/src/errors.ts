@@ -109,8 +109,9 @@ const HINTS: Record<string, { hint: string; exitCode?: ExitCode }> = {
   process_terminal: { hint: 'It has already ended; see `aiida process show PK`.' },
   inputs_invalid: { hint: 'Give inputs as `-i key=value` (values parse as JSON).' },
   unknown_process_type: {
-    hint: 'Built-in types are core.arithmetic.add, core.arithmetic.multiply_add and core.shell; plugins are set with `aiida config set engine.plugins`.',
+    hint: 'Plugins add process types: `aiida config set engine.plugins \'["my-plugin"]\'`.',
   },
+
   plugin_import_failed: {
     hint: 'Check the option `engine.plugins` (`aiida config get engine.plugins`).',
   },

@@ -58,6 +58,8 @@ export async function waitForAll(
     onProgress?: (records: ProcessRecord[]) => void;
     /** Stops the wait (with an `interrupted` error), e.g. on Ctrl+C. */
     signal?: AbortSignal;
+    /** When a process counts as done. @default it is terminal */
+    done?: (record: ProcessRecord) => boolean;
   } = {},
 ): Promise<ProcessRecord[]> {
   const deadline = options.timeout === undefined ? Infinity : Date.now() + options.timeout * 1000;
@@ -65,15 +67,16 @@ export async function waitForAll(
   const latest = new Map<number, ProcessRecord>();
   let pending = [...pks];
   for (;;) {
-    // Terminal rows never change again: only ask for those still active.
+    // Done rows are not asked for again (terminal rows never change).
     for (let i = 0; i < pending.length; i += 500) {
       for (const record of await session.getProcesses(pending.slice(i, i + 500))) {
         latest.set(record.pk, record);
       }
     }
+    const done = options.done ?? ((record: ProcessRecord) => TERMINAL.includes(record.state));
     pending = pending.filter((pk) => {
       const record = latest.get(pk);
-      return record === undefined || !TERMINAL.includes(record.state);
+      return record === undefined || !done(record);
     });
     const records = pks.map((pk) => latest.get(pk)).filter((r) => r !== undefined);
     options.onProgress?.(records);

@@ -553,6 +553,10 @@ function registerControlCommand(
                 });
         let failed = false;
         for (const outcome of outcomes) failed = printControlOutcome(intent, outcome) || failed;
+        const requested = outcomes.filter((o) => o.status === 'requested').map((o) => o.pk);
+        if (options.timeout !== undefined && requested.length > 0 && intent !== 'play') {
+          failed = (await awaitControl(session, intent, requested, options.timeout)) || failed;
+        }
         if (failed) process.exitCode = ExitCodes.failure;
       });
     },
@@ -563,6 +567,39 @@ function registerControlCommand(
     ...(intent === 'kill' ? ['aiida process kill 12 --force -m "wrong inputs"'] : []),
     `aiida process ${intent} --all -y`,
   ]);
+}
+
+/**
+ * After `-t/--timeout`: waits until the workers holding `pks` applied the request (killed: the
+ * process is terminal; paused: its worker let go of it) and says so; true when one did not in time.
+ */
+async function awaitControl(
+  session: EngineSession,
+  intent: 'pause' | 'kill',
+  pks: number[],
+  timeout: number,
+): Promise<boolean> {
+  const applied = (r: ProcessRecord) =>
+    TERMINAL.includes(r.state) || (intent === 'pause' && r.paused && r.owner === null);
+  let records: ProcessRecord[];
+  try {
+    records = await waitForAll(session, pks, { timeout, done: applied });
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'timeout') throw error;
+    records = await session.getProcesses(pks);
+  }
+  let failed = false;
+  for (const record of records) {
+    if (applied(record)) {
+      echoSuccess(`Process<${record.pk}> is now ${stateText(record)}.`);
+    } else {
+      failed = true;
+      process.stderr.write(
+        `${paint('Error:', ['red', 'bold'], process.stderr)} Process<${record.pk}> was not ${intent === 'kill' ? 'killed' : 'paused'} within ${timeout} s (it is ${record.state}).\n`,
+      );
+    }
+  }
+  return failed;
 }
 
 /** Prints one control outcome; true when it failed. */
