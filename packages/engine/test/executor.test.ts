@@ -31,7 +31,7 @@ const silent = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {
 /** Test process types whose bodies record each start and can be held at a gate. */
 function testRegistry() {
   const starts: { name: string; pk: number; attempt: number }[] = [];
-  const gates = new Map<string, ReturnType<typeof deferred>>();
+  const gates = new Map<string, ReturnType<typeof deferred<void>>>();
   const gate = (name: string) => {
     if (!gates.has(name)) gates.set(name, deferred());
     return gates.get(name)!;
