@@ -1,0 +1,227 @@
+// Pure parts of the command line: table and value formatting, argument parsing, error reports,
+// the daemon status view, and broker settings from the environment.
+import { InvalidArgumentError } from 'commander';
+import { brokerSettingsFromEnvironment } from '../src/commands/presto.js';
+import { type DaemonStatus, renderDaemonStatus, slotWarning } from '../src/daemon-status-view.js';
+import { CliError, describeError, ExitCodes } from '../src/errors.js';
+import { formatAge, formatBytes, formatDuration, formatUptime } from '../src/format.js';
+import { parseKeyValue, parsePk, parsePort, parsePositiveInt, parseSeconds } from '../src/parse.js';
+import { countStates, describeProgress } from '../src/process-wait.js';
+import { formatTable } from '../src/table.js';
+
+describe('formatTable', () => {
+  it('lines up columns like tabulate "simple", numbers right-aligned', () => {
+    expect(
+      formatTable(
+        ['PK', 'State'],
+        [
+          [1, 'finished'],
+          [12, 'running'],
+        ],
+      ),
+    ).toBe(['PK  State', '--  --------', ' 1  finished', '12  running'].join('\n'));
+  });
+
+  it('ignores colour escapes when measuring', () => {
+    const red = '\u001b[31mkilled\u001b[39m';
+    const table = formatTable(
+      ['a', 'b'],
+      [
+        [red, 'x'],
+        ['finished', 'y'],
+      ],
+    );
+    expect(table.split('\n')[2]).toBe(`${red}    x`);
+  });
+
+  it('prints only the header for no rows', () => {
+    expect(formatTable(['PK'], [])).toBe('PK\n--');
+  });
+});
+
+describe('formatting', () => {
+  it('uptimes, ages, durations and sizes', () => {
+    expect(formatUptime(3725)).toBe('1:02:05');
+    expect(formatUptime(90_000)).toBe('1D 1:00:00');
+    const now = Date.parse('2024-05-01T12:00:00Z');
+    expect(formatAge('2024-05-01T11:59:30Z', now)).toBe('30s ago');
+    expect(formatAge('2024-05-01T11:00:00Z', now)).toBe('1h ago');
+    expect(formatAge('2024-04-28T12:00:00Z', now)).toBe('3D ago');
+    expect(formatDuration(0.25)).toBe('250 ms');
+    expect(formatDuration(4.25)).toBe('4.3 s');
+    expect(formatDuration(185)).toBe('3 min 5 s');
+    expect(formatBytes(512)).toBe('512 B');
+    expect(formatBytes(66_479_718)).toBe('63.4 MB');
+  });
+});
+
+describe('argument parsers name what they expected', () => {
+  it.each([
+    ['parsePositiveInt', parsePositiveInt, '0', /positive integer/],
+    ['parsePositiveInt', parsePositiveInt, '2.5', /positive integer/],
+    ['parseSeconds', parseSeconds, '-1', /number of seconds/],
+    ['parseSeconds', parseSeconds, 'soon', /number of seconds/],
+    ['parsePort', parsePort, '70000', /port number/],
+    ['parsePk', (v: string) => parsePk(v), 'x', /process pk/],
+    ['parseKeyValue', (v: string) => parseKeyValue(v), 'novalue', /key=value/],
+  ] as const)('%s rejects %p', (_name, parse, value, expected) => {
+    expect(() => parse(value)).toThrow(InvalidArgumentError);
+    expect(() => parse(value)).toThrow(expected);
+  });
+
+  it('accepts good values', () => {
+    expect(parsePositiveInt('4')).toBe(4);
+    expect(parseSeconds('2.5')).toBe(2.5);
+    expect(parsePk('3', [1])).toEqual([1, 3]);
+  });
+
+  it('input values parse as JSON, else as strings; later keys win', () => {
+    let inputs = parseKeyValue('x=1');
+    inputs = parseKeyValue('name=hello world', inputs);
+    inputs = parseKeyValue('list=[1,2]', inputs);
+    inputs = parseKeyValue('eq=a=b', inputs);
+    inputs = parseKeyValue('x=2', inputs);
+    expect(inputs).toEqual({ x: 2, name: 'hello world', list: [1, 2], eq: 'a=b' });
+  });
+});
+
+describe('describeError', () => {
+  it('maps package error codes to a hint and an exit code', () => {
+    const notRunning = Object.assign(new Error('The daemon is not running.'), {
+      code: 'not_running',
+    });
+    expect(describeError(notRunning)).toMatchObject({
+      message: 'The daemon is not running.',
+      exitCode: ExitCodes.notRunning,
+    });
+    const badOption = Object.assign(new Error('bad'), { code: 'option_invalid' });
+    expect(describeError(badOption).exitCode).toBe(ExitCodes.usage);
+    expect(describeError(badOption).hint).toContain('aiida config list');
+  });
+
+  it('recognises the daemon exceptions by name, and passes CliErrors through', () => {
+    const stale = Object.assign(new Error('stale'), { name: 'DaemonStalePidException' });
+    expect(describeError(stale).exitCode).toBe(ExitCodes.notRunning);
+    const own = new CliError('x', 'own message', { hint: 'do this', exitCode: ExitCodes.usage });
+    expect(describeError(own)).toEqual({ message: 'own message', hint: 'do this', exitCode: 2 });
+    expect(describeError('a string')).toMatchObject({ message: 'a string', exitCode: 1 });
+  });
+});
+
+function worker(index: number, overrides: Partial<DaemonStatus['workers'][number]> = {}) {
+  return {
+    index,
+    pid: 1000 + index,
+    state: 'ready' as const,
+    startedAt: '2024-05-01T10:00:00.000Z',
+    restarts: 0,
+    lastHeartbeatAt: null,
+    cpu: 1.25,
+    memory: 50 * 1024 * 1024,
+    slotsUsed: 0,
+    slotsTotal: 10,
+    activePks: [],
+    lastStderr: [],
+    nextAttemptAt: null,
+    ...overrides,
+  };
+}
+
+describe('the daemon status view', () => {
+  const base: DaemonStatus = {
+    pid: 999,
+    hostname: 'host',
+    profile: 'p',
+    startedAt: '2024-05-01T10:00:00.000Z',
+    protocolVersion: 1,
+    numberWorkers: 2,
+    workers: [worker(0), worker(1)],
+    logDir: '/logs',
+  };
+  const now = Date.parse('2024-05-01T10:05:00.000Z');
+
+  it('shows the supervisor, a row per worker with slots, and the log folder', () => {
+    const { text, warnings } = renderDaemonStatus(base, now);
+    expect(text).toMatch(/^Daemon is running as PID 999 since .* \(uptime 0:05:00\)$/m);
+    expect(text).toContain('Active workers [2]:');
+    expect(text).toMatch(/^0\s+1000\s+ready\s+1\.3\s+50\.0 MB\s+.*\s+0:05:00\s+0\s+0 \/ 10$/m);
+    expect(text).toContain('Slots in use: 0 of 20');
+    expect(text).toContain('Log folder: /logs');
+    expect(warnings).toEqual([]);
+  });
+
+  it('warns above 90 % slot use, not at 90 %', () => {
+    const at90 = [worker(0, { slotsUsed: 9 }), worker(1, { slotsUsed: 9 })];
+    expect(slotWarning(at90)).toBeUndefined();
+    const above = [worker(0, { slotsUsed: 10 }), worker(1, { slotsUsed: 9 })];
+    expect(slotWarning(above)).toMatch(/^95% of the daemon's worker slots are in use \(19 of 20\)/);
+  });
+
+  it('shows a crash-looping worker with its last stderr lines and next attempt', () => {
+    const looping = worker(1, {
+      pid: null,
+      state: 'crash-looping',
+      restarts: 4,
+      lastStderr: ['Error: boom', '    at main'],
+      nextAttemptAt: '2024-05-01T10:05:08.000Z',
+    });
+    const { text, warnings } = renderDaemonStatus({ ...base, workers: [worker(0), looping] }, now);
+    expect(text).toMatch(/^1\s+-\s+crash-looping\s/m);
+    expect(warnings).toEqual([
+      'worker 1 is crash-looping (restarted 4 times; next attempt in 8 s). Its last stderr lines:\n' +
+        '    | Error: boom\n    |     at main',
+    ]);
+  });
+
+  it('says so when there are no workers', () => {
+    expect(renderDaemonStatus({ ...base, workers: [] }, now).text).toContain(
+      'No workers are running. Use `aiida daemon incr` to start some!',
+    );
+  });
+});
+
+describe('progress of a batch', () => {
+  it('counts states and describes them in one line', () => {
+    const rows = ['finished', 'finished', 'running', 'excepted', 'created'].map((state, pk) => ({
+      pk,
+      state,
+    })) as Parameters<typeof countStates>[0];
+    const counts = countStates(rows);
+    expect(counts).toMatchObject({ finished: 2, running: 1, excepted: 1, created: 1 });
+    expect(describeProgress(counts, 5, 2)).toBe(
+      '3/5 done [############........] 1 created, 1 running, 1 failed, 2.0 s',
+    );
+  });
+});
+
+describe('presto broker settings', () => {
+  it('take AIIDA_BROKER_* variables, with options winning', () => {
+    const env = {
+      AIIDA_BROKER_HOST: 'rabbit',
+      AIIDA_BROKER_PORT: '5673',
+      AIIDA_BROKER_USERNAME: 'u',
+      AIIDA_BROKER_PASSWORD: 'p',
+      AIIDA_BROKER_VIRTUAL_HOST: 'v',
+    };
+    expect(brokerSettingsFromEnvironment({}, env)).toEqual({
+      host: 'rabbit',
+      port: 5673,
+      username: 'u',
+      password: 'p',
+      virtualHost: 'v',
+    });
+    expect(
+      brokerSettingsFromEnvironment({ brokerHost: 'other', brokerPort: 1 }, env),
+    ).toMatchObject({
+      host: 'other',
+      port: 1,
+    });
+    expect(brokerSettingsFromEnvironment({}, {})).toEqual({});
+  });
+
+  it('refuse a port that is not a number, naming the variable', () => {
+    expect(() => brokerSettingsFromEnvironment({}, { AIIDA_BROKER_PORT: 'x' })).toThrow(
+      /AIIDA_BROKER_PORT='x' is not a port number/,
+    );
+  });
+});
