@@ -57,14 +57,14 @@ describe('formatting', () => {
 
 describe('argument parsers name what they expected', () => {
   it.each([
-    ['parsePositiveInt', parsePositiveInt, '0', /positive integer/],
-    ['parsePositiveInt', parsePositiveInt, '2.5', /positive integer/],
-    ['parseSeconds', parseSeconds, '-1', /number of seconds/],
-    ['parseSeconds', parseSeconds, 'soon', /number of seconds/],
-    ['parsePort', parsePort, '70000', /port number/],
-    ['parsePk', (v: string) => parsePk(v), 'x', /process pk/],
-    ['parseKeyValue', (v: string) => parseKeyValue(v), 'novalue', /key=value/],
-  ] as const)('%s rejects %p', (_name, parse, value, expected) => {
+    ['parsePositiveInt', '0', parsePositiveInt, /positive integer/],
+    ['parsePositiveInt', '2.5', parsePositiveInt, /positive integer/],
+    ['parseSeconds', '-1', parseSeconds, /number of seconds/],
+    ['parseSeconds', 'soon', parseSeconds, /number of seconds/],
+    ['parsePort', '70000', parsePort, /port number/],
+    ['parsePk', 'x', (v: string) => parsePk(v), /process pk/],
+    ['parseKeyValue', 'novalue', (v: string) => parseKeyValue(v), /key=value/],
+  ] as const)('%s rejects %p', (_name, value, parse, expected) => {
     expect(() => parse(value)).toThrow(InvalidArgumentError);
     expect(() => parse(value)).toThrow(expected);
   });
@@ -185,7 +185,7 @@ describe('progress of a batch', () => {
     const rows = ['finished', 'finished', 'running', 'excepted', 'created'].map((state, pk) => ({
       pk,
       state,
-    })) as Parameters<typeof countStates>[0];
+    })) as unknown as Parameters<typeof countStates>[0];
     const counts = countStates(rows);
     expect(counts).toMatchObject({ finished: 2, running: 1, excepted: 1, created: 1 });
     expect(describeProgress(counts, 5, 2)).toBe(
