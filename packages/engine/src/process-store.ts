@@ -1,4 +1,5 @@
 import type { ProcessState } from '@aiida/ipc';
+import type { EngineError } from './errors.js';
 import type { JsonValue } from './json.js';
 
 /** The process group of an external command a body started, so it can be killed later. */
@@ -247,6 +248,13 @@ export interface ProcessStore {
     leaseSeconds: number,
     options: { maxAttempts: number },
   ): Promise<ClaimResult>;
+  /** {@link ProcessStore.claim} for several pks in one transaction (one result per pk, in order). */
+  claimMany(
+    pks: number[],
+    ownerId: string,
+    leaseSeconds: number,
+    options: { maxAttempts: number },
+  ): Promise<ClaimResult[]>;
   /** Extends the leases `ownerId` holds on `pks`, and reports pause/kill intents and time limits. */
   renewLeases(ownerId: string, pks: number[], leaseSeconds: number): Promise<LeaseRenewal[]>;
   /**
@@ -285,6 +293,13 @@ export interface ProcessStore {
    * workflow's live children are killed (directly when unowned, else by intent).
    */
   complete(fence: LeaseFence, result: TerminalResult): Promise<TerminalEffects>;
+  /**
+   * {@link ProcessStore.complete} for several processes in one transaction (group commit). An item
+   * whose fence fails gets its `lease_lost` error in its place; the others are committed.
+   */
+  completeMany(
+    items: { fence: LeaseFence; result: TerminalResult }[],
+  ): Promise<(TerminalEffects | EngineError)[]>;
 
   // --- control --------------------------------------------------------------------------------
   requestPause(pk: number, message?: string | null): Promise<ControlRequestOutcome>;

@@ -625,74 +625,91 @@ export class SqliteProcessStore implements ProcessStore {
     leaseSeconds: number,
     options: { maxAttempts: number },
   ): Promise<ClaimResult> {
-    return this.tx((): ClaimResult => {
-      const row = this.getRow(pk);
-      if (!row) return { ok: false, reason: 'not_found' };
-      if (isTerminal(row.state)) return { ok: false, reason: 'terminal' };
-      if (row.paused === 1) return { ok: false, reason: 'paused' };
-      if (row.runnable === 0) return { ok: false, reason: 'not_runnable' };
-      if (this.ownerAlive(row)) return { ok: false, reason: 'owned' };
-      const now = this.now();
-      const ownerLost = row.owner !== null;
-      const kill = this.pendingKill(pk);
-      if (kill) {
-        const effects = emptyEffects();
-        this.terminalize(
-          pk,
-          { state: 'killed', processStatus: `Killed: ${kill.message ?? 'killed by request'}` },
-          effects,
-          false,
-        );
-        return { ok: false, reason: 'killed', effects };
-      }
-      if (row.time_limit !== null && row.created_at + row.time_limit * 1000 <= now) {
-        const effects = emptyEffects();
-        this.terminalize(
-          pk,
-          { state: 'killed', processStatus: `Killed: time limit of ${row.time_limit} s exceeded` },
-          effects,
-          false,
-        );
-        return { ok: false, reason: 'killed', effects };
-      }
-      let attempts = row.attempts === 0 ? 1 : row.attempts;
-      let losses = row.owner_losses;
-      if (ownerLost) {
-        attempts = row.attempts + 1;
-        losses += 1;
-        if (losses >= options.maxAttempts) {
-          const effects = emptyEffects();
-          const reason =
-            `owner lost ${losses} times (engine.max_attempts = ${options.maxAttempts}): ` +
-            `the last owner was ${row.owner}; its body may crash or stall its worker`;
-          this.terminalize(
-            pk,
-            { state: 'excepted', exception: reason, processStatus: reason },
-            effects,
-            false,
-          );
-          this.db
-            .prepare('UPDATE processes SET owner_losses = ?, attempts = ? WHERE pk = ?')
-            .run(losses, row.attempts, pk);
-          return { ok: false, reason: 'poisoned', effects };
-        }
-      }
-      const updated = this.stmts.claim.get({
+    return this.tx(() => this.claimOne(pk, ownerId, leaseSeconds, options));
+  }
+
+  async claimMany(
+    pks: number[],
+    ownerId: string,
+    leaseSeconds: number,
+    options: { maxAttempts: number },
+  ): Promise<ClaimResult[]> {
+    if (pks.length === 0) return [];
+    return this.tx(() => pks.map((pk) => this.claimOne(pk, ownerId, leaseSeconds, options)));
+  }
+
+  private claimOne(
+    pk: number,
+    ownerId: string,
+    leaseSeconds: number,
+    options: { maxAttempts: number },
+  ): ClaimResult {
+    const row = this.getRow(pk);
+    if (!row) return { ok: false, reason: 'not_found' };
+    if (isTerminal(row.state)) return { ok: false, reason: 'terminal' };
+    if (row.paused === 1) return { ok: false, reason: 'paused' };
+    if (row.runnable === 0) return { ok: false, reason: 'not_runnable' };
+    if (this.ownerAlive(row)) return { ok: false, reason: 'owned' };
+    const now = this.now();
+    const ownerLost = row.owner !== null;
+    const kill = this.pendingKill(pk);
+    if (kill) {
+      const effects = emptyEffects();
+      this.terminalize(
         pk,
-        owner: ownerId,
-        lease: now + leaseSeconds * 1000,
-        attempts,
-        losses,
-        now,
-      }) as ProcessRow;
-      return {
-        ok: true,
-        lease: leaseOf(updated),
-        record: toRecord(updated),
-        previousState: row.state,
-        ownerLost,
-      };
-    });
+        { state: 'killed', processStatus: `Killed: ${kill.message ?? 'killed by request'}` },
+        effects,
+        false,
+      );
+      return { ok: false, reason: 'killed', effects };
+    }
+    if (row.time_limit !== null && row.created_at + row.time_limit * 1000 <= now) {
+      const effects = emptyEffects();
+      this.terminalize(
+        pk,
+        { state: 'killed', processStatus: `Killed: time limit of ${row.time_limit} s exceeded` },
+        effects,
+        false,
+      );
+      return { ok: false, reason: 'killed', effects };
+    }
+    let attempts = row.attempts === 0 ? 1 : row.attempts;
+    let losses = row.owner_losses;
+    if (ownerLost) {
+      attempts = row.attempts + 1;
+      losses += 1;
+      if (losses >= options.maxAttempts) {
+        const effects = emptyEffects();
+        const reason =
+          `owner lost ${losses} times (engine.max_attempts = ${options.maxAttempts}): ` +
+          `the last owner was ${row.owner}; its body may crash or stall its worker`;
+        this.terminalize(
+          pk,
+          { state: 'excepted', exception: reason, processStatus: reason },
+          effects,
+          false,
+        );
+        this.db
+          .prepare('UPDATE processes SET owner_losses = ?, attempts = ? WHERE pk = ?')
+          .run(losses, row.attempts, pk);
+        return { ok: false, reason: 'poisoned', effects };
+      }
+    }
+    const updated = this.stmts.claim.get({
+      pk,
+      owner: ownerId,
+      lease: now + leaseSeconds * 1000,
+      attempts,
+      losses,
+      now,
+    }) as ProcessRow;
+    return {
+      ok: true,
+      lease: leaseOf(updated),
+      record: toRecord(updated),
+      previousState: row.state,
+      ownerLost,
+    };
   }
 
   async renewLeases(ownerId: string, pks: number[], leaseSeconds: number): Promise<LeaseRenewal[]> {
@@ -827,6 +844,25 @@ export class SqliteProcessStore implements ProcessStore {
       this.terminalize(fence.pk, result, effects, true);
       return effects;
     });
+  }
+
+  async completeMany(
+    items: { fence: LeaseFence; result: TerminalResult }[],
+  ): Promise<(TerminalEffects | EngineError)[]> {
+    if (items.length === 0) return [];
+    return this.tx(() =>
+      items.map(({ fence, result }) => {
+        try {
+          // checkFence throws before anything is written, so a refused item changes nothing.
+          this.checkFence(fence);
+        } catch (error) {
+          return error as EngineError;
+        }
+        const effects = emptyEffects();
+        this.terminalize(fence.pk, result, effects, true);
+        return effects;
+      }),
+    );
   }
 
   // --- control --------------------------------------------------------------------------------

@@ -219,6 +219,35 @@ describe('SqliteProcessStore', () => {
     });
   });
 
+  describe('batched writes (group commit)', () => {
+    test('claimMany claims each pk once; a duplicate in the batch is refused as owned', async () => {
+      const [a, b] = await store.createProcesses([add, add]);
+      const results = await store.claimMany([a!.pk, b!.pk, a!.pk, 777], 'w1', 10, {
+        maxAttempts: 5,
+      });
+      expect(results.map((r) => (r.ok ? 'ok' : r.reason))).toEqual([
+        'ok',
+        'ok',
+        'owned',
+        'not_found',
+      ]);
+    });
+
+    test('completeMany commits the good items and returns lease_lost for a stale one', async () => {
+      const [a, b] = await store.createProcesses([add, add]);
+      const [ca, cb] = await store.claimMany([a!.pk, b!.pk], 'w1', 10, { maxAttempts: 5 });
+      if (!ca?.ok || !cb?.ok) throw new Error('claims');
+      const results = await store.completeMany([
+        { fence: ca.lease, result: { state: 'finished', outputs: { sum: 3 }, exitStatus: 0 } },
+        { fence: { ...cb.lease, epoch: 99 }, result: { state: 'finished', outputs: { sum: 3 } } },
+      ]);
+      expect(results[0]).toMatchObject({ terminated: [{ pk: a!.pk, state: 'finished' }] });
+      expect(results[1]).toMatchObject({ code: 'lease_lost' });
+      expect((await store.getProcess(a!.pk))?.state).toBe('finished');
+      expect((await store.getProcess(b!.pk))?.state).toBe('running');
+    });
+  });
+
   describe('park and children', () => {
     async function parentWithChild() {
       const [parent] = await store.createProcesses([
