@@ -124,6 +124,14 @@ describe('aiida daemon', () => {
     expect(result.stderr).toMatch(/^Error: .*already running/);
   });
 
+  it('a profile whose daemon runs is not deleted', async () => {
+    const result = await sandbox.run(['profile', 'delete', PROFILE, '-y']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^Error: The daemon of profile 'daemon-test' is running; it was not deleted\./);
+    expect(result.stderr).toContain('aiida -p daemon-test daemon stop');
+    expect(sandbox.profiles()).toContain(PROFILE);
+  });
+
   it('aiida status: ticks for config, profile, storage, broker (with version) and daemon', async () => {
     const text = await sandbox.run(['status']);
     expect(text.code).toBe(0);
