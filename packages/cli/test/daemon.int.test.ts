@@ -127,7 +127,9 @@ describe('aiida daemon', () => {
   it('a profile whose daemon runs is not deleted', async () => {
     const result = await sandbox.run(['profile', 'delete', PROFILE, '-y']);
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/^Error: The daemon of profile 'daemon-test' is running; it was not deleted\./);
+    expect(result.stderr).toMatch(
+      /^Error: The daemon of profile 'daemon-test' is running; it was not deleted\./,
+    );
     expect(result.stderr).toContain('aiida -p daemon-test daemon stop');
     expect(sandbox.profiles()).toContain(PROFILE);
   });
