@@ -1,7 +1,6 @@
 // DaemonClient with its state file and socket injected: no daemon, no processes.
 import { Duplex } from 'node:stream';
 import { type DaemonStateFile, ErrorCodes, PROTOCOL_VERSION } from '@aiida/ipc';
-import { createTestProfile, type TestProfile } from '../../../tests/support/test-profile.js';
 import type { DaemonStateAccess, DaemonStateReading } from '../src/daemon-state.js';
 import {
   DaemonClient,
@@ -10,6 +9,7 @@ import {
   DaemonStalePidException,
   DaemonTimeoutException,
 } from '../src/index.js';
+import { createTestProfile, type TestProfile } from './helpers.js';
 
 const state: DaemonStateFile = {
   v: 1,

@@ -2,7 +2,6 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createProfile, getDefaultProfileName, type Profile } from '@aiida/config';
 import { ErrorCodes } from '@aiida/ipc';
 import { isAlive } from '../../../tests/support/processes.js';
-import { TEST_OPTIONS } from '../../../tests/support/test-profile.js';
 import { waitFor } from '../../../tests/support/wait-for.js';
 import {
   DaemonClient,
@@ -15,6 +14,7 @@ import {
   createTestProfile,
   expectNothingLeft,
   snapshotDaemonDir,
+  TEST_OPTIONS,
   type TestProfile,
   withLogs,
 } from './helpers.js';

@@ -3,7 +3,6 @@ import { createServer } from 'node:net';
 import { createProfile, type Profile } from '@aiida/config';
 import { ErrorCodes } from '@aiida/ipc';
 import { isAlive } from '../../../tests/support/processes.js';
-import { TEST_OPTIONS } from '../../../tests/support/test-profile.js';
 import { waitFor } from '../../../tests/support/wait-for.js';
 import {
   DaemonClient,
@@ -18,6 +17,7 @@ import {
   expectNothingLeft,
   FAKE_WORKER,
   processesOfThisFile,
+  TEST_OPTIONS,
   type TestProfile,
   withLogs,
 } from './helpers.js';

@@ -1,5 +1,4 @@
 import { createProfile, type Profile } from '@aiida/config';
-import { TEST_OPTIONS } from '../../../tests/support/test-profile.js';
 import {
   DaemonNotRunningException,
   DaemonTimeoutException,
@@ -9,6 +8,7 @@ import {
   cleanBrokerTopology,
   createTestProfile,
   expectNothingLeft,
+  TEST_OPTIONS,
   type TestProfile,
   withLogs,
 } from './helpers.js';
