@@ -2,9 +2,10 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { deleteBrokerTopology } from '../broker-check.js';
 import { daemonClientFor } from '../daemon-access.js';
 import { openEngineSession, type ProcessRecord } from '../engine-session.js';
-import { CliError, ExitCodes } from '../errors.js';
+import { CliError, describeError, ExitCodes } from '../errors.js';
 import { formatDuration, plural } from '../format.js';
 import { withExamples } from '../help.js';
 import { echo, echoError, echoReport, echoSuccess, paint } from '../output.js';
@@ -135,6 +136,9 @@ async function runDemo(options: DemoOptions): Promise<void> {
     const wrong = checkResults(records, [...calcInputs, ...workflowInputs]);
     printSummary(records, children, elapsed, wrong);
     succeeded = wrong.length === 0 && records.every(finishedOk);
+  } catch (error) {
+    const report = describeError(error);
+    echoError(report.message);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -146,6 +150,8 @@ async function runDemo(options: DemoOptions): Promise<void> {
     }
   }
   const total = (Date.now() - started) / 1000;
+  // A throwaway profile's queues go with it; in a folder the user gave, they stay with the profile.
+  if (fresh) await deleteBrokerTopology(profile);
   if (!succeeded) {
     throw new CliError('demo_failed', `The demo failed after ${formatDuration(total)}.`, {
       hint: `Its files, with the daemon's logs, are kept in ${aiidaPath} (\`AIIDA_PATH=${aiidaPath} aiida daemon logshow\`).`,
