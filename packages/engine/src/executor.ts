@@ -326,7 +326,11 @@ export class ProcessExecutor {
    * worker acks and drops it (duplicates are harmless). On success, call `run()` at once.
    */
   async claim(pk: number): Promise<ClaimOutcome> {
-    if (this.draining) return { claimed: false, pk, reason: 'draining' };
+    if (this.draining) {
+      // The task is acked and dropped by the worker: publish it again so no process waits on it.
+      await this.dispatch([pk]);
+      return { claimed: false, pk, reason: 'draining' };
+    }
     if (this.active.has(pk)) return { claimed: false, pk, reason: 'active_here' };
     const result = this.claims
       ? await this.claims.submit(pk)

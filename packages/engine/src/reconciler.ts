@@ -21,9 +21,11 @@ export interface ReconcilerOptions {
   neverDispatchedGrace?: number;
   /**
    * Re-publish tasks of unowned runnable processes dispatched this many seconds ago and still not
-   * claimed (a task lost by the broker). Off by default: long queues are normal.
+   * claimed, in case the broker lost the task. A duplicate task is harmless (it is dropped at
+   * claim); `null` turns this off.
+   * @default 600
    */
-  staleDispatchAfter?: number;
+  staleDispatchAfter?: number | null;
   /** Most tasks published per tick. @default 1000 */
   batchSize?: number;
   control?: ControlChannel;
@@ -85,7 +87,10 @@ export class Reconciler {
         ...effects.parentsToDispatch,
         ...(await store.findDispatchable({
           neverDispatchedGraceSeconds: this.options.neverDispatchedGrace ?? 10,
-          staleDispatchSeconds: this.options.staleDispatchAfter,
+          staleDispatchSeconds:
+            this.options.staleDispatchAfter === null
+              ? undefined
+              : (this.options.staleDispatchAfter ?? 600),
           limit: this.options.batchSize ?? 1000,
         })),
       ]),

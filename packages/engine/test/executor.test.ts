@@ -289,7 +289,9 @@ describe('ProcessExecutor (daemon mode, in-memory broker)', () => {
     expect(row).toMatchObject({ state: 'waiting', owner: null, runnable: true, attempts: 1 });
     expect((row.checkpoint as { stepCount: number }).stepCount).toBe(1);
     expect(broker.published.slice(published)).toEqual([pk]);
+    // A task that still reaches a draining worker is refused and published again.
     expect(await w.executor.claim(pk)).toMatchObject({ claimed: false, reason: 'draining' });
+    expect(broker.published.slice(published)).toEqual([pk, pk]);
     // A new worker resumes from the checkpoint: step a does not run again.
     t.gate('w.b').resolve();
     t.gate('w.c').resolve();

@@ -197,6 +197,28 @@ describe('Engine.run (in the calling process, no daemon)', () => {
     expect(process.exception).toContain('sum');
   });
 
+  test('kill from another client reaches a run() caller through its lease renewals', async () => {
+    const other = testEngine(store, { registry });
+    const running = engine.run('core.arithmetic.add', { x: 1, y: 1, sleep: 60 });
+    const failure = running.catch((error: unknown) => error);
+    const [row] = await (async () => {
+      for (;;) {
+        const rows = await other.listProcesses({ states: ['running'] });
+        if (rows.length > 0) return rows;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    expect(row?.owner).toMatch(/^run:/);
+    const result = await other.killProcess(row!.pk, { message: 'from elsewhere' });
+    expect(result.outcome).toBe('requested');
+    const error = await failure;
+    expect(error).toMatchObject({ code: EngineErrorCodes.processTerminal });
+    expect(await other.getProcess(row!.pk)).toMatchObject({
+      state: 'killed',
+      processStatus: 'Killed: from elsewhere',
+    });
+  });
+
   test('invalid inputs and unknown types throw before anything is stored', async () => {
     await expect(engine.run('core.arithmetic.add', { x: 1, y: 'two' })).rejects.toMatchObject({
       code: EngineErrorCodes.inputsInvalid,
