@@ -344,6 +344,18 @@ export class ProcessExecutor {
       }
       return { claimed: false, pk, reason: result.reason };
     }
+    if (this.draining) {
+      // drain() started while the claim was being written: hand the process straight back.
+      try {
+        const { dispatch } = await this.store.release(result.lease);
+        if (dispatch) await this.dispatch([pk]);
+      } catch (error) {
+        this.logger.warn(
+          `process ${pk}: could not hand back a claim made during drain: ${describeError(error).message}`,
+        );
+      }
+      return { claimed: false, pk, reason: 'draining' };
+    }
     const active = this.adopt(result.lease, result.record);
     this.emit(pk, result.previousState, 'running');
     if (result.ownerLost) {
@@ -969,7 +981,11 @@ export class ProcessExecutor {
       const view = { inputs, vars: cp.vars, children: cp.children, outputs: cp.outputs };
       let instruction = program[cp.pc];
       try {
+        let hops = 0;
         while (instruction && (instruction.op === 'branch' || instruction.op === 'jump')) {
+          if (++hops > 100_000) {
+            throw new Error('the outline loops without reaching a step (a while_ with no steps?)');
+          }
           if (instruction.op === 'jump') cp.pc = instruction.to;
           else cp.pc = instruction.condition(view) ? cp.pc + 1 : instruction.ifFalse;
           instruction = program[cp.pc];
@@ -1004,7 +1020,6 @@ export class ProcessExecutor {
       const ctx = this.workflowContext(a, cp, inputs, stepName, submitted);
       let result: unknown;
       try {
-        await this.setStatus(a, `Running step '${stepName}'`);
         result = await definition.steps[stepName]!(ctx);
       } catch (error) {
         await this.startLocalChildren(a, submitted);
@@ -1023,6 +1038,7 @@ export class ProcessExecutor {
       cp.vars = toJson(cp.vars) as JsonObject;
       cp.outputs = toJson(cp.outputs) as JsonObject;
       cp.pending = submitted.map((s) => ({ name: s.name, pk: s.pk }));
+      if (stopKind(a) === 'kill' || stopKind(a) === 'lost') return this.stopped(a, false);
       if (isExitCode(result)) {
         return this.finish(a, {
           state: 'finished',
@@ -1031,7 +1047,6 @@ export class ProcessExecutor {
           exitMessage: result.message,
         });
       }
-      if (stopKind(a) === 'kill' || stopKind(a) === 'lost') return this.stopped(a, false);
       if (submitted.length > 0) {
         // Children first, so that none is left undispatched if this worker dies now.
         if (this.mode === 'daemon') {
@@ -1045,7 +1060,9 @@ export class ProcessExecutor {
       }
       try {
         const r = await this.fenced(a, () =>
-          this.store.writeCheckpoint(a.fence, cp as unknown as JsonValue),
+          this.store.writeCheckpoint(a.fence, cp as unknown as JsonValue, {
+            processStatus: `Step '${stepName}' done`,
+          }),
         );
         if (r.paused) a.pauseRequested = true;
         if (r.kill) this.applyKill(a, r.kill.message ?? 'killed by request', r.kill.force);
@@ -1053,15 +1070,6 @@ export class ProcessExecutor {
         if (stopKind(a) === 'lost') return 'lease_lost';
         throw error;
       }
-    }
-  }
-
-  private async setStatus(a: ActiveProcess, status: string): Promise<void> {
-    try {
-      await this.fenced(a, () => this.store.setProcessStatus(a.fence, status));
-    } catch {
-      // A lost lease surfaces at the next fenced write; the step must not start though.
-      if (stopKind(a) === 'lost') throw new ProcessInterruptedError('lease_lost', 'lease lost');
     }
   }
 

@@ -252,7 +252,7 @@ export class SqliteProcessStore implements ProcessStore {
       terminalize: db.prepare(
         `UPDATE processes SET state = @state, outputs = @outputs, exit_status = @exit_status,
            exit_message = @exit_message, exception = @exception, process_status = @process_status,
-           owner = NULL, lease_expires_at = NULL, runnable = 0, checkpoint = NULL,
+           owner = NULL, lease_expires_at = NULL, runnable = 0, paused = 0, checkpoint = NULL,
            finished_at = @now, modified_at = @now
          WHERE pk = @pk`,
       ),

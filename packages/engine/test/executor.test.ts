@@ -422,3 +422,81 @@ describe('ProcessExecutor: a lost owner', () => {
     }
   });
 });
+
+describe('several workers, duplicate tasks', () => {
+  test('every process ends with one committed result and each body runs once', async () => {
+    const tmp = tempDir();
+    const store = openTestStore(tmp.dir);
+    const starts = new Map<number, number>();
+    const registry = new ProcessRegistry();
+    registry.register(
+      calculation({
+        name: 'test.counted_add',
+        inputs: z.object({ x: z.number(), y: z.number() }),
+        outputs: z.object({ sum: z.number() }),
+        run: async ({ x, y }, ctx) => {
+          starts.set(ctx.pk, (starts.get(ctx.pk) ?? 0) + 1);
+          await new Promise((resolve) => setTimeout(resolve, Math.random() * 5));
+          return { sum: x + y };
+        },
+      }),
+    );
+    const broker = new FakeBroker();
+    const executors = ['a', 'b', 'c'].map(
+      (id) =>
+        new ProcessExecutor({
+          store,
+          registry,
+          ownerId: id,
+          dispatcher: broker,
+          control: broker,
+          leaseTimeout: 5,
+          maxAttempts: 3,
+          logger: silent,
+        }),
+    );
+    broker.executors.push(...executors);
+    let next = 0;
+    // Every task is delivered twice, to different workers.
+    broker.onTask = (pk) => {
+      for (let i = 0; i < 2; i++) {
+        const executor = executors[next++ % executors.length]!;
+        void executor.claimAndRun(pk);
+      }
+    };
+    const engine = testEngine(store, { broker, registry });
+    try {
+      const adds = await engine.submitMany(
+        Array.from({ length: 60 }, (_, i) => ({
+          type: 'test.counted_add',
+          inputs: { x: i, y: 1 },
+        })),
+      );
+      const workflows = await engine.submitMany(
+        Array.from({ length: 15 }, (_, i) => ({
+          type: 'core.arithmetic.multiply_add',
+          inputs: { x: i, y: 2, z: 1 },
+        })),
+      );
+      for (const [i, { pk }] of adds.entries()) {
+        expect(await engine.waitForProcess(pk, { timeout: 20 })).toMatchObject({
+          state: 'finished',
+          outputs: { sum: i + 1 },
+          epoch: 1,
+        });
+      }
+      for (const [i, { pk }] of workflows.entries()) {
+        expect(await engine.waitForProcess(pk, { timeout: 20 })).toMatchObject({
+          state: 'finished',
+          outputs: { result: i * 2 + 1 },
+        });
+      }
+      expect([...starts.values()].every((n) => n === 1)).toBe(true);
+      expect(starts.size).toBe(60);
+      await waitFor(() => executors.every((e) => e.size === 0), 'executors to be idle');
+    } finally {
+      await engine.close();
+      tmp.remove();
+    }
+  });
+});
