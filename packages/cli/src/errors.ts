@@ -107,6 +107,7 @@ const HINTS: Record<string, { hint: string; exitCode?: ExitCode }> = {
   process_not_found: { hint: 'See `aiida process list -a` for the processes that exist.' },
   process_active: { hint: 'Kill it first with `aiida process kill PK`, or wait until it ends.' },
   process_terminal: { hint: 'It has already ended; see `aiida process show PK`.' },
+  process_failed: { hint: 'See `aiida process report PK` and `aiida process show PK` for why.' },
   inputs_invalid: { hint: 'Give inputs as `-i key=value` (values parse as JSON).' },
   unknown_process_type: {
     hint: 'Plugins add process types: `aiida config set engine.plugins \'["my-plugin"]\'`.',

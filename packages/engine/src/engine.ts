@@ -204,7 +204,7 @@ export class Engine {
 
   /**
    * Runs a process in the calling process (see {@link Engine.runGetProcess}) and returns its
-   * outputs. Throws `EngineError('process_terminal')` when it ends `excepted` or `killed` (the
+   * outputs. Throws `EngineError('process_failed')` when it ends `excepted` or `killed` (the
    * error's `details` carry pk and state; the row keeps the exception), and `inputs_invalid` /
    * `unknown_process_type` before storing anything.
    */
@@ -220,7 +220,7 @@ export class Engine {
           ? (process.exception?.split('\n')[0] ?? 'no exception recorded')
           : (process.processStatus ?? process.state);
       throw new EngineError(
-        EngineErrorCodes.processTerminal,
+        EngineErrorCodes.processFailed,
         `process ${process.pk} (${type}) ended ${process.state}${process.state === 'excepted' || process.state === 'killed' ? `: ${why}` : ''}`,
         { details: { pk: process.pk, state: process.state } },
       );

@@ -5,6 +5,7 @@ export const EngineErrorCodes = {
   processNotFound: ErrorCodes.processNotFound,
   processActive: ErrorCodes.processActive,
   processTerminal: ErrorCodes.processTerminal,
+  processFailed: ErrorCodes.processFailed,
   inputsInvalid: ErrorCodes.inputsInvalid,
   outputsInvalid: ErrorCodes.outputsInvalid,
   unknownProcessType: ErrorCodes.unknownProcessType,

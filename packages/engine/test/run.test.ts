@@ -164,7 +164,7 @@ describe('Engine.run (in the calling process, no daemon)', () => {
     });
   });
 
-  test('a body that throws: excepted with message and stack; run() throws process_terminal', async () => {
+  test('a body that throws: excepted with message and stack; run() throws process_failed', async () => {
     let error: unknown;
     try {
       await engine.run('test.fail', {});
@@ -172,7 +172,7 @@ describe('Engine.run (in the calling process, no daemon)', () => {
       error = e;
     }
     expect(isEngineError(error)).toBe(true);
-    expect(error).toMatchObject({ code: EngineErrorCodes.processTerminal });
+    expect(error).toMatchObject({ code: EngineErrorCodes.processFailed });
     expect((error as Error).message).toContain('boom in body');
     const [row] = await engine.listProcesses();
     expect(row?.state).toBe('excepted');
@@ -212,7 +212,7 @@ describe('Engine.run (in the calling process, no daemon)', () => {
     const result = await other.killProcess(row!.pk, { message: 'from elsewhere' });
     expect(result.outcome).toBe('requested');
     const error = await failure;
-    expect(error).toMatchObject({ code: EngineErrorCodes.processTerminal });
+    expect(error).toMatchObject({ code: EngineErrorCodes.processFailed });
     expect(await other.getProcess(row!.pk)).toMatchObject({
       state: 'killed',
       processStatus: 'Killed: from elsewhere',

@@ -40,6 +40,7 @@ export const ErrorCodes = {
   processNotFound: 'process_not_found',
   processActive: 'process_active',
   processTerminal: 'process_terminal',
+  processFailed: 'process_failed',
   inputsInvalid: 'inputs_invalid',
   outputsInvalid: 'outputs_invalid',
   unknownProcessType: 'unknown_process_type',
