@@ -32,6 +32,7 @@ import {
   daemonExceptionFromSerialized,
 } from './errors.js';
 import {
+  isSameProcessAlive,
   type ProcessEntry,
   pollUntil,
   processesOfSupervisor,
@@ -273,6 +274,7 @@ export class DaemonClient {
    * {@link DaemonStalePidException} when the state file's process is gone or not ours.
    */
   getDaemonPid(): number | null {
+    this.assertLinux();
     const reading = this.state.read(this.profile);
     if (reading === undefined) return null;
     if (!reading.live) throw this.staleException(reading);
@@ -491,7 +493,11 @@ export class DaemonClient {
     }
     const allGone = () => {
       collect();
-      return !spawned.running && processesOfSupervisor(pid).every((e) => e.pgrp !== pid);
+      return (
+        !spawned.running &&
+        processesOfSupervisor(pid).every((e) => e.pgrp !== pid) &&
+        [...known.values()].every((e) => !isSameProcessAlive(e))
+      );
     };
     if (await pollUntil(allGone, this.settings.gracefulTimeout + FAILED_START_EXIT_MARGIN)) {
       this.removeOwnStateFile(pid);
@@ -528,6 +534,7 @@ export class DaemonClient {
    */
   async stopDaemon(options: StopDaemonOptions = {}): Promise<DaemonStopResult> {
     const timeout = this.checkTimeout(options.timeout);
+    this.assertLinux();
     const reading = this.state.read(this.profile);
     if (reading === undefined) {
       return {
@@ -814,7 +821,14 @@ export class DaemonClient {
           case 'closed':
           case 'io': {
             const again = this.state.read(this.profile);
-            if (again !== undefined && !again.live) throw this.staleException(again);
+            if (again === undefined) {
+              throw new DaemonNotRunningException(
+                `The daemon for profile '${this.profile.name}' (pid ${pid}) stopped while ` +
+                  `answering the '${body.type}' request.`,
+                { cause: error, details: { pid, request: body.type } },
+              );
+            }
+            if (!again.live) throw this.staleException(again);
             throw new DaemonException(
               `The daemon for profile '${this.profile.name}' (pid ${pid}) ${error.message}` +
                 (this.state.isProcessAlive(reading.state) ? '' : ' (it has exited)'),
