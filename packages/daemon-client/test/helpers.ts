@@ -1,78 +1,20 @@
 // Helpers of the daemon-client integration tests (not a test file itself).
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { createProfile, getDaemonLogDir, type Profile } from '@aiida/config';
+import type { Profile } from '@aiida/config';
 import { isAlive, pidsOfThisRun, stopPid } from '../../../tests/support/processes.js';
+import type { TestProfile } from '../../../tests/support/test-profile.js';
 import { DaemonClient } from '../src/index.js';
 
-// createTestProfile, TEST_OPTIONS and logTails mirror tests/support/test-profile.ts, which can't
-// be imported here: it imports @aiida/config from outside any package, so `pnpm typecheck` of
-// this package (tests included) could not resolve it.
-
-/** Short, safe timings for tests on a 2-core machine (see TESTING.md). */
-export const TEST_OPTIONS: Record<string, unknown> = {
-  'daemon.graceful_timeout': 3,
-  'daemon.worker_heartbeat_interval': 0.5,
-  'daemon.lease_timeout': 5,
-  'daemon.timeout': 10,
-};
-
-/** A throwaway AIIDA_PATH with one profile of its own (hence its own broker prefix). */
-export interface TestProfile {
-  aiidaPath: string;
-  profile: Profile;
-  /** The tail of the daemon's logs (for a failing test). */
-  logTails(lines?: number): string;
-  /** Removes the folder. Stop daemons first. */
-  remove(): void;
-}
-
-/**
- * Creates a temporary AIIDA_PATH and a default profile in it, with test timings and any `options`
- * given. Sets `process.env.AIIDA_PATH` so code that reads the environment finds it too.
- */
-export function createTestProfile(
-  init: {
-    name?: string;
-    options?: Record<string, unknown>;
-    broker?: Partial<Profile['broker']['config']>;
-  } = {},
-): TestProfile {
-  const aiidaPath = mkdtempSync(join(tmpdir(), 'aiida-test-'));
-  process.env.AIIDA_PATH = aiidaPath;
-  const profile = createProfile(
-    {
-      name: init.name ?? 'test',
-      options: { ...TEST_OPTIONS, ...init.options },
-      broker: init.broker,
-      pluginBaseDir: aiidaPath,
-      setDefault: true,
-    },
-    { aiidaPath },
-  );
-  return {
-    aiidaPath,
-    profile,
-    logTails: (lines = 30) => logTails(profile, lines),
-    remove: () => rmSync(aiidaPath, { recursive: true, force: true }),
-  };
-}
-
-/** The last lines of every log file of the profile's daemon, with headers. */
-export function logTails(profile: Profile, lines = 30): string {
-  const dir = getDaemonLogDir(profile);
-  if (!existsSync(dir)) return `(no log folder at ${dir})`;
-  const out: string[] = [];
-  for (const file of readdirSync(dir).sort()) {
-    const text = readFileSync(join(dir, file), 'utf8').trimEnd().split('\n');
-    out.push(`--- ${file} (last ${lines} lines) ---`, ...text.slice(-lines));
-  }
-  return out.join('\n');
-}
+export {
+  createTestProfile,
+  logTails,
+  TEST_OPTIONS,
+  type TestProfile,
+} from '../../../tests/support/test-profile.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
