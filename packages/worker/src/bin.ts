@@ -1,14 +1,28 @@
 #!/usr/bin/env node
 /**
  * The worker program started by the daemon supervisor: `aiida-worker --profile <name>`.
- * See {@link runWorkerProgram} for its protocol.
+ * See {@link runWorkerProgram} for its protocol and {@link createEngineRunner} for its work.
  */
 import { RabbitBroker } from '@aiida/broker';
+import { getOption } from '@aiida/config';
+import { createEngineRunner } from './engine-runner.js';
+import { LineLogger } from './line-logger.js';
 import { runWorkerProgram } from './program.js';
+
+const sinks = {
+  out: (line: string) => process.stdout.write(`${line}\n`),
+  err: (line: string) => process.stderr.write(`${line}\n`),
+};
 
 process.on('uncaughtException', (error) => {
   process.stderr.write(`worker crashed: ${error.stack ?? error.message}\n`);
   process.exit(1);
+});
+// A promise a process body forgot to handle can't be blamed on one process: log it and go on,
+// rather than take every process of this worker down with it.
+process.on('unhandledRejection', (reason) => {
+  const text = reason instanceof Error ? (reason.stack ?? reason.message) : String(reason);
+  process.stderr.write(`warn: unhandled promise rejection (ignored): ${text}\n`);
 });
 
 void runWorkerProgram({
@@ -22,5 +36,9 @@ void runWorkerProgram({
         warn: (message) => process.stderr.write(`broker warning: ${message}\n`),
         error: (message) => process.stderr.write(`broker error: ${message}\n`),
       },
+    }),
+  createRunner: (profile) =>
+    createEngineRunner(profile, {
+      logger: new LineLogger(sinks, getOption('logging.level', { profile })),
     }),
 });

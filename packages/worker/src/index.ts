@@ -1,8 +1,21 @@
 /**
- * @aiida/worker: the daemon's worker program (bin `aiida-worker`) and its life cycle. This list
- * is the package's whole public API.
+ * @aiida/worker: the daemon's worker program (bin `aiida-worker`), its life cycle, and the
+ * engine runner that consumes tasks and runs processes. This list is the package's whole public
+ * API.
  */
 
+export {
+  type CreateEngineRunnerOptions,
+  createEngineRunner,
+  EngineProcessRunner,
+  type EngineRunnerBroker,
+  type EngineRunnerOptions,
+  newWorkerId,
+  type RunnerEngineParts,
+  type RunnerRpcServer,
+  type RunnerTaskConsumer,
+} from './engine-runner.js';
+export { LineLogger, type LineSinks, type LogLevel } from './line-logger.js';
 export {
   ORPHAN_DRAIN_TIMEOUT,
   runWorkerProgram,

@@ -16,7 +16,7 @@ export interface WorkerProgramOptions<B extends WorkerBroker = WorkerBroker> {
   argv?: string[];
   /** Makes the profile's broker (the bin passes `RabbitBroker` from `@aiida/broker`). */
   createBroker: (profile: Profile) => B;
-  /** Makes the runner (the engine's, later); the default takes no work. */
+  /** Makes the runner (the bin passes `createEngineRunner`); the default takes no work. */
   createRunner?: (profile: Profile, broker: B) => ProcessRunner<B>;
 }
 

@@ -81,7 +81,7 @@ export interface WorkerOptions<B extends WorkerBroker = WorkerBroker> {
 }
 
 /** Part of the graceful timeout kept for closing the broker, in seconds (at most). */
-const MAX_CLOSE_BUDGET = 2;
+const MAX_CLOSE_BUDGET = 1;
 
 /**
  * A worker's life cycle: connect to the broker, start the runner, report `ready` and heartbeat
@@ -175,7 +175,9 @@ export class Worker<B extends WorkerBroker = WorkerBroker> {
     if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
     this.heartbeatTimer = undefined;
     this.loopDelay.disable();
-    const closeBudget = Math.min(MAX_CLOSE_BUDGET, gracefulTimeout / 2);
+    // Closing the broker takes milliseconds once the consumers are gone: most of the time is the
+    // runner's, whose running steps may finish and checkpoint.
+    const closeBudget = Math.min(MAX_CLOSE_BUDGET, gracefulTimeout / 4);
     const drainBudget = gracefulTimeout - closeBudget;
     if (wasRunning) {
       this.setState('DRAINING');

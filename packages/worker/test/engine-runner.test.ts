@@ -1,0 +1,317 @@
+// Unit tests of EngineProcessRunner: an in-memory broker (queue, consumer with pause/resume, RPC
+// registry) and a real SQLite store in a temporary folder; no processes, no RabbitMQ.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TaskConsumerOptions, TaskHandler } from '@aiida/broker';
+import {
+  calculation,
+  Engine,
+  ProcessRegistry,
+  pluginApi,
+  SqliteProcessStore,
+  step,
+  workflow,
+} from '@aiida/engine';
+import type { RpcReply, RpcRequest, StateChangedBroadcast } from '@aiida/ipc';
+import {
+  EngineProcessRunner,
+  type EngineRunnerBroker,
+  type RunnerRpcServer,
+  type RunnerTaskConsumer,
+} from '@aiida/worker';
+
+const { z } = pluginApi;
+
+function deferred() {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+/**
+ * A queue and one consumer, as RabbitMQ and TaskConsumer behave for the runner: at most
+ * `prefetch` deliveries out unacked, a paused consumer holds none (they go back to the queue).
+ */
+class FakeBroker implements EngineRunnerBroker {
+  queue: number[] = [];
+  acked: number[] = [];
+  requeued: number[] = [];
+  /** Deliveries handed to the handler and not yet settled. */
+  unacked = 0;
+  paused = false;
+  pauses = 0;
+  broadcasts: StateChangedBroadcast[] = [];
+  boundPks = new Set<number>();
+  rpcHandler: ((request: RpcRequest) => Promise<unknown>) | undefined;
+  private handler: TaskHandler | undefined;
+  private prefetch = 1;
+  private closed = false;
+
+  async connect(): Promise<void> {}
+  async close(): Promise<void> {}
+
+  async publishContinue(pk: number): Promise<void> {
+    this.queue.push(pk);
+    this.pump();
+  }
+
+  async publishContinueMany(pks: number[]): Promise<void> {
+    this.queue.push(...pks);
+    this.pump();
+  }
+
+  async callRpc(pk: number, request: RpcRequest): Promise<RpcReply> {
+    if (!this.boundPks.has(pk) || !this.rpcHandler) throw new Error(`no holder for ${pk}`);
+    return { v: 1, ok: true, result: await this.rpcHandler(request) };
+  }
+
+  consumeTasks(handler: TaskHandler, options: TaskConsumerOptions): RunnerTaskConsumer {
+    this.handler = handler;
+    this.prefetch = options.prefetch;
+    setImmediate(() => this.pump());
+    return {
+      pause: async () => {
+        this.paused = true;
+        this.pauses++;
+      },
+      resume: async () => {
+        this.paused = false;
+        this.pump();
+      },
+      close: async () => {
+        this.closed = true;
+      },
+    };
+  }
+
+  async serveRpc(handler: (request: RpcRequest) => Promise<unknown>): Promise<RunnerRpcServer> {
+    this.rpcHandler = handler;
+    return {
+      addPk: async (pk) => {
+        this.boundPks.add(pk);
+      },
+      removePk: async (pk) => {
+        this.boundPks.delete(pk);
+      },
+      close: async () => {},
+    };
+  }
+
+  async broadcastStateChanged(message: StateChangedBroadcast): Promise<void> {
+    this.broadcasts.push(message);
+  }
+
+  private pump(): void {
+    while (
+      this.handler &&
+      !this.paused &&
+      !this.closed &&
+      this.unacked < this.prefetch &&
+      this.queue.length > 0
+    ) {
+      const pk = this.queue.shift()!;
+      this.unacked++;
+      const handler = this.handler;
+      void handler({ v: 1, type: 'continue', pk }, { redelivered: false, messageId: undefined })
+        .then((outcome) => {
+          this.unacked--;
+          if (outcome === 'requeue') {
+            this.requeued.push(pk);
+            this.queue.unshift(pk);
+          } else this.acked.push(pk);
+          this.pump();
+        })
+        .catch(() => {
+          this.unacked--;
+        });
+    }
+  }
+}
+
+const gates = new Map<number, ReturnType<typeof deferred>>();
+const gate = (key: number) => {
+  if (!gates.has(key)) gates.set(key, deferred());
+  return gates.get(key)!;
+};
+let starts: { pk: number; attempt: number }[] = [];
+
+function testRegistry(): ProcessRegistry {
+  const registry = new ProcessRegistry();
+  registry.register(
+    calculation({
+      name: 'test.gated',
+      inputs: z.object({ key: z.number() }),
+      outputs: z.object({ key: z.number() }),
+      run: async ({ key }, ctx) => {
+        starts.push({ pk: ctx.pk, attempt: ctx.attempt });
+        await gate(key).promise;
+        return { key };
+      },
+    }),
+  );
+  registry.register(
+    calculation({
+      name: 'test.throws',
+      inputs: z.object({}),
+      outputs: z.object({}),
+      run: async () => {
+        throw new Error('boom from the body');
+      },
+    }),
+  );
+  registry.register(
+    workflow({
+      name: 'test.two_steps',
+      inputs: z.object({ key: z.number() }),
+      outputs: z.object({}),
+      outline: [step('a'), step('b')],
+      steps: {
+        a: async (ctx) => {
+          starts.push({ pk: ctx.pk, attempt: ctx.attempt });
+          await gate(ctx.inputs.key).promise;
+        },
+        b: () => {},
+      },
+    }),
+  );
+  return registry;
+}
+
+const waitUntil = async (probe: () => boolean | Promise<boolean>, ms = 5000) => {
+  const deadline = Date.now() + ms;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+};
+
+let dir: string;
+let store: SqliteProcessStore;
+let broker: FakeBroker;
+let engine: Engine;
+let runner: EngineProcessRunner;
+
+function makeRunner(slots: number, prefetch?: number): EngineProcessRunner {
+  const registry = testRegistry();
+  return new EngineProcessRunner({
+    // Its own connection to the file: the runner closes what it opened.
+    open: async () => ({
+      store: new SqliteProcessStore({ filepath: join(dir, 'aiida.sqlite') }),
+      registry,
+    }),
+    workerId: 'test-worker',
+    slots,
+    prefetch,
+    heartbeatInterval: 0.1,
+    leaseTimeout: 5,
+    maxAttempts: 3,
+    reconcileInterval: 60,
+    killGrace: 0.2,
+  });
+}
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'aiida-runner-test-'));
+  store = new SqliteProcessStore({ filepath: join(dir, 'aiida.sqlite') });
+  broker = new FakeBroker();
+  engine = new Engine({ store, registry: testRegistry(), dispatcher: broker, control: broker });
+  gates.clear();
+  starts = [];
+});
+
+afterEach(async () => {
+  for (const g of gates.values()) g.resolve();
+  await runner?.drain(1);
+  await store.close().catch(() => {});
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('never more than `slots` processes; the consumer pauses when full and holds nothing then', async () => {
+  runner = makeRunner(3, 3);
+  await runner.start(broker);
+  const pks = (
+    await engine.submitMany(
+      Array.from({ length: 8 }, (_, i) => ({ type: 'test.gated', inputs: { key: i } })),
+    )
+  ).map((p) => p.pk);
+  await waitUntil(() => starts.length === 3);
+  expect(runner.stats()).toMatchObject({ slotsUsed: 3, slotsTotal: 3 });
+  expect(runner.isIntakePaused).toBe(true);
+  expect(broker.unacked).toBe(0);
+  // Every claimed task was acked at once, while its process still runs.
+  expect(broker.acked).toHaveLength(3);
+  expect([...broker.boundPks].sort()).toEqual(runner.stats().activePks.sort());
+  for (let i = 0; i < 8; i++) gate(i).resolve();
+  await waitUntil(async () => (await engine.listProcesses({ states: ['finished'] })).length === 8);
+  expect(runner.peakSlotsUsed).toBe(3);
+  expect(broker.pauses).toBeGreaterThanOrEqual(1);
+  expect(new Set(starts.map((s) => s.pk))).toEqual(new Set(pks));
+  await waitUntil(() => runner.stats().slotsUsed === 0 && broker.boundPks.size === 0);
+});
+
+test('a task for a terminal, paused or already held process is acked and dropped', async () => {
+  runner = makeRunner(5);
+  await runner.start(broker);
+  const { pk } = await engine.submit('test.gated', { key: 100 });
+  await waitUntil(() => starts.length === 1);
+  await broker.publishContinue(pk); // duplicate while it runs here
+  await waitUntil(() => broker.acked.filter((p) => p === pk).length === 2);
+  gate(100).resolve();
+  await engine.waitForProcess(pk, { timeout: 5 });
+  await broker.publishContinue(pk); // duplicate of a terminal one
+  await waitUntil(() => broker.acked.filter((p) => p === pk).length === 3);
+  const paused = await engine.submit('test.gated', { key: 101 });
+  // Paused before any worker took it: its task is dropped, nothing starts.
+  await engine.pauseProcess(paused.pk);
+  await broker.publishContinue(paused.pk);
+  await waitUntil(() => broker.acked.filter((p) => p === paused.pk).length >= 1);
+  expect(starts).toHaveLength(1);
+  expect(broker.requeued).toEqual([]);
+});
+
+test('a body that throws ends excepted with message and stack; the runner goes on', async () => {
+  runner = makeRunner(2);
+  await runner.start(broker);
+  const bad = await engine.submit('test.throws', {});
+  const row = await engine.waitForProcess(bad.pk, { timeout: 5 });
+  expect(row.state).toBe('excepted');
+  expect(row.exception).toContain('boom from the body');
+  expect(row.exception).toMatch(/\n\s+at /);
+  const good = await engine.submit('test.gated', { key: 7 });
+  gate(7).resolve();
+  expect((await engine.waitForProcess(good.pk, { timeout: 5 })).state).toBe('finished');
+  expect(broker.broadcasts.some((b) => b.pk === bad.pk && b.to === 'excepted')).toBe(true);
+});
+
+test('RPC for a held pk reaches the executor: kill ends it killed', async () => {
+  runner = makeRunner(2);
+  await runner.start(broker);
+  const { pk } = await engine.submit('test.gated', { key: 8 });
+  await waitUntil(() => broker.boundPks.has(pk));
+  const status = await broker.callRpc(pk, { v: 1, intent: 'status', pk });
+  expect(status).toMatchObject({ ok: true, result: { pk, state: 'running', paused: false } });
+  await expect(broker.rpcHandler!({ v: 1, intent: 'status', pk: pk + 1000 })).rejects.toMatchObject(
+    { code: 'process_not_found' },
+  );
+  await engine.killProcess(pk, { message: 'stop it', force: true });
+  const row = await engine.waitForProcess(pk, { timeout: 10 });
+  expect(row).toMatchObject({ state: 'killed', processStatus: 'Killed: stop it' });
+  await waitUntil(() => !broker.boundPks.has(pk));
+});
+
+test('drain releases a workflow at its step boundary and publishes its task again', async () => {
+  runner = makeRunner(2);
+  await runner.start(broker);
+  const { pk } = await engine.submit('test.two_steps', { key: 9 });
+  await waitUntil(() => starts.length === 1);
+  const draining = runner.drain(2);
+  gate(9).resolve();
+  await draining;
+  const row = await engine.getProcess(pk);
+  expect(row).toMatchObject({ state: 'waiting', owner: null, runnable: true });
+  expect(broker.queue).toEqual([pk]);
+  expect(runner.stats().slotsUsed).toBe(0);
+});
