@@ -4,14 +4,11 @@ import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import {
-  controlErrorResponseSchema,
-  controlOkResponseSchema,
-  daemonStateFileSchema,
+  describeVersionMismatch,
   NdjsonDecoder,
-  pingResultSchema,
+  PROTOCOL_VERSION,
   type SerializedError,
-  serializedErrorSchema,
-  versionField,
+  supervisorStartReportSchema,
 } from '@aiida/ipc';
 
 /** The supervisor's one line on fd 3 once its start is settled: ready, with its socket. */
@@ -34,32 +31,28 @@ export type SupervisorReport =
   /** fd 3 closed without a line, or the line was not a report. */
   | { ok: false; error?: undefined; problem: string };
 
-// The report line of the "supervisor <-> client contract", assembled from @aiida/ipc's pieces
-// (the line's own schema is not part of @aiida/ipc yet).
-const startedReportSchema = pingResultSchema
-  .pick({ pid: true })
-  .extend({
-    v: versionField,
-    ok: controlOkResponseSchema.shape.ok,
-    socketPath: daemonStateFileSchema.shape.socketPath,
-  })
-  .strict();
-const failedReportSchema = controlErrorResponseSchema
-  .pick({ v: true, ok: true })
-  .extend({ error: serializedErrorSchema })
-  .strict();
-
 /**
  * Interprets the supervisor's report line. Unknown fields or another shape are a `problem`, never
  * a success.
  */
 export function parseSupervisorReport(value: unknown): SupervisorReport {
-  const started = startedReportSchema.safeParse(value);
-  if (started.success) {
-    return { ok: true, pid: started.data.pid, socketPath: started.data.socketPath };
+  const parsed = supervisorStartReportSchema.safeParse(value);
+  if (parsed.success && parsed.data.v === PROTOCOL_VERSION) {
+    const report = parsed.data;
+    return report.ok
+      ? { ok: true, pid: report.pid, socketPath: report.socketPath }
+      : { ok: false, error: report.error };
   }
-  const failed = failedReportSchema.safeParse(value);
-  if (failed.success) return { ok: false, error: failed.data.error };
+  if (parsed.success && !parsed.data.ok) return { ok: false, error: parsed.data.error };
+  if (parsed.success) {
+    return {
+      ok: false,
+      problem: describeVersionMismatch(
+        { role: 'client', version: PROTOCOL_VERSION },
+        { role: 'supervisor', version: parsed.data.v },
+      ),
+    };
+  }
   return {
     ok: false,
     problem: `the supervisor reported an unreadable start result: ${JSON.stringify(value).slice(0, 500)}`,

@@ -9,13 +9,13 @@
 import { closeSync, writeSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { getOption, getProfile } from '@aiida/config';
-import { ErrorCodes, encodeNdjson, PROTOCOL_VERSION } from '@aiida/ipc';
+import { ErrorCodes, encodeNdjson, PROTOCOL_VERSION, type SupervisorStartReport } from '@aiida/ipc';
 import { errorMessage } from './errors.js';
 import { runSupervisor } from './supervisor.js';
 
 const USAGE = 'usage: aiida-daemon-supervisor --profile <name> --workers <n> [--report-fd <fd>]';
 
-function report(fd: number | undefined, message: unknown): void {
+function report(fd: number | undefined, message: SupervisorStartReport): void {
   if (fd === undefined) return;
   try {
     writeSync(fd, encodeNdjson(message));

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isoTimestamp } from './common.js';
+import { isoTimestamp, serializedErrorSchema } from './common.js';
 
 /**
  * The supervisor's state file (`daemon.json` in the profile's daemon folder): written atomically
@@ -23,3 +23,22 @@ export const daemonStateFileSchema = z
   })
   .strict();
 export type DaemonStateFile = z.infer<typeof daemonStateFileSchema>;
+
+/**
+ * The one line a starting supervisor writes to the descriptor its starter gave it (`--report-fd`),
+ * once the start is settled: every worker ready, or why not.
+ */
+export const supervisorStartReportSchema = z.discriminatedUnion('ok', [
+  z
+    .object({
+      v: z.number().int().positive(),
+      ok: z.literal(true),
+      pid: z.number().int().positive(),
+      socketPath: z.string().min(1),
+    })
+    .strict(),
+  z
+    .object({ v: z.number().int().positive(), ok: z.literal(false), error: serializedErrorSchema })
+    .strict(),
+]);
+export type SupervisorStartReport = z.infer<typeof supervisorStartReportSchema>;

@@ -62,7 +62,12 @@ export {
   workersRequestSchema,
   workersResultSchema,
 } from './control.js';
-export { type DaemonStateFile, daemonStateFileSchema } from './daemon-state.js';
+export {
+  type DaemonStateFile,
+  daemonStateFileSchema,
+  type SupervisorStartReport,
+  supervisorStartReportSchema,
+} from './daemon-state.js';
 export { type ErrorCode, ErrorCodes, isErrorCode } from './error-codes.js';
 export {
   DEFAULT_MAX_LINE_BYTES,
