@@ -1,0 +1,176 @@
+// Helpers of the end-to-end tests (not a test file itself): a throwaway profile with the test
+// plugin, the real daemon through DaemonClient, an engine connected to the real RabbitMQ, the
+// bodies' event log, and a clean-up that stops by pid and deletes the profile's queues.
+import { execFile } from 'node:child_process';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { RabbitBroker } from '@aiida/broker';
+import { DaemonClient } from '@aiida/daemon-client';
+import { type Engine, openEngine, type ProcessRecord, silentLogger } from '@aiida/engine';
+import { childPids, isAlive, stopPid } from '../support/processes.js';
+import { createTestProfile, type TestProfile } from '../support/test-profile.js';
+
+const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
+
+/** The plugin spec every e2e profile lists (copied into the test's AIIDA_PATH). */
+export const TEST_PLUGIN = './test-plugin.mjs';
+
+/** One line of the bodies' event log (see fixtures/test-plugin.mjs). */
+export interface BodyEvent {
+  event: 'start' | 'end' | 'step';
+  pk: number;
+  attempt: number;
+  epoch: number;
+  pid: number;
+  t: number;
+  step?: string;
+}
+
+/** An end-to-end test's world. */
+export interface E2E {
+  tp: TestProfile;
+  client: DaemonClient;
+  broker: RabbitBroker;
+  engine: Engine;
+  /** Path of the bodies' event log. */
+  eventsFile: string;
+  /** Parsed lines of the event log so far. */
+  events(): BodyEvent[];
+  /** Every row of the store, by pk. */
+  rows(): Promise<Map<number, ProcessRecord>>;
+  /** Pids of the daemon's supervisor and workers now (for the final check). */
+  daemonPids(): number[];
+  /** Stops the daemon (and anything of it left) by pid, deletes the queues, removes the folder. */
+  cleanup(): Promise<void>;
+}
+
+/**
+ * A temporary profile (own AIIDA_PATH, own broker prefix) with the test timings, the plugins
+ * given (the test plugin first), an engine on its store connected to RabbitMQ, and a
+ * DaemonClient (not started). `env` goes to the daemon (supervisor and workers).
+ */
+export async function setupE2E(init: {
+  name: string;
+  options?: Record<string, unknown>;
+  plugins?: string[];
+  env?: NodeJS.ProcessEnv;
+}): Promise<E2E> {
+  const plugins = init.plugins ?? [TEST_PLUGIN];
+  const tp = createTestProfile({
+    name: init.name,
+    options: { 'engine.plugins': plugins, ...init.options },
+  });
+  for (const file of ['test-plugin.mjs', 'broken-plugin.mjs', 'fragile-plugin.mjs']) {
+    copyFileSync(join(FIXTURES, file), join(tp.aiidaPath, file));
+  }
+  const eventsFile = join(tp.aiidaPath, 'events.log');
+  const broker = new RabbitBroker({ profile: tp.profile, logger: quietBrokerLogger });
+  await broker.connect({ timeout: 10 });
+  const engine = await openEngine(tp.profile, {
+    dispatcher: broker,
+    control: broker,
+    logger: silentLogger,
+  });
+  const client = new DaemonClient(tp.profile, init.env ? { env: init.env } : {});
+  const seen = new Set<number>();
+  const remember = () => {
+    try {
+      const pid = client.getDaemonPid();
+      if (pid) {
+        seen.add(pid);
+        for (const child of childPids(pid)) seen.add(child);
+      }
+    } catch {}
+  };
+  return {
+    tp,
+    client,
+    broker,
+    engine,
+    eventsFile,
+    events: () => readEvents(eventsFile),
+    rows: async () => new Map((await engine.listProcesses({})).map((r) => [r.pk, r])),
+    daemonPids: () => {
+      remember();
+      return [...seen];
+    },
+    cleanup: async () => {
+      remember();
+      try {
+        if (client.isDaemonRunning) await client.stopDaemon({ timeout: 20 });
+      } catch {}
+      for (const pid of seen) await stopPid(pid, 3);
+      await engine.close().catch(() => {});
+      await broker.deleteTopology().catch(() => {});
+      await broker.close({ timeout: 3 });
+      tp.remove();
+    },
+  };
+}
+
+/** Parses the bodies' event log (missing file: no events). */
+export function readEvents(file: string): BodyEvent[] {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => JSON.parse(line) as BodyEvent);
+}
+
+/** Groups `items` by a key. */
+export function groupBy<T, K>(items: readonly T[], key: (item: T) => K): Map<K, T[]> {
+  const groups = new Map<K, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const list = groups.get(k);
+    if (list) list.push(item);
+    else groups.set(k, [item]);
+  }
+  return groups;
+}
+
+/** Runs `body`; on failure, adds the tail of the daemon's logs to the error. */
+export async function withLogs<T>(e2e: E2E, body: () => Promise<T>, lines = 40): Promise<T> {
+  try {
+    return await body();
+  } catch (error) {
+    const err = error as Error;
+    err.message = `${err.message}\n\n${e2e.tp.logTails(lines)}`;
+    throw err;
+  }
+}
+
+/** All workers of the daemon ready, with pids. */
+export async function readyWorkerPids(client: DaemonClient): Promise<number[]> {
+  const status = await client.getStatus();
+  return status.workers
+    .filter((w) => w.state === 'ready' && w.pid !== null)
+    .map((w) => w.pid as number);
+}
+
+/** True when none of `pids` is alive. */
+export function allGone(pids: readonly number[]): boolean {
+  return pids.every((pid) => !isAlive(pid));
+}
+
+/** `rabbitmqctl` with arguments; resolves with stdout. */
+export async function rabbitmqctl(...args: string[]): Promise<string> {
+  const { stdout } = await promisify(execFile)('rabbitmqctl', args, { timeout: 60_000 });
+  return stdout;
+}
+
+/** A seeded pseudo-random generator (mulberry32), so a run's choices can be replayed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const quietBrokerLogger = { info: () => {}, warn: () => {}, error: () => {} };
