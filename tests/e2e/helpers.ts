@@ -3,16 +3,28 @@
 // bodies' event log, and a clean-up that stops by pid and deletes the profile's queues.
 import { execFile } from 'node:child_process';
 import { copyFileSync, existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { RabbitBroker } from '@aiida/broker';
 import { DaemonClient } from '@aiida/daemon-client';
 import { type Engine, openEngine, type ProcessRecord, silentLogger } from '@aiida/engine';
+import type * as RabbitClient from 'rabbitmq-client';
 import { childPids, isAlive, stopPid } from '../support/processes.js';
 import { createTestProfile, type TestProfile } from '../support/test-profile.js';
 
-const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
+const HERE = dirname(fileURLToPath(import.meta.url));
+const FIXTURES = join(HERE, 'fixtures');
+
+/**
+ * The plain `rabbitmq-client` library (for messages published by hand and for proving broker
+ * settings), resolved through `@aiida/broker`, whose dependency it is.
+ */
+export function rabbitmqClient(): typeof RabbitClient {
+  const require = createRequire(join(HERE, '../../packages/broker/package.json'));
+  return require('rabbitmq-client') as typeof RabbitClient;
+}
 
 /** The plugin spec every e2e profile lists (copied into the test's AIIDA_PATH). */
 export const TEST_PLUGIN = './test-plugin.mjs';

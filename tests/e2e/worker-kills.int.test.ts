@@ -9,6 +9,7 @@ import { type BodyEvent, type E2E, groupBy, seededRandom, setupE2E, withLogs } f
 const N = 300;
 const KILL_EVERY_MS = 2000;
 const KILL_FOR_MS = 20_000;
+// biome-ignore lint/suspicious/noUndeclaredEnvVars: replays a run's random choices
 const SEED = Number(process.env.AIIDA_TEST_SEED ?? Date.now() % 2 ** 31);
 
 let e2e: E2E;
