@@ -9,7 +9,7 @@ import { CliError, describeError, ExitCodes } from '../errors.js';
 import { formatDuration, plural } from '../format.js';
 import { withExamples } from '../help.js';
 import { echo, echoError, echoReport, echoSuccess, paint } from '../output.js';
-import { parsePositiveInt } from '../parse.js';
+import { parsePositiveInt, parseSeconds } from '../parse.js';
 import { countStates, describeProgress, finishedOk, waitForAll } from '../process-wait.js';
 import { ProgressLine } from '../progress.js';
 import { step } from '../step.js';
@@ -20,6 +20,7 @@ interface DemoOptions {
   calculations: number;
   workflows: number;
   workers: number;
+  sleep: number;
   aiidaPath?: string;
   keep?: boolean;
   timeout: number;
@@ -40,14 +41,20 @@ export function registerDemoCommand(program: Command): void {
         'summary and stop the daemon. Exit code 0 only if every process finished with the ' +
         'right result. Needs RabbitMQ (AIIDA_BROKER_* variables as for presto).',
     )
-    .option('-c, --calculations <number>', 'Number of calculations.', parsePositiveInt, 40)
+    .option('-c, --calculations <number>', 'Number of calculations.', parsePositiveInt, 100)
     .option(
       '-w, --workflows <number>',
       'Number of workflows (each submits a calculation).',
       parsePositiveInt,
-      10,
+      20,
     )
     .option('--workers <number>', 'Number of daemon workers.', parsePositiveInt, 2)
+    .option(
+      '--sleep <seconds>',
+      'Calculations take from 0 up to this long (the `sleep` input), so progress can be watched.',
+      parseSeconds,
+      2,
+    )
     .option(
       '--aiida-path <dir>',
       'Use this AIIDA_PATH instead of a fresh temporary folder (a new profile is added and made the default).',
@@ -97,9 +104,11 @@ async function runDemo(options: DemoOptions): Promise<void> {
     );
     daemonStarted = true;
 
+    // Spread the calculations' durations over [0, sleep) in a fixed pattern.
     const calcInputs = Array.from({ length: options.calculations }, (_, i) => ({
       x: i,
       y: 2 * i + 1,
+      ...(options.sleep > 0 ? { sleep: (options.sleep * ((i * 7) % 10)) / 10 } : {}),
     }));
     const workflowInputs = Array.from({ length: options.workflows }, (_, i) => ({
       x: i + 1,
