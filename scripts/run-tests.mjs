@@ -16,7 +16,9 @@ const layers = {
 };
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const extra = process.argv.slice(2).filter((a) => a.startsWith('-'));
-const selected = wanted.length > 0 ? wanted : Object.keys(layers);
+// AIIDA_TEST_LAYERS (e.g. `unit`) narrows a run started without arguments, such as `.ci/run`.
+const fromEnv = (process.env.AIIDA_TEST_LAYERS ?? '').split(/[\s,]+/).filter(Boolean);
+const selected = wanted.length > 0 ? wanted : fromEnv.length > 0 ? fromEnv : Object.keys(layers);
 for (const name of selected) {
   if (!(name in layers)) {
     console.error(
