@@ -1,13 +1,10 @@
-import { RabbitBroker } from '@aiida/broker';
 import type { Profile } from '@aiida/config';
 import {
-  type ControlChannel,
   type Engine,
   type EngineLogger,
   openEngine,
   type ProcessRecord,
   type ProcessReport,
-  type TaskDispatcher,
 } from '@aiida/engine';
 import { echoWarning } from './output.js';
 
@@ -70,53 +67,6 @@ export interface EngineSession {
   close(): Promise<void>;
 }
 
-/**
- * The profile's broker, connected on first use only: listing or showing processes needs no
- * broker, and a broker that is down does not fail a submit (the daemon's reconciler dispatches
- * the stored processes later), it only warns.
- */
-class LazyBroker implements TaskDispatcher, ControlChannel {
-  private readonly broker: RabbitBroker;
-  private connecting: Promise<void> | undefined;
-  private used = false;
-
-  constructor(profile: Profile) {
-    this.broker = new RabbitBroker({
-      profile,
-      connectionName: `aiida-cli ${process.pid}`,
-      onError: () => {},
-      logger: { info: () => {}, warn: () => {}, error: () => {} },
-    });
-  }
-
-  private connect(): Promise<void> {
-    this.used = true;
-    this.connecting ??= this.broker.connect({ timeout: 5 });
-    return this.connecting;
-  }
-
-  async publishContinue(pk: number): Promise<void> {
-    await this.connect();
-    await this.broker.publishContinue(pk);
-  }
-
-  async publishContinueMany(pks: number[]): Promise<void> {
-    await this.connect();
-    await this.broker.publishContinueMany(pks);
-  }
-
-  async callRpc(
-    ...args: Parameters<ControlChannel['callRpc']>
-  ): ReturnType<ControlChannel['callRpc']> {
-    await this.connect();
-    return this.broker.callRpc(...args);
-  }
-
-  async close(): Promise<void> {
-    if (this.used) await this.broker.close({ timeout: 2 }).catch(() => {});
-  }
-}
-
 /** Engine warnings as the command line's warning lines; the rest is for the daemon's logs. */
 const cliLogger: EngineLogger = {
   debug: () => {},
@@ -133,16 +83,11 @@ const OUTCOME_STATUS = {
   not_found: 'not_found',
 } as const;
 
-/** Opens the engine of `profile` (its store, plugins and a lazily connected broker). */
+/** Opens the engine of `profile` (its store, plugins and its lazily connected broker). */
 export async function openEngineSession(profile: Profile): Promise<EngineSession> {
-  const broker = new LazyBroker(profile);
-  let engine: Engine;
-  try {
-    engine = await openEngine(profile, { dispatcher: broker, control: broker, logger: cliLogger });
-  } catch (error) {
-    await broker.close();
-    throw error;
-  }
+  // The engine's default broker connects on first use only: listing or showing processes needs
+  // none, and a broker that is down does not fail a submit (the reconciler dispatches it later).
+  const engine = await openEngine(profile, { logger: cliLogger });
   const toOutcomes = (results: Awaited<ReturnType<Engine['killProcesses']>>): ControlOutcome[] =>
     results.map((r) => ({ pk: r.pk, status: OUTCOME_STATUS[r.outcome], state: r.state }));
   return {
@@ -161,9 +106,6 @@ export async function openEngineSession(profile: Profile): Promise<EngineSession
         await engine.killProcesses(pks, { message: options.message, force: options.force }),
       ),
     deleteProcesses: (selection) => engine.deleteProcesses(selection),
-    close: async () => {
-      await engine.close();
-      await broker.close();
-    },
+    close: () => engine.close(),
   };
 }

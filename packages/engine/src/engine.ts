@@ -43,6 +43,8 @@ export interface EngineOptions {
   dispatchTimeout?: number;
   logger?: EngineLogger;
   clock?: Clock;
+  /** Closed by {@link Engine.close} after the store (e.g. the broker `openEngine` opened). */
+  ownedResources?: ReadonlyArray<{ close(): Promise<void> }>;
 }
 
 /** Options of {@link Engine.submit} and {@link Engine.run}. */
@@ -113,6 +115,7 @@ export class Engine {
   private readonly dispatchTimeout: number;
   private readonly logger: EngineLogger;
   private readonly clock: Clock | undefined;
+  private readonly ownedResources: ReadonlyArray<{ close(): Promise<void> }>;
   private runner: ProcessExecutor | undefined;
   private running = 0;
 
@@ -129,6 +132,7 @@ export class Engine {
     this.dispatchTimeout = options.dispatchTimeout ?? 10;
     this.logger = options.logger ?? stderrLogger;
     this.clock = options.clock;
+    this.ownedResources = options.ownedResources ?? [];
   }
 
   /** Plugins that failed to load (their processes can't be submitted here). */
@@ -526,5 +530,6 @@ export class Engine {
   async close(): Promise<void> {
     this.runner?.stopHeartbeat();
     await this.store.close();
+    for (const resource of this.ownedResources) await resource.close();
   }
 }

@@ -4,6 +4,7 @@ import { Engine } from './engine.js';
 import { type EngineLogger, stderrLogger } from './logger.js';
 import { loadPlugins } from './plugins.js';
 import type { ControlChannel, TaskDispatcher } from './ports.js';
+import { ProfileBroker } from './profile-broker.js';
 import { ProcessRegistry } from './registry.js';
 import { openStore } from './sqlite-process-store.js';
 
@@ -31,10 +32,13 @@ export function readEngineOptions(profile: Profile): EngineProfileOptions {
 
 /** Collaborators of {@link openEngine}. */
 export interface OpenEngineOptions {
-  /** The broker (or any {@link TaskDispatcher}); without it submits wait for the reconciler. */
-  dispatcher?: TaskDispatcher;
-  /** The broker (or any {@link ControlChannel}) for the control fast path. */
-  control?: ControlChannel;
+  /**
+   * Publishes `continue` tasks. Default: the profile's RabbitMQ broker, connected on first use
+   * and closed with the engine. `null`: none (submitted rows wait for the daemon's reconciler).
+   */
+  dispatcher?: TaskDispatcher | null;
+  /** The control fast path (RPC to a process's worker). Default and `null` as for `dispatcher`. */
+  control?: ControlChannel | null;
   logger?: EngineLogger;
   clock?: Clock;
 }
@@ -53,11 +57,14 @@ export async function openEngine(
   const registry = new ProcessRegistry();
   await loadPlugins(registry, resolved.plugins, profile.pluginBaseDir, logger);
   const store = openStore(profile, { clock: options.clock });
+  const needsBroker = options.dispatcher === undefined || options.control === undefined;
+  const broker = needsBroker ? new ProfileBroker(profile, logger) : undefined;
   return new Engine({
     store,
     registry,
-    dispatcher: options.dispatcher,
-    control: options.control,
+    dispatcher: options.dispatcher === undefined ? broker : (options.dispatcher ?? undefined),
+    control: options.control === undefined ? broker : (options.control ?? undefined),
+    ownedResources: broker ? [broker] : [],
     leaseTimeout: resolved.leaseTimeout,
     heartbeatInterval: resolved.heartbeatInterval,
     maxAttempts: resolved.maxAttempts,
