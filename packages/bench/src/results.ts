@@ -1,0 +1,79 @@
+import type { Summary } from './stats.js';
+
+/** A goal a figure is held to, and whether this run met it (null: not measured). */
+export interface Goal {
+  text: string;
+  met: boolean | null;
+}
+
+/** One line of the results table: ours, the peer's, their ratio, the goal. */
+export interface Figure {
+  id: string;
+  section: string;
+  title: string;
+  /** Unit of the medians: `ms`, `s`, `proc/s`, `msg/s`, `MB`. */
+  unit: string;
+  better: 'lower' | 'higher';
+  ours: Summary;
+  peerName?: string;
+  peer?: Summary;
+  /** ours.median / peer.median. */
+  ratio?: number;
+  goal?: Goal;
+  note?: string;
+}
+
+/** Throughput by worker count, for the chart. */
+export interface ThroughputSeries {
+  name: string;
+  /** Worker count -> summary of processes (or messages) per second. */
+  points: { workers: number; value: Summary }[];
+}
+
+/** RSS samples of one worker over the scale run. */
+export interface RssTrace {
+  pid: number;
+  /** [seconds since the workers started, RSS bytes]. */
+  samples: [number, number][];
+  at20: number | null;
+  at90: number | null;
+  peak: number | null;
+  flat: boolean | null;
+}
+
+/** A CPU profile summary: where the time goes in one process. */
+export interface ProfileSummary {
+  what: string;
+  file: string;
+  totalMs: number;
+  /** Top functions by self time. */
+  top: { fn: string; where: string; selfMs: number; share: number }[];
+  /** Self time grouped by package / area. */
+  byArea: { area: string; selfMs: number; share: number }[];
+}
+
+/** Everything one run of the bench produced (docs/benchmarks.json). */
+export interface BenchResults {
+  startedAt: string;
+  finishedAt: string;
+  command: string;
+  quick: boolean;
+  config: Record<string, unknown>;
+  machine: Record<string, unknown>;
+  versions: Record<string, string>;
+  figures: Figure[];
+  throughput: ThroughputSeries[];
+  scale?: { traces: RssTrace[]; processes: number; seconds: number };
+  profiles: ProfileSummary[];
+  notes: string[];
+  errors: string[];
+}
+
+/** Builds a figure, with its ratio when there is a peer. */
+export function figure(init: Omit<Figure, 'ratio'>): Figure {
+  const ratio =
+    init.peer && Number.isFinite(init.peer.median) && init.peer.median !== 0
+      ? init.ours.median / init.peer.median
+      : undefined;
+  return { ...init, ratio };
+}
