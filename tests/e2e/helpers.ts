@@ -186,3 +186,27 @@ export function seededRandom(seed: number): () => number {
 }
 
 const quietBrokerLogger = { info: () => {}, warn: () => {}, error: () => {} };
+
+/** A RabbitMQ application environment value as `rabbitmqctl eval` prints it (`{ok,V}` or `undefined`). */
+export type RabbitEnvValue = { set: true; value: string } | { set: false };
+
+/** Reads `application:get_env(rabbit, key)`. */
+export async function readRabbitEnv(key: string): Promise<RabbitEnvValue> {
+  const out = (await rabbitmqctl('eval', `application:get_env(rabbit, ${key}).`)).trim();
+  const match = /^\{ok,(.*)\}$/s.exec(out);
+  if (match) return { set: true, value: match[1]!.trim() };
+  if (out === 'undefined') return { set: false };
+  throw new Error(`unexpected answer of rabbitmqctl for ${key}: ${out}`);
+}
+
+/** Sets `application:set_env(rabbit, key, value)` (value is Erlang syntax, e.g. `5000`). */
+export async function setRabbitEnv(key: string, value: string): Promise<void> {
+  const out = (await rabbitmqctl('eval', `application:set_env(rabbit, ${key}, ${value}).`)).trim();
+  if (out !== 'ok') throw new Error(`rabbitmqctl could not set ${key}: ${out}`);
+}
+
+/** Puts back a value read by {@link readRabbitEnv}. */
+export async function restoreRabbitEnv(key: string, previous: RabbitEnvValue): Promise<void> {
+  if (previous.set) await setRabbitEnv(key, previous.value);
+  else await rabbitmqctl('eval', `application:unset_env(rabbit, ${key}).`);
+}
