@@ -5,7 +5,7 @@ import {
   supervisorToWorkerMessageSchema,
   type WorkerToSupervisorMessage,
 } from '@aiida/ipc';
-import { type ProcessRunner, Worker, type WorkerBroker } from './worker.js';
+import { type ProcessRunner, RunnerStartError, Worker, type WorkerBroker } from './worker.js';
 
 /** How long a worker whose supervisor vanished may drain, in seconds. */
 export const ORPHAN_DRAIN_TIMEOUT = 5;
@@ -62,10 +62,17 @@ export async function runWorkerProgram<B extends WorkerBroker>(
     return fail(`cannot load the profile: ${(error as Error).message}`, send);
   }
 
-  const broker = options.createBroker(profile);
+  let broker: B;
+  let runner: ProcessRunner<B> | undefined;
+  try {
+    broker = options.createBroker(profile);
+    runner = options.createRunner?.(profile, broker);
+  } catch (error) {
+    return fail(`cannot set up the worker: ${(error as Error).message}`, send);
+  }
   const worker = new Worker<B>({
     broker,
-    runner: options.createRunner?.(profile, broker),
+    runner,
     slotsTotal: settings.slots,
     heartbeatInterval: settings.heartbeat,
     connectTimeout: settings.connectTimeout,
@@ -116,9 +123,10 @@ export async function runWorkerProgram<B extends WorkerBroker>(
     }
     const message = (error as Error).message ?? String(error);
     const url = getRedactedBrokerUrl(profile);
-    const text = message.includes(url)
-      ? message
-      : `cannot connect to the broker at ${url}: ${message}`;
+    const text =
+      error instanceof RunnerStartError || message.includes(url)
+        ? message
+        : `cannot connect to the broker at ${url}: ${message}`;
     return fail(text, send);
   }
   await worker.stopped;

@@ -80,6 +80,17 @@ export interface WorkerOptions<B extends WorkerBroker = WorkerBroker> {
   log?: (message: string) => void;
 }
 
+/**
+ * The runner could not start (store, plugins, consumer): the broker was reached. Internal: the
+ * program tells it apart from a broker that can't be reached.
+ */
+export class RunnerStartError extends Error {
+  constructor(cause: unknown) {
+    super(`cannot start taking work: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    this.name = 'RunnerStartError';
+  }
+}
+
 /** Part of the graceful timeout kept for closing the broker, in seconds (at most). */
 const MAX_CLOSE_BUDGET = 1;
 
@@ -136,7 +147,11 @@ export class Worker<B extends WorkerBroker = WorkerBroker> {
     try {
       await this.options.broker.connect({ timeout: this.options.connectTimeout ?? 10 });
       if (this.shutdownPromise) throw new Error('the worker was stopped while it was starting');
-      await this.runner.start(this.options.broker);
+      try {
+        await this.runner.start(this.options.broker);
+      } catch (error) {
+        throw new RunnerStartError(error);
+      }
       if (this.shutdownPromise) throw new Error('the worker was stopped while it was starting');
     } catch (error) {
       if (!this.shutdownPromise) {

@@ -1,5 +1,6 @@
 // Integration: the built worker program against the real RabbitMQ, driven as the supervisor does.
 import { type ChildProcess, fork } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RabbitBroker } from '@aiida/broker';
@@ -102,4 +103,18 @@ test('an unreachable broker: fatal with ECONNREFUSED and the redacted URL, stder
   } finally {
     bad.remove();
   }
+});
+
+test('a store that cannot be opened: fatal naming it, exit 1, nothing taken from the queue', async () => {
+  // A folder where the SQLite file should be.
+  mkdirSync(tp.profile.storage.config.filepath, { recursive: true });
+  const run = startWorker();
+  expect(await run.exit).toEqual({ code: 1, signal: null });
+  const fatal = run.messages.find((m) => m.type === 'fatal');
+  const text = fatal?.type === 'fatal' ? fatal.error : '';
+  expect(text).toMatch(/^cannot start taking work: cannot open the process store at /);
+  expect(text).toContain(tp.profile.storage.config.filepath);
+  expect(text).not.toContain('cannot connect to the broker');
+  expect(run.stderr.join('')).toContain(text);
+  expect(run.messages.some((m) => m.type === 'ready')).toBe(false);
 });
