@@ -1,21 +1,156 @@
+/**
+ * `pnpm bench`: the daemon side by side with what users would pick instead (PM2, BullMQ, raw
+ * rabbitmq-client), alternating runs, medians over repetitions. Writes benchmarks.json,
+ * benchmarks.md and benchmarks-throughput.svg into --out (docs/ by default).
+ */
 import { randomUUID } from 'node:crypto';
-import { parseConfig } from './config.js';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { throughputChartSvg } from './chart.js';
+import { parseConfig, type Section } from './config.js';
 import { benchControl } from './control.js';
-import { log } from './log.js';
+import { benchLatency } from './latency.js';
+import { fmt, log } from './log.js';
+import { collectVersions, describeMachine } from './machine.js';
+import { benchMemory } from './memory.js';
+import { bullmqUnavailable } from './peers.js';
 import { BENCH_RUN_ENV, pidsOfRun, stopPid } from './procs.js';
+import { benchProfiles } from './profile.js';
+import { previousAnalysis, renderMarkdown } from './report.js';
+import type { BenchResults, Figure } from './results.js';
+import { benchScale } from './scale.js';
+import { benchPublish, benchThroughput } from './throughput.js';
 
 const runId = randomUUID();
 process.env[BENCH_RUN_ENV] = runId;
-const config = parseConfig(process.argv.slice(2));
-log(`config: ${JSON.stringify({ ...config, repoRoot: undefined })}`);
-try {
-  if (config.sections.includes('control')) {
-    const figures = await benchControl(config);
-    console.log(JSON.stringify(figures, null, 2));
-  }
-} finally {
-  for (const pid of pidsOfRun(runId)) {
-    log(`left over: pid ${pid}, stopping it`);
-    await stopPid(pid, 3);
+const argv = process.argv.slice(2);
+const config = parseConfig(argv);
+
+async function sweepLeftovers(): Promise<number[]> {
+  const left = pidsOfRun(runId);
+  for (const pid of left) await stopPid(pid, 3);
+  return left;
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: stopping what the bench started`);
+    void sweepLeftovers().finally(() => process.exit(130));
+  });
+}
+
+const results: BenchResults = {
+  startedAt: new Date().toISOString(),
+  finishedAt: '',
+  command: `pnpm bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`,
+  quick: config.quick,
+  config: {
+    sections: config.sections.join(', '),
+    repetitions: config.reps,
+    'throughput N': config.throughputN,
+    'worker counts': config.workerCounts.join(', '),
+    'concurrency (our slots = BullMQ concurrency = raw prefetch)': config.concurrency,
+    'status calls per repetition': config.statusCalls,
+    'status commands per repetition': config.cliRuns,
+    'latency tasks per repetition': config.latencyTasks,
+    'latency submit rate (/s)': config.latencyRate,
+    'latency workers': config.latencyWorkers,
+    'scale N': config.scaleN,
+  },
+  machine: describeMachine(),
+  versions: await collectVersions(config.repoRoot),
+  figures: [],
+  throughput: [],
+  profiles: [],
+  notes: [],
+  errors: [],
+};
+log(`bench run ${runId}: ${config.sections.join(', ')}; ${config.reps} repetitions`);
+
+const bullmqMissing = bullmqUnavailable();
+if (bullmqMissing) {
+  results.notes.push(bullmqMissing);
+  log(bullmqMissing);
+}
+
+async function section(name: Section, run: () => Promise<Figure[]>): Promise<void> {
+  if (!config.sections.includes(name)) return;
+  log(`--- ${name} ---`);
+  try {
+    const figures = await run();
+    results.figures.push(...figures);
+    for (const f of figures) {
+      log(
+        `${f.id}: ours ${fmt(f.ours.median)} ${f.unit}` +
+          (f.peer
+            ? `, ${f.peerName} ${fmt(f.peer.median)} ${f.unit}, ratio ${fmt(f.ratio ?? Number.NaN)}`
+            : '') +
+          (f.goal
+            ? ` (${f.goal.met === null ? 'not measured' : f.goal.met ? 'met' : 'MISSED'})`
+            : ''),
+      );
+    }
+  } catch (error) {
+    const message = `${name}: ${(error as Error).stack ?? String(error)}`;
+    results.errors.push(message.split('\n').slice(0, 4).join(' / '));
+    log(`FAILED ${message}`);
   }
 }
+
+try {
+  await section('control', () => benchControl(config));
+  await section('publish', () => benchPublish(config));
+  await section('throughput', async () => {
+    if (bullmqMissing) throw new Error(bullmqMissing);
+    const { figures, series } = await benchThroughput(config);
+    results.throughput = series;
+    return figures;
+  });
+  await section('latency', () => benchLatency(config, bullmqMissing === null));
+  await section('memory', () => benchMemory(config, bullmqMissing === null));
+  await section('scale', async () => {
+    const { figures, traces, seconds } = await benchScale(config);
+    results.scale = { traces, processes: config.scaleN, seconds };
+    return figures;
+  });
+  if (config.cpuProfile) {
+    log('--- cpu profiles ---');
+    try {
+      results.profiles = await benchProfiles(config);
+    } catch (error) {
+      results.errors.push(`cpu profiles: ${(error as Error).message}`);
+      log(`FAILED cpu profiles: ${(error as Error).stack}`);
+    }
+  }
+} finally {
+  const left = await sweepLeftovers();
+  if (left.length > 0) {
+    results.errors.push(`processes left running by the bench, stopped by pid: ${left.join(', ')}`);
+  }
+}
+
+results.finishedAt = new Date().toISOString();
+results.machine.loadAverageAtEnd = describeMachine().loadAverage;
+mkdirSync(config.outDir, { recursive: true });
+const chartFile = 'benchmarks-throughput.svg';
+const haveChart = results.throughput.some((s) => s.points.length > 0);
+if (haveChart) {
+  writeFileSync(
+    join(config.outDir, chartFile),
+    throughputChartSvg(results.throughput, {
+      title: `Trivial processes end to end, N = ${config.throughputN.toLocaleString('en-US')}`,
+      unit: 'processes (messages) per second',
+    }),
+  );
+}
+writeFileSync(join(config.outDir, 'benchmarks.json'), `${JSON.stringify(results, null, 2)}\n`);
+const mdPath = join(config.outDir, 'benchmarks.md');
+writeFileSync(
+  mdPath,
+  renderMarkdown(results, {
+    chartFile: haveChart ? chartFile : null,
+    analysis: previousAnalysis(mdPath),
+  }),
+);
+log(`wrote ${mdPath}, benchmarks.json${haveChart ? `, ${chartFile}` : ''}`);
+process.exit(results.errors.length > 0 ? 1 : 0);

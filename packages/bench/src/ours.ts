@@ -1,0 +1,89 @@
+import type { SubmitItem } from '@aiida/engine';
+import { BenchProfile } from './aiida-env.js';
+import { BATCH } from './peers.js';
+import { pollUntil } from './procs.js';
+import { nowMs } from './stats.js';
+
+const ACTIVE_STATES = ['created', 'waiting', 'running'] as const;
+
+/** `n` trivial additions, as submit items. */
+export function addItems(n: number, offset = 0): SubmitItem[] {
+  const items: SubmitItem[] = [];
+  for (let i = 0; i < n; i++) {
+    items.push({ type: 'core.arithmetic.add', inputs: { x: offset + i, y: 1 } });
+  }
+  return items;
+}
+
+/** Submits `items` with `submitMany`, {@link BATCH} at a time. */
+export async function submitInBatches(bp: BenchProfile, items: SubmitItem[]): Promise<void> {
+  const engine = await bp.getEngine();
+  for (let start = 0; start < items.length; start += BATCH) {
+    await engine.submitMany(items.slice(start, start + BATCH));
+  }
+}
+
+/** True when no process of the profile is active (created, waiting or running). */
+export async function noneActive(bp: BenchProfile): Promise<boolean> {
+  const engine = await bp.getEngine();
+  const active = await engine.listProcesses({ states: [...ACTIVE_STATES], limit: 1 });
+  return active.length === 0;
+}
+
+/** Throws unless every process of the profile finished (none excepted or killed). */
+export async function assertAllFinished(bp: BenchProfile, expected: number): Promise<void> {
+  const engine = await bp.getEngine();
+  const bad = await engine.listProcesses({ states: ['excepted', 'killed'], limit: 3 });
+  if (bad.length > 0) {
+    const first = bad[0]!;
+    throw new Error(
+      `process ${first.pk} ended ${first.state}: ${first.exception ?? first.processStatus ?? ''}`,
+    );
+  }
+  const finished = await engine.listProcesses({ states: ['finished'] });
+  if (finished.length !== expected) {
+    throw new Error(`expected ${expected} finished processes, found ${finished.length}`);
+  }
+}
+
+/**
+ * Ours end to end: a profile whose daemon runs `workers` workers with `slots` slots each; a
+ * repetition submits `n` additions and polls the store until none is active.
+ */
+export class OursThroughput {
+  readonly bp: BenchProfile;
+
+  constructor(name: string, slots: number, env?: NodeJS.ProcessEnv) {
+    this.bp = BenchProfile.create({
+      name,
+      options: { 'daemon.worker_process_slots': slots },
+      env,
+    });
+  }
+
+  async setup(workers: number): Promise<void> {
+    await this.bp.startDaemon(workers);
+    await this.bp.getEngine();
+  }
+
+  async runOnce(n: number): Promise<{ seconds: number; submitSeconds: number }> {
+    const items = addItems(n);
+    const t0 = nowMs();
+    await submitInBatches(this.bp, items);
+    const submitted = nowMs();
+    await pollUntil(() => noneActive(this.bp), {
+      timeout: 600,
+      interval: 20,
+      what: `${n} processes to finish`,
+    });
+    const seconds = (nowMs() - t0) / 1000;
+    await assertAllFinished(this.bp, n);
+    // Start the next repetition from an empty store.
+    await (await this.bp.getEngine()).deleteProcesses({ olderThan: 0 });
+    return { seconds, submitSeconds: (submitted - t0) / 1000 };
+  }
+
+  async dispose(): Promise<void> {
+    await this.bp.dispose();
+  }
+}
