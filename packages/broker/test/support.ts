@@ -1,9 +1,10 @@
-// Test helpers of this package. They mirror tests/support (root) but live here so that
-// `pnpm typecheck` of this package, whose rootDir is the package, covers its tests.
+// Test helpers of this package; the generic ones (waitFor) come from tests/support at the root.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createProfile, type Profile } from '@aiida/config';
+
+export { waitFor } from '../../../tests/support/wait-for.js';
 
 /** A throwaway AIIDA_PATH with one profile of its own, hence its own broker prefix. */
 export interface TempProfile {
@@ -24,35 +25,6 @@ export function createTempProfile(
     { aiidaPath },
   );
   return { aiidaPath, profile, remove: () => rmSync(aiidaPath, { recursive: true, force: true }) };
-}
-
-/**
- * Polls `probe` until it returns something other than `undefined`/`false`; on timeout fails with
- * what was awaited and the last value or error seen. Never a fixed sleep.
- */
-export async function waitFor<T>(
-  probe: () => T | Promise<T>,
-  options: { timeout?: number; interval?: number; what?: string } = {},
-): Promise<Exclude<T, false | undefined>> {
-  const timeout = options.timeout ?? 20;
-  const deadline = Date.now() + timeout * 1000;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined && value !== false) return value as Exclude<T, false | undefined>;
-      last = value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) {
-      const seen = last instanceof Error ? `${last.name}: ${last.message}` : JSON.stringify(last);
-      throw new Error(
-        `timed out after ${timeout} s waiting for ${options.what ?? 'a condition'}; last seen: ${seen}`,
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, (options.interval ?? 0.05) * 1000));
-  }
 }
 
 /** A logger that keeps its lines, for assertions. */

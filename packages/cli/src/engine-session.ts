@@ -3,26 +3,21 @@ import {
   type Engine,
   type EngineLogger,
   openEngine,
+  PROCESS_STATES,
   type ProcessRecord,
   type ProcessReport,
+  type ProcessState,
+  TERMINAL_STATES,
 } from '@aiida/engine';
 import { echoWarning } from './output.js';
 
-/** A process state, as in AiiDA. */
-export type ProcessState = ProcessRecord['state'];
-export type { ProcessRecord, ProcessReport };
+/** The engine's process types, as the commands use them. */
+export type { ProcessRecord, ProcessReport, ProcessState };
 
 /** The states a process never leaves. */
-export const TERMINAL: readonly ProcessState[] = ['finished', 'excepted', 'killed'];
+export const TERMINAL = TERMINAL_STATES;
 /** Every process state, in life order. */
-export const ALL_STATES: readonly ProcessState[] = [
-  'created',
-  'waiting',
-  'running',
-  'finished',
-  'excepted',
-  'killed',
-];
+export const ALL_STATES = PROCESS_STATES;
 
 /** Outcome of a pause, play or kill request on one process. */
 export interface ControlOutcome {

@@ -4,6 +4,8 @@
  * a worker drives. This list is the package's whole public API.
  */
 
+// The process states, shared with every package through @aiida/ipc.
+export { PROCESS_STATES, type ProcessState, TERMINAL_STATES } from '@aiida/ipc';
 export {
   arithmeticAdd,
   arithmeticMultiplyAdd,

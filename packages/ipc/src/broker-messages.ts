@@ -45,6 +45,8 @@ export const processStateSchema = z.enum([
   'killed',
 ]);
 export type ProcessState = z.infer<typeof processStateSchema>;
+/** Every process state, in life order. */
+export const PROCESS_STATES: readonly ProcessState[] = processStateSchema.options;
 /** States a process never leaves. */
 export const TERMINAL_STATES: readonly ProcessState[] = ['finished', 'excepted', 'killed'];
 

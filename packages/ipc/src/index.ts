@@ -6,6 +6,7 @@
 export {
   type ContinueTask,
   continueTaskSchema,
+  PROCESS_STATES,
   type ProcessState,
   processStateSchema,
   type RpcIntent,
