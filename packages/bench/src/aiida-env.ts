@@ -41,18 +41,29 @@ export class BenchProfile {
   private engine: Engine | undefined;
   private daemonPid: number | null = null;
 
-  private constructor(aiidaPath: string, profile: Profile, env: NodeJS.ProcessEnv) {
+  private constructor(
+    aiidaPath: string,
+    profile: Profile,
+    env: NodeJS.ProcessEnv,
+    supervisorProgram: string | undefined,
+  ) {
     this.aiidaPath = aiidaPath;
     this.profile = profile;
-    this.client = new DaemonClient(profile, { env });
+    this.client = new DaemonClient(profile, { env, supervisorProgram });
   }
 
   /**
    * Creates the folder, the plugin file and the profile (default daemon options unless
-   * `options` says otherwise). `env` goes to the supervisor and so to its workers.
+   * `options` says otherwise). `env` goes to the supervisor and so to its workers;
+   * `supervisorProgram` replaces the supervisor's entry (the CPU-profiling wrapper).
    */
   static create(
-    init: { name?: string; options?: Record<string, unknown>; env?: NodeJS.ProcessEnv } = {},
+    init: {
+      name?: string;
+      options?: Record<string, unknown>;
+      env?: NodeJS.ProcessEnv;
+      supervisorProgram?: string;
+    } = {},
   ): BenchProfile {
     const aiidaPath = mkdtempSync(join(tmpdir(), 'aiida-bench-'));
     writeFileSync(join(aiidaPath, 'bench-plugin.mjs'), PLUGIN_SOURCE);
@@ -65,7 +76,12 @@ export class BenchProfile {
       },
       { aiidaPath },
     );
-    return new BenchProfile(aiidaPath, profile, { ...init.env, AIIDA_PATH: aiidaPath });
+    return new BenchProfile(
+      aiidaPath,
+      profile,
+      { ...init.env, AIIDA_PATH: aiidaPath },
+      init.supervisorProgram,
+    );
   }
 
   /** Environment for a child that should find this profile (the CLI). */

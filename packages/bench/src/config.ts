@@ -42,6 +42,7 @@ Options:
   --reps <n>         repetitions per figure (default 5, quick 2)
   --n <n>            processes per throughput repetition (default 10000, quick 1000)
   --scale-n <n>      queued processes in the scale run (default 100000, quick 5000)
+  --latency-workers <n>  workers in the latency run (default 2)
   --cpu-profile      also record and summarise CPU profiles of a worker and the supervisor
   --out <dir>        where benchmarks.json/.md/.svg go (default docs/; quick: a temp folder)
   -h, --help         this text
@@ -92,7 +93,7 @@ export function parseConfig(argv: string[]): BenchConfig {
     cliRuns: 5,
     latencyTasks: quick ? 100 : 300,
     latencyRate: 50,
-    latencyWorkers: 2,
+    latencyWorkers: int(values['latency-workers'], 2, 'latency-workers'),
     scaleN: int(values['scale-n'], quick ? 5000 : 100_000, 'scale-n'),
     cpuProfile: values['cpu-profile'] === true,
     outDir: resolve(
@@ -111,6 +112,7 @@ function parse(argv: string[]) {
       reps: { type: 'string' },
       n: { type: 'string' },
       'scale-n': { type: 'string' },
+      'latency-workers': { type: 'string' },
       'cpu-profile': { type: 'boolean' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },

@@ -6,27 +6,40 @@ import { fmt, log } from './log.js';
 import { BullmqPeer, REDIS } from './peers.js';
 import { pollUntil, sleep } from './procs.js';
 import { type Figure, figure } from './results.js';
-import { nowMs, quantile, summarize } from './stats.js';
+import { median, nowMs, quantile, summarize } from './stats.js';
 
 const TASK_MS = 10;
 const WARM_UP = 20;
 
-/** Submits `count` tasks at `rate` per second (open loop) and returns each one's latency in ms. */
+/** One task of an open-loop run: when its submit was called and returned, when it ended (ms). */
+interface Timed {
+  id: string;
+  start: number;
+  submitted: number;
+  end: number;
+}
+
+/** Wall-clock milliseconds of a `nowMs()` reading (to compare with the store's timestamps). */
+function wall(perf: number): number {
+  return performance.timeOrigin + perf;
+}
+
+/** Submits `count` tasks at `rate` per second (open loop) and returns their timings. */
 async function openLoop(
   count: number,
   rate: number,
   submit: () => Promise<string>,
   ended: Map<string, number>,
-): Promise<number[]> {
-  const starts = new Map<string, number>();
+): Promise<Timed[]> {
+  const starts = new Map<string, { start: number; submitted: number }>();
   const submits: Promise<void>[] = [];
   const t0 = nowMs();
   for (let i = 0; i < count; i++) {
     const due = t0 + (i * 1000) / rate;
     const wait = due - nowMs();
     if (wait > 1) await sleep(wait);
-    const started = nowMs();
-    submits.push(submit().then((id) => void starts.set(id, started)));
+    const start = nowMs();
+    submits.push(submit().then((id) => void starts.set(id, { start, submitted: nowMs() })));
   }
   await Promise.all(submits);
   await pollUntil(() => [...starts.keys()].every((id) => ended.has(id)), {
@@ -35,8 +48,10 @@ async function openLoop(
     what: `${count} tasks to end`,
     describe: () => `${[...starts.keys()].filter((id) => ended.has(id)).length} ended`,
   });
-  return [...starts].map(([id, started]) => ended.get(id)! - started);
+  return [...starts].map(([id, t]) => ({ id, ...t, end: ended.get(id)! }));
 }
+
+const latencies = (timed: Timed[]) => timed.map((t) => t.end - t.start);
 
 /**
  * Latency of 10 ms tasks from submit to finished, p50 and p99, ours against BullMQ, with
@@ -48,6 +63,14 @@ export async function benchLatency(config: BenchConfig, withBullmq: boolean): Pr
   const workers = config.latencyWorkers;
   const p50 = { ours: [] as number[], bullmq: [] as number[] };
   const p99 = { ours: [] as number[], bullmq: [] as number[] };
+  // Where our time goes, per repetition (medians, ms): the submit call, then from the store's
+  // timestamps created -> started (claimed) -> finished, and finished -> broadcast heard.
+  const phases = {
+    submit: [] as number[],
+    toStarted: [] as number[],
+    running: [] as number[],
+    toHeard: [] as number[],
+  };
 
   const bp = BenchProfile.create({
     name: 'bench-latency',
@@ -91,13 +114,30 @@ export async function benchLatency(config: BenchConfig, withBullmq: boolean): Pr
       const order = rep % 2 === 0 ? ['ours', 'bullmq'] : ['bullmq', 'ours'];
       for (const who of order) {
         if (who === 'bullmq' && !submitPeer) continue;
-        const latencies =
+        const timed =
           who === 'ours'
             ? await openLoop(config.latencyTasks, config.latencyRate, submitOurs, oursEnded)
             : await openLoop(config.latencyTasks, config.latencyRate, submitPeer!, peerEnded);
         const side = who === 'ours' ? 'ours' : 'bullmq';
-        p50[side].push(quantile(latencies, 0.5));
-        p99[side].push(quantile(latencies, 0.99));
+        p50[side].push(quantile(latencies(timed), 0.5));
+        p99[side].push(quantile(latencies(timed), 0.99));
+        if (side === 'ours') {
+          const records = await engine.store.getProcesses(timed.map((t) => Number(t.id)));
+          const byPk = new Map(records.map((r) => [String(r.pk), r]));
+          const ms = (iso: string | null | undefined) => (iso ? Date.parse(iso) : Number.NaN);
+          phases.submit.push(median(timed.map((t) => t.submitted - t.start)));
+          phases.toStarted.push(
+            median(timed.map((t) => ms(byPk.get(t.id)?.startedAt) - ms(byPk.get(t.id)?.createdAt))),
+          );
+          phases.running.push(
+            median(
+              timed.map((t) => ms(byPk.get(t.id)?.finishedAt) - ms(byPk.get(t.id)?.startedAt)),
+            ),
+          );
+          phases.toHeard.push(
+            median(timed.map((t) => wall(t.end) - ms(byPk.get(t.id)?.finishedAt))),
+          );
+        }
       }
       if (failures.length > 0) throw new Error(`latency run: ${failures.slice(0, 3).join('; ')}`);
       log(
@@ -119,6 +159,14 @@ export async function benchLatency(config: BenchConfig, withBullmq: boolean): Pr
     better: 'lower' as const,
     note: `${config.latencyTasks} tasks per repetition submitted one by one at ${config.latencyRate}/s`,
   };
+  const phase = (id: keyof typeof phases, title: string) =>
+    figure({
+      ...common,
+      id: `latency.ours.${id}`,
+      title: `ours, median of: ${title}`,
+      ours: summarize(phases[id]),
+      note: undefined,
+    });
   return [
     figure({
       ...common,
@@ -134,5 +182,9 @@ export async function benchLatency(config: BenchConfig, withBullmq: boolean): Pr
       ours: summarize(p99.ours),
       ...(withBullmq ? { peerName: 'BullMQ', peer: summarize(p99.bullmq) } : {}),
     }),
+    phase('submit', 'the submit() call (commit, publish, confirm, mark dispatched)'),
+    phase('toStarted', 'created → started (store timestamps: publish, delivery, claim)'),
+    phase('running', 'started → finished (store: the 10 ms body, completion write)'),
+    phase('toHeard', 'finished → state-changed broadcast heard by the submitter'),
   ];
 }

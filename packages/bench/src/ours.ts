@@ -53,11 +53,15 @@ export async function assertAllFinished(bp: BenchProfile, expected: number): Pro
 export class OursThroughput {
   readonly bp: BenchProfile;
 
-  constructor(name: string, slots: number, env?: NodeJS.ProcessEnv) {
+  constructor(
+    name: string,
+    slots: number,
+    daemon: { env?: NodeJS.ProcessEnv; supervisorProgram?: string } = {},
+  ) {
     this.bp = BenchProfile.create({
       name,
       options: { 'daemon.worker_process_slots': slots },
-      env,
+      ...daemon,
     });
   }
 

@@ -11,7 +11,13 @@ import {
 import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { BenchProfile } from './aiida-env.js';
+import {
+  PROFILE_DIR_ENV,
+  SUPERVISOR_TARGET_ENV,
+  WORKER_TARGET_ENV,
+} from './children/cpu-profiler.js';
 import type { BenchConfig } from './config.js';
 import { log } from './log.js';
 import { addItems, OursThroughput, submitInBatches } from './ours.js';
@@ -26,6 +32,7 @@ interface CpuProfile {
   nodes: {
     id: number;
     callFrame: { functionName: string; url: string; lineNumber: number };
+    children?: number[];
   }[];
   samples: number[];
   timeDeltas: number[];
@@ -70,11 +77,23 @@ export function summarizeCpuProfile(
   repoRoot: string,
 ): ProfileSummary {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  // The nearest caller in our packages or a dependency: says who asked for native/node time.
+  const via = (id: number): string => {
+    for (let p = parent.get(id); p !== undefined; p = parent.get(p)) {
+      const { functionName, url, lineNumber } = byId.get(p)!.callFrame;
+      if (url && !url.startsWith('node:')) {
+        return `${functionName || '(anonymous)'} ${shortUrl(url, repoRoot)}:${lineNumber + 1}`;
+      }
+    }
+    return '';
+  };
   const selfUs = new Map<number, number>();
   profile.samples.forEach((id, i) => {
     selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
   });
-  const fns = new Map<string, { fn: string; where: string; us: number }>();
+  const fns = new Map<string, { fn: string; where: string; via: string; us: number }>();
   const areas = new Map<string, number>();
   let total = 0;
   for (const [id, us] of selfUs) {
@@ -87,8 +106,9 @@ export function summarizeCpuProfile(
     areas.set(area, (areas.get(area) ?? 0) + us);
     const fn = functionName || '(anonymous)';
     const where = url ? `${shortUrl(url, repoRoot)}:${lineNumber + 1}` : area;
-    const key = `${fn}@${where}`;
-    const entry = fns.get(key) ?? { fn, where, us: 0 };
+    const caller = !url || url.startsWith('node:') ? via(id) : '';
+    const key = `${fn}@${where}@${caller}`;
+    const entry = fns.get(key) ?? { fn, where, via: caller, us: 0 };
     entry.us += us;
     fns.set(key, entry);
   }
@@ -100,7 +120,13 @@ export function summarizeCpuProfile(
     top: [...fns.values()]
       .sort((a, b) => b.us - a.us)
       .slice(0, 15)
-      .map((e) => ({ fn: e.fn, where: e.where, selfMs: e.us / 1000, share: share(e.us) })),
+      .map((e) => ({
+        fn: e.fn,
+        where: e.where,
+        via: e.via,
+        selfMs: e.us / 1000,
+        share: share(e.us),
+      })),
     byArea: [...areas]
       .sort((a, b) => b[1] - a[1])
       .map(([area, us]) => ({ area, selfMs: us / 1000, share: share(us) })),
@@ -137,8 +163,17 @@ function logGap(text: string, a: RegExp, b: RegExp): number | null {
 export async function benchProfiles(config: BenchConfig): Promise<ProfileSummary[]> {
   const dir = mkdtempSync(join(tmpdir(), 'aiida-bench-prof-'));
   const keep = PROFILES_DIR;
-  const env = {
-    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${dir}`.trim(),
+  const packages = join(config.repoRoot, 'packages');
+  const daemon = {
+    supervisorProgram: fileURLToPath(new URL('./children/profiled-supervisor.js', import.meta.url)),
+    env: {
+      [PROFILE_DIR_ENV]: dir,
+      [SUPERVISOR_TARGET_ENV]: join(packages, 'daemon-supervisor', 'dist', 'bin.js'),
+      [WORKER_TARGET_ENV]: join(packages, 'worker', 'dist', 'bin.js'),
+      AIIDA_DAEMON_WORKER_PROGRAM: fileURLToPath(
+        new URL('./children/profiled-worker.js', import.meta.url),
+      ),
+    },
   };
   const summaries: ProfileSummary[] = [];
   const add = (pid: number, what: string) => {
@@ -151,7 +186,7 @@ export async function benchProfiles(config: BenchConfig): Promise<ProfileSummary
   };
   try {
     // 1. A worker running N trivial processes.
-    const tp = new OursThroughput('bench-prof-tp', config.concurrency, env);
+    const tp = new OursThroughput('bench-prof-tp', config.concurrency, daemon);
     let workerPid = 0;
     let supervisorPid = 0;
     try {
@@ -167,7 +202,7 @@ export async function benchProfiles(config: BenchConfig): Promise<ProfileSummary
     add(supervisorPid, 'supervisor during that throughput run');
 
     // 2. Control: start 4, 200 status calls, the status command, a revival, stop.
-    const bp = BenchProfile.create({ name: 'bench-prof-ctl', env });
+    const bp = BenchProfile.create({ name: 'bench-prof-ctl', ...daemon });
     let ctlSupervisor = 0;
     let idleWorker = 0;
     let revived = 0;

@@ -126,20 +126,32 @@ export function renderMarkdown(
   if (results.profiles.length > 0) {
     lines.push('## CPU profiles (where the time goes)', '');
     lines.push(
-      'Recorded with `node --cpu-prof` (NODE_OPTIONS given to the supervisor, hence its workers, or ' +
-        'to the command), summarised by self time; idle time is left out of the shares.',
+      "Recorded with V8's sampling profiler: the supervisor and its workers through small wrappers " +
+        "that start node:inspector's Profiler in-process (`--cpu-prof` is refused in NODE_OPTIONS; the " +
+        'bench points the supervisor program and `AIIDA_DAEMON_WORKER_PROGRAM` at the wrappers), the ' +
+        'status command with `node --cpu-prof`, `submitMany` in the bench process through ' +
+        'node:inspector. Self time; idle is left out of the shares. A thread blocked inside a native ' +
+        "call (an SQLite busy wait, a synchronous write) counts as that call's self time.",
       '',
     );
     for (const p of results.profiles) {
+      if (p.top.length === 0) {
+        lines.push(`- ${p.what}`, '');
+        continue;
+      }
       lines.push(`### ${p.what}`, '', `${fmt(p.totalMs)} ms of CPU samples (\`${p.file}\`).`, '');
       lines.push('| area | self ms | share |', '|---|---|---|');
       for (const a of p.byArea.slice(0, 10)) {
         lines.push(`| ${a.area} | ${fmt(a.selfMs)} | ${(a.share * 100).toFixed(1)} % |`);
       }
-      lines.push('', '| function | where | self ms | share |', '|---|---|---|---|');
+      lines.push(
+        '',
+        '| function | where | called from (nearest package frame) | self ms | share |',
+        '|---|---|---|---|---|',
+      );
       for (const t of p.top.slice(0, 12)) {
         lines.push(
-          `| \`${t.fn.replace(/\|/g, '\\|')}\` | ${t.where} | ${fmt(t.selfMs)} | ${(t.share * 100).toFixed(1)} % |`,
+          `| \`${t.fn.replace(/\|/g, '\\|')}\` | ${t.where} | ${t.via ?? ''} | ${fmt(t.selfMs)} | ${(t.share * 100).toFixed(1)} % |`,
         );
       }
       lines.push('');

@@ -47,7 +47,7 @@ export interface ProfileSummary {
   file: string;
   totalMs: number;
   /** Top functions by self time. */
-  top: { fn: string; where: string; selfMs: number; share: number }[];
+  top: { fn: string; where: string; via?: string; selfMs: number; share: number }[];
   /** Self time grouped by package / area. */
   byArea: { area: string; selfMs: number; share: number }[];
 }

@@ -1,0 +1,43 @@
+/**
+ * Runs a daemon program under V8's CPU profiler, in-process (node:inspector), and writes
+ * `<AIIDA_BENCH_PROFILE_DIR>/<role>.<pid>.cpuprofile` when the process exits (not on SIGKILL).
+ * `--cpu-prof` is refused in NODE_OPTIONS and the supervisor forks its workers itself, so the
+ * bench points the daemon at small wrappers (`profiled-supervisor.js`, `profiled-worker.js`)
+ * that start the profiler and then import the real program with the same argv.
+ */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+/** Environment variables the wrappers read. */
+export const PROFILE_DIR_ENV = 'AIIDA_BENCH_PROFILE_DIR';
+export const SUPERVISOR_TARGET_ENV = 'AIIDA_BENCH_SUPERVISOR_TARGET';
+export const WORKER_TARGET_ENV = 'AIIDA_BENCH_WORKER_TARGET';
+
+/** Starts the profiler, arranges the write on exit, and imports the program named in `targetEnv`. */
+export async function runProfiled(role: string, targetEnv: string): Promise<void> {
+  const dir = process.env[PROFILE_DIR_ENV];
+  const target = process.env[targetEnv];
+  if (!dir || !target) {
+    process.stderr.write(`${role} wrapper: ${PROFILE_DIR_ENV} and ${targetEnv} must be set\n`);
+    process.exit(2);
+  }
+  const session = new Session();
+  session.connect();
+  session.post('Profiler.enable');
+  session.post('Profiler.setSamplingInterval', { interval: 500 });
+  session.post('Profiler.start');
+  process.on('exit', () => {
+    // The in-process session answers synchronously, so this completes inside the exit handler.
+    session.post('Profiler.stop', (error, result) => {
+      if (!error) {
+        writeFileSync(
+          join(dir, `${role}.${process.pid}.cpuprofile`),
+          JSON.stringify(result.profile),
+        );
+      }
+    });
+  });
+  await import(pathToFileURL(target).href);
+}
