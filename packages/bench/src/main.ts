@@ -13,7 +13,7 @@ import { benchLatency } from './latency.js';
 import { fmt, log } from './log.js';
 import { collectVersions, describeMachine } from './machine.js';
 import { benchMemory } from './memory.js';
-import { bullmqUnavailable } from './peers.js';
+import { bullmqUnavailable, ioredisPath } from './peers.js';
 import { BENCH_RUN_ENV, pidsOfRun, stopPid } from './procs.js';
 import { benchProfiles } from './profile.js';
 import { previousAnalysis, renderMarkdown } from './report.js';
@@ -71,6 +71,14 @@ const bullmqMissing = bullmqUnavailable();
 if (bullmqMissing) {
   results.notes.push(bullmqMissing);
   log(bullmqMissing);
+} else {
+  const where = ioredisPath();
+  if (where && !where.startsWith(config.repoRoot)) {
+    results.notes.push(
+      `BullMQ's Redis client ioredis ${results.versions.ioredis} was loaded from outside the ` +
+        `workspace (${where}, through NODE_PATH): it is not a dependency of packages/bench yet.`,
+    );
+  }
 }
 
 async function section(name: Section, run: () => Promise<Figure[]>): Promise<void> {

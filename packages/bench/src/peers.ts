@@ -32,6 +32,16 @@ export function bullmqUnavailable(): string | null {
   }
 }
 
+/** Where the `ioredis` BullMQ loads lives, or null. */
+export function ioredisPath(): string | null {
+  const require = createRequire(import.meta.url);
+  try {
+    return createRequire(require.resolve('bullmq')).resolve('ioredis');
+  } catch {
+    return null;
+  }
+}
+
 /** Version of the `ioredis` BullMQ loads, or null. */
 export function ioredisVersion(): string | null {
   const require = createRequire(import.meta.url);

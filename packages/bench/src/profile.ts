@@ -102,6 +102,8 @@ export function summarizeCpuProfile(
     const { functionName, url, lineNumber } = node.callFrame;
     const area = areaOf(url, functionName);
     if (area === null) continue;
+    // The profiler's own start/stop (inspector dispatch from the measuring code) is not measured work.
+    if (!url && /bench\/dist\/(profile|children\/cpu-profiler)\.js/.test(via(id))) continue;
     total += us;
     areas.set(area, (areas.get(area) ?? 0) + us);
     const fn = functionName || '(anonymous)';
@@ -142,6 +144,22 @@ function profileOf(dir: string, pid: number): string | undefined {
 
 function load(dir: string, file: string): CpuProfile {
   return JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile;
+}
+
+/** Runs `work` under the CPU profiler of this process (node:inspector) and returns the profile. */
+async function profileInProcess(work: () => Promise<void>): Promise<CpuProfile> {
+  const session = new Session();
+  session.connect();
+  try {
+    await session.post('Profiler.enable');
+    await session.post('Profiler.setSamplingInterval', { interval: 500 });
+    await session.post('Profiler.start');
+    await work();
+    const { profile } = await session.post('Profiler.stop');
+    return profile as unknown as CpuProfile;
+  } finally {
+    session.disconnect();
+  }
 }
 
 /** Seconds between ISO timestamps at the start of log lines matching `a` and `b`. */
@@ -212,7 +230,18 @@ export async function benchProfiles(config: BenchConfig): Promise<ProfileSummary
       let status = await bp.client.getStatus();
       ctlSupervisor = status.pid;
       idleWorker = status.workers[1]!.pid!;
-      for (let i = 0; i < config.statusCalls; i++) await bp.client.getStatus();
+      const clientProfile = await profileInProcess(async () => {
+        for (let i = 0; i < config.statusCalls; i++) await bp.client.getStatus();
+      });
+      writeFileSync(join(dir, 'bench-getStatus.cpuprofile'), JSON.stringify(clientProfile));
+      summaries.push(
+        summarizeCpuProfile(
+          clientProfile,
+          `getStatus() x ${config.statusCalls} in the calling process (the client side)`,
+          'bench-getStatus.cpuprofile',
+          config.repoRoot,
+        ),
+      );
       await new Promise<void>((resolve, reject) => {
         execFile(
           process.execPath,
@@ -268,13 +297,8 @@ export async function benchProfiles(config: BenchConfig): Promise<ProfileSummary
     add(ctlSupervisor, `supervisor: start 4, ${config.statusCalls} status calls, a revival, stop`);
     add(idleWorker, 'an idle worker from fork to stop (its start-up)');
     add(revived, 'a revived worker from fork to stop');
-    const cliFile = readdirSync(dir).find(
-      (f) =>
-        f.endsWith('.cpuprofile') &&
-        ![workerPid, supervisorPid, ctlSupervisor, idleWorker, revived].some((p) =>
-          f.split('.').includes(String(p)),
-        ),
-    );
+    // `node --cpu-prof` names its file CPU.<date>.<time>.<pid>...; the wrappers write <role>.<pid>.
+    const cliFile = readdirSync(dir).find((f) => f.startsWith('CPU.') && f.endsWith('.cpuprofile'));
     if (cliFile) {
       summaries.push(
         summarizeCpuProfile(
@@ -288,27 +312,23 @@ export async function benchProfiles(config: BenchConfig): Promise<ProfileSummary
 
     // 3. submitMany in this process (no daemon): the submit side.
     const sub = BenchProfile.create({ name: 'bench-prof-submit' });
-    const session = new Session();
-    session.connect();
     try {
       await sub.getEngine();
       await submitInBatches(sub, addItems(200));
-      await session.post('Profiler.enable');
-      await session.post('Profiler.start');
-      await submitInBatches(sub, addItems(config.throughputN));
-      const { profile } = await session.post('Profiler.stop');
+      const profile = await profileInProcess(() =>
+        submitInBatches(sub, addItems(config.throughputN)),
+      );
       const file = 'bench-submitMany.cpuprofile';
       writeFileSync(join(dir, file), JSON.stringify(profile));
       summaries.push(
         summarizeCpuProfile(
-          profile as unknown as CpuProfile,
+          profile,
           `submitMany of ${config.throughputN} in the bench process (no workers)`,
           file,
           config.repoRoot,
         ),
       );
     } finally {
-      session.disconnect();
       await sub.dispose();
     }
   } finally {
