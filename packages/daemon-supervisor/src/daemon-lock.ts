@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { ErrorCodes } from '@aiida/ipc';
 import { SupervisorError } from './errors.js';
 import {
@@ -24,8 +24,6 @@ export interface AcquireDaemonLockOptions {
   /** Profile name, for the error message. */
   profileName?: string;
 }
-
-const MAX_ATTEMPTS = 20;
 
 /** Parses a lock file's text; `undefined` when it is not a valid lock. */
 export function parseLockFile(text: string): ProcessIdentity | undefined {
@@ -63,12 +61,37 @@ function unlinkQuietly(path: string): void {
   } catch {}
 }
 
+/** How long a start keeps trying while other starts are replacing a stale lock, in ms. */
+const TAKEOVER_DEADLINE_MS = 5000;
+
+/** Creates `path` holding `content` only if it does not exist (a complete temp file, linked). */
+function linkExclusive(path: string, content: string, unique: string): boolean {
+  const temp = `${path}.${unique}.new`;
+  writeFileSync(temp, content, { mode: 0o600 });
+  try {
+    linkSync(temp, path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    return false;
+  } finally {
+    unlinkQuietly(temp);
+  }
+}
+
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 /**
  * Takes the exclusive hold on a profile's daemon: `path` is created atomically (a complete temp
  * file hard-linked to it, which fails if it exists) holding `identity`. A lock whose holder is not
- * live (pid gone, pid reused, or another boot) is taken over: it is renamed aside, checked to be
- * the stale one just read (else put back), and the link is tried again. So of two concurrent
- * starts exactly one wins; the other gets a {@link SupervisorError} `already_running`.
+ * live (pid gone, pid reused, or another boot) is replaced, by one starter at a time: only the
+ * holder of `<path>.takeover` (taken the same way) may remove a lock, and only after judging it
+ * stale again. Starters never overwrite a lock, so a live one is never displaced, and of any
+ * number of concurrent starts exactly one wins; the others get a {@link SupervisorError}
+ * `already_running`. (A starter that dies while it holds `.takeover` leaves it to be removed by
+ * the next one, since its holder is not live either.)
  */
 export function acquireDaemonLock(
   path: string,
@@ -78,21 +101,10 @@ export function acquireDaemonLock(
   const read = options.read ?? readProcFile;
   const content = `${JSON.stringify(identity)}\n`;
   const unique = `${identity.pid}.${randomBytes(4).toString('hex')}`;
-  const temp = `${path}.${unique}.new`;
-  const aside = `${path}.${unique}.stale`;
-  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    writeFileSync(temp, content, { mode: 0o600 });
-    try {
-      linkSync(temp, path);
-      return makeLock(path, identity);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    } finally {
-      unlinkQuietly(temp);
-    }
-    const heldText = readText(path);
-    if (heldText === undefined) continue; // released meanwhile: try again
-    const holder = parseLockFile(heldText);
+  const mutexPath = `${path}.takeover`;
+  const deadline = Date.now() + TAKEOVER_DEADLINE_MS;
+  const refuseIfLive = (text: string | undefined): void => {
+    const holder = text === undefined ? undefined : parseLockFile(text);
     if (holder !== undefined && checkLiveness(holder, read).live) {
       throw new SupervisorError(
         ErrorCodes.alreadyRunning,
@@ -100,25 +112,34 @@ export function acquireDaemonLock(
         { details: { pid: holder.pid } },
       );
     }
-    // Stale: move it aside atomically, then make sure what we moved is the stale lock we judged.
-    try {
-      renameSync(path, aside);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
-      throw error;
-    }
-    const movedText = readText(aside);
-    if (movedText !== heldText) {
-      // Another starter replaced the stale lock between our read and our rename: put theirs back.
+  };
+  for (;;) {
+    if (linkExclusive(path, content, unique)) return makeLock(path, identity);
+    const heldText = readText(path);
+    if (heldText === undefined) continue; // released meanwhile: try again
+    refuseIfLive(heldText);
+    // Stale: replace it while holding the takeover mutex.
+    if (linkExclusive(mutexPath, content, unique)) {
       try {
-        linkSync(aside, path);
-      } catch {}
+        const current = readText(path);
+        refuseIfLive(current);
+        if (current !== undefined) unlinkQuietly(path);
+        if (linkExclusive(path, content, unique)) return makeLock(path, identity);
+      } finally {
+        if (readText(mutexPath) === content) unlinkQuietly(mutexPath);
+      }
+    } else {
+      const mutexHolder = parseLockFile(readText(mutexPath) ?? '');
+      if (mutexHolder !== undefined && !checkLiveness(mutexHolder, read).live) {
+        unlinkQuietly(mutexPath); // its taker died mid-takeover
+      }
     }
-    unlinkQuietly(aside);
+    if (Date.now() > deadline) break;
+    pause(5);
   }
   throw new SupervisorError(
     ErrorCodes.daemonError,
-    `could not take the daemon lock ${path} after ${MAX_ATTEMPTS} attempts`,
+    `could not take the daemon lock ${path} within ${TAKEOVER_DEADLINE_MS / 1000} s: other starts kept replacing it; try again`,
   );
 }
 

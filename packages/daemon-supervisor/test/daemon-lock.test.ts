@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isSupervisorError, type ProcReader } from '@aiida/daemon-supervisor';
+import { waitFor } from '../../../tests/support/wait-for.js';
 import { acquireDaemonLock, parseLockFile } from '../src/daemon-lock.js';
 
 const BOOT = 'boot-1';
@@ -102,3 +103,61 @@ test('of many starters over a stale lock one takes it over; the rest see it live
   expect(outcomes.filter((o) => o === 'won')).toHaveLength(1);
   expect(outcomes.filter((o) => o === 'already_running')).toHaveLength(7);
 });
+
+test('of many starter processes racing over a stale lock at once, exactly one wins (5 rounds)', async () => {
+  const { spawn } = await import('node:child_process');
+  const lockModule = join(import.meta.dirname, '../dist/daemon-lock.js');
+  const identityModule = join(import.meta.dirname, '../dist/process-identity.js');
+  if (!existsSync(lockModule)) throw new Error(`build the package first: ${lockModule} is missing`);
+  const script = join(dir, 'starter.mjs');
+  writeFileSync(
+    script,
+    `import { existsSync } from 'node:fs';
+import { acquireDaemonLock } from ${JSON.stringify(lockModule)};
+import { bootId, processStartTime } from ${JSON.stringify(identityModule)};
+import { writeFileSync } from 'node:fs';
+const [lockPath, go, ready] = process.argv.slice(2);
+const me = { pid: process.pid, startTime: processStartTime(process.pid), bootId: bootId() };
+writeFileSync(ready, '');
+while (!existsSync(go)) {}
+let outcome;
+try { acquireDaemonLock(lockPath, me); outcome = 'won'; } catch (error) { outcome = error.code ?? String(error); }
+process.stdout.write(outcome);
+// Stay alive (holding what we won) until every starter has tried.
+setTimeout(() => {}, 1500);
+`,
+  );
+  for (let round = 0; round < 5; round++) {
+    const go = join(dir, `go-${round}`);
+    // A stale lock: a pid that does not run.
+    writeFileSync(lockPath, JSON.stringify({ pid: 2 ** 22 + 1, startTime: 1, bootId: 'old' }));
+    const readyFiles = Array.from({ length: 6 }, (_, i) => join(dir, `ready-${round}-${i}`));
+    const children = readyFiles.map((ready) =>
+      spawn(process.execPath, [script, lockPath, go, ready], { stdio: ['ignore', 'pipe', 'pipe'] }),
+    );
+    const outcomes = children.map(
+      (child) =>
+        new Promise<string>((resolve) => {
+          let out = '';
+          let err = '';
+          child.stdout.on('data', (chunk) => {
+            out += chunk;
+          });
+          child.stderr.on('data', (chunk) => {
+            err += chunk;
+          });
+          child.on('close', () => resolve(out || `no outcome: ${err}`));
+        }),
+    );
+    // Start them together once every child spins on the go file.
+    await waitFor(() => readyFiles.every((file) => existsSync(file)), {
+      timeout: 20,
+      what: 'every starter to be ready',
+    });
+    writeFileSync(go, '');
+    const results = await Promise.all(outcomes);
+    expect(results.filter((r) => r === 'won')).toHaveLength(1);
+    expect(results.filter((r) => r === 'already_running')).toHaveLength(5);
+    rmSync(lockPath, { force: true });
+  }
+}, 60_000);
