@@ -1,7 +1,8 @@
 /**
  * @aiida/broker: the RabbitMQ transport of a profile (rabbitmq-client): its fixed topology, tasks
- * with publisher confirms, task consumption, RPC to the holder of a process, and state-changed
- * broadcasts. This list is the package's whole public API.
+ * with publisher confirms, task consumption, RPC to the holder of a process, state-changed
+ * broadcasts, and the server's version from the AMQP handshake. This list is the package's whole
+ * public API.
  */
 
 export { BrokerError, type BrokerErrorCode, BrokerErrorCodes, isBrokerError } from './errors.js';
@@ -14,6 +15,7 @@ export {
   RabbitBroker,
 } from './rabbit-broker.js';
 export { type RpcHandler, RpcServer, type RpcServerOptions } from './rpc.js';
+export { readServerVersion } from './server-version.js';
 export { type StateChangedHandler, StateChangedSubscription } from './subscription.js';
 export {
   TaskConsumer,

@@ -1,23 +1,25 @@
 import { connect as tcpConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
+import type { BrokerSettings } from '@aiida/config';
 
 /**
  * Reads the product and version an AMQP 0-9-1 server announces (`RabbitMQ 3.12.1`) from the
  * `connection.start` method it sends right after the protocol header, then hangs up. The broker
- * client library does not keep these server properties, so `aiida status` asks for them itself.
- * Resolves undefined when they can't be read within `timeout` seconds.
+ * client library (rabbitmq-client) does not keep these server properties, so they are asked for
+ * on a connection of their own; no credentials are sent. Resolves undefined when they can't be
+ * read within `timeout` seconds.
  */
-export function readAmqpServerVersion(
-  options: { protocol: 'amqp' | 'amqps'; host: string; port: number },
+export function readServerVersion(
+  settings: Pick<BrokerSettings, 'protocol' | 'host' | 'port'>,
   timeout: number,
 ): Promise<string | undefined> {
   return new Promise((resolve) => {
     let buffer = Buffer.alloc(0);
     let settled = false;
     const socket =
-      options.protocol === 'amqps'
-        ? tlsConnect({ host: options.host, port: options.port, servername: options.host })
-        : tcpConnect({ host: options.host, port: options.port });
+      settings.protocol === 'amqps'
+        ? tlsConnect({ host: settings.host, port: settings.port, servername: settings.host })
+        : tcpConnect({ host: settings.host, port: settings.port });
     const finish = (value: string | undefined) => {
       if (settled) return;
       settled = true;
@@ -26,7 +28,7 @@ export function readAmqpServerVersion(
       resolve(value);
     };
     const timer = setTimeout(() => finish(undefined), timeout * 1000);
-    socket.once(options.protocol === 'amqps' ? 'secureConnect' : 'connect', () => {
+    socket.once(settings.protocol === 'amqps' ? 'secureConnect' : 'connect', () => {
       socket.write(Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 0, 9, 1])); // "AMQP" 0-9-1
     });
     socket.on('data', (chunk: Buffer) => {

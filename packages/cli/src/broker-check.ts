@@ -1,6 +1,5 @@
-import { RabbitBroker } from '@aiida/broker';
+import { RabbitBroker, readServerVersion } from '@aiida/broker';
 import type { Profile } from '@aiida/config';
-import { readAmqpServerVersion } from './amqp-version.js';
 
 /** What {@link checkBroker} found out. */
 export interface BrokerCheck {
@@ -29,8 +28,7 @@ export async function checkBroker(profile: Profile, timeout: number): Promise<Br
   } finally {
     await broker.close({ timeout: 2 }).catch(() => {});
   }
-  const { protocol, host, port } = profile.broker.config;
-  const version = await readAmqpServerVersion({ protocol, host, port }, Math.min(timeout, 3));
+  const version = await readServerVersion(profile.broker.config, Math.min(timeout, 3));
   return { ok: true, version, error: undefined };
 }
 
