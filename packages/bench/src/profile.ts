@@ -11,17 +11,12 @@ import {
 import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { BenchProfile } from './aiida-env.js';
-import {
-  PROFILE_DIR_ENV,
-  SUPERVISOR_TARGET_ENV,
-  WORKER_TARGET_ENV,
-} from './children/cpu-profiler.js';
 import type { BenchConfig } from './config.js';
 import { log } from './log.js';
 import { addItems, OursThroughput, submitInBatches } from './ours.js';
 import { pollUntil, signalPid } from './procs.js';
+import { profiledDaemon } from './profiled-daemon.js';
 import type { ProfileSummary } from './results.js';
 
 /** Where the raw `.cpuprofile` files of the last run are kept (they open in Chrome DevTools). */
@@ -181,18 +176,8 @@ function logGap(text: string, a: RegExp, b: RegExp): number | null {
 export async function benchProfiles(config: BenchConfig): Promise<ProfileSummary[]> {
   const dir = mkdtempSync(join(tmpdir(), 'aiida-bench-prof-'));
   const keep = PROFILES_DIR;
-  const packages = join(config.repoRoot, 'packages');
-  const daemon = {
-    supervisorProgram: fileURLToPath(new URL('./children/profiled-supervisor.js', import.meta.url)),
-    env: {
-      [PROFILE_DIR_ENV]: dir,
-      [SUPERVISOR_TARGET_ENV]: join(packages, 'daemon-supervisor', 'dist', 'bin.js'),
-      [WORKER_TARGET_ENV]: join(packages, 'worker', 'dist', 'bin.js'),
-      AIIDA_DAEMON_WORKER_PROGRAM: fileURLToPath(
-        new URL('./children/profiled-worker.js', import.meta.url),
-      ),
-    },
-  };
+  const daemon = profiledDaemon(config.repoRoot, dir, 'cpu');
+
   const summaries: ProfileSummary[] = [];
   const add = (pid: number, what: string) => {
     const file = profileOf(dir, pid);

@@ -111,15 +111,27 @@ export function renderMarkdown(
         'RSS read from /proc/<pid>/status every 250 ms; "at 20 %" and "at 90 %" are the medians of ' +
         'the samples within ±2.5 % of the run around those points.',
       '',
-      '| worker pid | at 20 % (MB) | at 90 % (MB) | peak (MB) | flat (≤ 1.1×) |',
-      '|---|---|---|---|---|',
+      '| worker pid | at 20 % (MB) | at 90 % (MB) | peak (MB) | flat (≤ 1.1×) | V8 heap used 20 % → 90 % (MB) | heap total | external + array buffers | RSS outside the V8 heap |',
+      '|---|---|---|---|---|---|---|---|---|',
     );
     for (const t of results.scale.traces) {
-      const mb = (v: number | null) => (v === null ? 'n/a' : fmt(v / 1024 ** 2));
+      const mb = (v: number | null | undefined) =>
+        v === null || v === undefined ? 'n/a' : fmt(v / 1024 ** 2);
+      const a = t.memory?.at20;
+      const b = t.memory?.at90;
+      const pair = (f: (m: NonNullable<typeof a>) => number) =>
+        a && b ? `${mb(f(a))} → ${mb(f(b))}` : 'n/a';
       lines.push(
-        `| ${t.pid} | ${mb(t.at20)} | ${mb(t.at90)} | ${mb(t.peak)} | ${t.flat === null ? 'n/a' : t.flat ? 'yes' : '**no**'} |`,
+        `| ${t.pid} | ${mb(t.at20)} | ${mb(t.at90)} | ${mb(t.peak)} | ${t.flat === null ? 'n/a' : t.flat ? 'yes' : '**no**'} | ` +
+          `${pair((m) => m.heapUsed)} | ${pair((m) => m.heapTotal)} | ${pair((m) => m.external + m.arrayBuffers)} | ${pair((m) => m.rss - m.heapTotal)} |`,
       );
     }
+    lines.push(
+      '',
+      'The heap columns come from `process.memoryUsage()` recorded inside each worker every 500 ms ' +
+        '(the daemon runs through the bench wrapper in memory mode for this run), at the samples ' +
+        'nearest 20 % and 90 %.',
+    );
     lines.push('');
   }
 

@@ -39,6 +39,17 @@ export interface RssTrace {
   at90: number | null;
   peak: number | null;
   flat: boolean | null;
+  /** process.memoryUsage() of the worker around 20 % and 90 % of the run (bytes), if traced. */
+  memory?: { at20: MemoryBreakdown | null; at90: MemoryBreakdown | null };
+}
+
+/** Where a worker's memory is: RSS, V8 heap, memory outside the heap held by JS objects. */
+export interface MemoryBreakdown {
+  rss: number;
+  heapTotal: number;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
 }
 
 /** A CPU profile summary: where the time goes in one process. */

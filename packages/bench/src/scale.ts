@@ -1,10 +1,14 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { BenchProfile } from './aiida-env.js';
 import type { BenchConfig } from './config.js';
 import { fmt, log } from './log.js';
 import { addItems, assertAllFinished, noneActive, submitInBatches } from './ours.js';
 import { BATCH } from './peers.js';
 import { pollUntil, procStatusBytes } from './procs.js';
-import { type Figure, figure, type RssTrace } from './results.js';
+import { profiledDaemon } from './profiled-daemon.js';
+import { type Figure, figure, type MemoryBreakdown, type RssTrace } from './results.js';
 import { median, nowMs, summarize } from './stats.js';
 
 const WORKERS = 2;
@@ -33,9 +37,13 @@ export async function benchScale(
   config: BenchConfig,
 ): Promise<{ figures: Figure[]; traces: RssTrace[]; seconds: number }> {
   const n = config.scaleN;
+  // The daemon runs through the profiling wrappers in `memory` mode: each worker also records
+  // process.memoryUsage() every 500 ms, so growth can be told apart (V8 heap or not).
+  const traceDir = mkdtempSync(join(tmpdir(), 'aiida-bench-mem-'));
   const bp = BenchProfile.create({
     name: 'bench-scale',
     options: { 'daemon.worker_process_slots': config.concurrency },
+    ...profiledDaemon(config.repoRoot, traceDir, 'memory'),
   });
   try {
     const t0 = nowMs();
@@ -46,6 +54,7 @@ export async function benchScale(
     const submitRate = n / ((nowMs() - t0) / 1000);
 
     const start = nowMs();
+    const startEpoch = Date.now();
     await bp.startDaemon(WORKERS);
     const status = await bp.client.getStatus();
     const pids = status.workers.map((w) => w.pid).filter((p): p is number => p !== null);
@@ -76,6 +85,7 @@ export async function benchScale(
     const after = await bp.client.getStatus();
     const revived = after.workers.filter((w) => w.pid !== null && !pids.includes(w.pid));
     await assertAllFinished(bp, n);
+    await bp.stopDaemon(); // the workers write their memory traces as they exit
     log(`scale: ${n} drained by ${WORKERS} workers in ${fmt(seconds)} s (${fmt(n / seconds)}/s)`);
 
     const rssTraces: RssTrace[] = pids.map((pid) => {
@@ -89,6 +99,7 @@ export async function benchScale(
         at90,
         peak: samples.length > 0 ? Math.max(...samples.map(([, r]) => r)) : null,
         flat: at20 !== null && at90 !== null ? at90 <= 1.1 * at20 : null,
+        memory: memoryAround(traceDir, pid, startEpoch, seconds),
       };
     });
     const section = `Scale: ${n.toLocaleString('en-US')} queued processes drained by ${WORKERS} workers`;
@@ -122,5 +133,41 @@ export async function benchScale(
     return { figures, traces: rssTraces, seconds };
   } finally {
     await bp.dispose();
+    rmSync(traceDir, { recursive: true, force: true });
   }
+}
+
+/** The worker's memoryUsage() sample nearest to 20 % and 90 % of the run, if it wrote a trace. */
+function memoryAround(
+  dir: string,
+  pid: number,
+  startEpoch: number,
+  seconds: number,
+): RssTrace['memory'] {
+  let samples: number[][];
+  try {
+    samples = JSON.parse(
+      readFileSync(join(dir, `worker.${pid}.memory.json`), 'utf8'),
+    ) as number[][];
+  } catch {
+    return undefined;
+  }
+  const at = (fraction: number): MemoryBreakdown | null => {
+    const target = startEpoch + seconds * 1000 * fraction;
+    let best: number[] | undefined;
+    for (const s of samples) {
+      if (!best || Math.abs(s[0]! - target) < Math.abs(best[0]! - target)) best = s;
+    }
+    if (!best) return null;
+    const [, rss, heapTotal, heapUsed, external, arrayBuffers] = best as [
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
+    return { rss, heapTotal, heapUsed, external, arrayBuffers };
+  };
+  return { at20: at(0.2), at90: at(0.9) };
 }

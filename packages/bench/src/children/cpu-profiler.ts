@@ -14,6 +14,8 @@ import { pathToFileURL } from 'node:url';
 export const PROFILE_DIR_ENV = 'AIIDA_BENCH_PROFILE_DIR';
 export const SUPERVISOR_TARGET_ENV = 'AIIDA_BENCH_SUPERVISOR_TARGET';
 export const WORKER_TARGET_ENV = 'AIIDA_BENCH_WORKER_TARGET';
+/** `cpu` (default): a CPU profile; `memory`: `process.memoryUsage()` every 500 ms instead. */
+export const PROFILE_KIND_ENV = 'AIIDA_BENCH_PROFILE_KIND';
 
 /** Starts the profiler, arranges the write on exit, and imports the program named in `targetEnv`. */
 export async function runProfiled(role: string, targetEnv: string): Promise<void> {
@@ -22,6 +24,21 @@ export async function runProfiled(role: string, targetEnv: string): Promise<void
   if (!dir || !target) {
     process.stderr.write(`${role} wrapper: ${PROFILE_DIR_ENV} and ${targetEnv} must be set\n`);
     process.exit(2);
+  }
+  if (process.env[PROFILE_KIND_ENV] === 'memory') {
+    // [epoch ms, rss, heapTotal, heapUsed, external, arrayBuffers] in bytes.
+    const samples: number[][] = [];
+    const sample = () => {
+      const m = process.memoryUsage();
+      samples.push([Date.now(), m.rss, m.heapTotal, m.heapUsed, m.external, m.arrayBuffers]);
+    };
+    setInterval(sample, 500).unref();
+    process.on('exit', () => {
+      sample();
+      writeFileSync(join(dir, `${role}.${process.pid}.memory.json`), JSON.stringify(samples));
+    });
+    await import(pathToFileURL(target).href);
+    return;
   }
   const session = new Session();
   session.connect();
