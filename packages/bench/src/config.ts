@@ -50,6 +50,8 @@ Options:
 
 /** Reads the command line and BENCH_QUICK. Exits with the usage on `--help` or a bad option. */
 export function parseConfig(argv: string[]): BenchConfig {
+  // `pnpm bench -- --quick` hands the script a literal `--` first.
+  if (argv[0] === '--') argv = argv.slice(1);
   let parsed: ReturnType<typeof parse>;
   try {
     parsed = parse(argv);

@@ -23,7 +23,7 @@ import { benchPublish, benchThroughput } from './throughput.js';
 
 const runId = randomUUID();
 process.env[BENCH_RUN_ENV] = runId;
-const argv = process.argv.slice(2);
+const argv = process.argv.slice(2).filter((a, i) => !(i === 0 && a === '--'));
 const config = parseConfig(argv);
 
 async function sweepLeftovers(): Promise<number[]> {
