@@ -18,7 +18,7 @@ import {
 import { describeError, EngineError, EngineErrorCodes, isEngineError } from './errors.js';
 import { type JsonObject, type JsonValue, toJson } from './json.js';
 import { type EngineLogger, silentLogger } from './logger.js';
-import type { ControlChannel, TaskDispatcher } from './ports.js';
+import { type ControlChannel, requestKill, type TaskDispatcher } from './ports.js';
 import { describeProcessGroup, killProcessGroup } from './process-group.js';
 import type {
   ClaimRefusal,
@@ -206,6 +206,11 @@ async function settleWithin(promises: Promise<unknown>[], ms: number): Promise<v
 /** Read through a call, so that narrowing from before an `await` doesn't stick. */
 function stopKind(a: ActiveProcess): StopRequest['kind'] | undefined {
   return a.stop?.kind;
+}
+
+/** What a run ended as when its result was already committed by a kill or lost with the lease. */
+function endedByStop(a: ActiveProcess): RunOutcome {
+  return stopKind(a) === 'lost' ? 'lease_lost' : 'killed';
 }
 
 function isTerminal(state: ProcessState): boolean {
@@ -697,6 +702,16 @@ export class ProcessExecutor {
     return result.state;
   }
 
+  /** Commits `excepted` with the error's stack; the status is `Excepted: <context><message>`. */
+  private except(a: ActiveProcess, error: unknown, context = ''): Promise<RunOutcome> {
+    const { message, stack } = describeError(error);
+    return this.finish(a, {
+      state: 'excepted',
+      exception: stack,
+      processStatus: `Excepted: ${context}${message}`,
+    });
+  }
+
   private async releaseLease(
     a: ActiveProcess,
     options: { interrupted?: boolean; checkpoint?: JsonValue; processStatus?: string | null },
@@ -727,21 +742,7 @@ export class ProcessExecutor {
       if (owner === this.ownerId && here) {
         this.applyKill(here, message, false);
       } else if (this.control) {
-        this.control
-          .callRpc(
-            pk,
-            {
-              v: PROTOCOL_VERSION,
-              intent: 'kill',
-              pk,
-              message,
-              force: false,
-            },
-            { timeout: this.rpcTimeout },
-          )
-          .catch(() => {
-            // Fast path only: the owner finds the intent on its next renewal.
-          });
+        requestKill(this.control, pk, message, this.rpcTimeout);
       }
     }
     for (const group of effects.orphanedGroups) {
@@ -831,12 +832,7 @@ export class ProcessExecutor {
       }
       inputs = parsed.data;
     } catch (error) {
-      const { message, stack } = describeError(error);
-      return this.finish(a, {
-        state: 'excepted',
-        exception: stack,
-        processStatus: `Excepted: ${message}`,
-      });
+      return this.except(a, error);
     }
     if (definition.kind === 'calculation') return this.runCalculation(a, definition, inputs);
     return this.runWorkflow(a, definition, inputs);
@@ -872,16 +868,11 @@ export class ProcessExecutor {
     try {
       result = await definition.run(inputs, this.context(a));
     } catch (error) {
-      if (a.finalized) return stopKind(a) === 'lost' ? 'lease_lost' : 'killed';
+      if (a.finalized) return endedByStop(a);
       if (a.stop) return this.stopped(a, false);
-      const { message, stack } = describeError(error);
-      return this.finish(a, {
-        state: 'excepted',
-        exception: stack,
-        processStatus: `Excepted: ${message}`,
-      });
+      return this.except(a, error);
     }
-    if (a.finalized) return stopKind(a) === 'lost' ? 'lease_lost' : 'killed';
+    if (a.finalized) return endedByStop(a);
     if (stopKind(a) === 'kill' || stopKind(a) === 'lost') return this.stopped(a, false);
     return this.finishWithResult(a, definition.outputs, result);
   }
@@ -903,12 +894,7 @@ export class ProcessExecutor {
     try {
       outputs = validateJson(outputsSchema, result, { kind: 'outputs', type: a.record.type });
     } catch (error) {
-      const { message, stack } = describeError(error);
-      return this.finish(a, {
-        state: 'excepted',
-        exception: stack,
-        processStatus: `Excepted: ${message}`,
-      });
+      return this.except(a, error);
     }
     return this.finish(a, { state: 'finished', outputs, exitStatus: 0 });
   }
@@ -946,12 +932,7 @@ export class ProcessExecutor {
     try {
       cp = this.loadCheckpoint(a, definition);
     } catch (error) {
-      const { message, stack } = describeError(error);
-      return this.finish(a, {
-        state: 'excepted',
-        exception: stack,
-        processStatus: `Excepted: ${message}`,
-      });
+      return this.except(a, error);
     }
     const program = definition.program;
     for (;;) {
@@ -991,12 +972,7 @@ export class ProcessExecutor {
           instruction = program[cp.pc];
         }
       } catch (error) {
-        const { message, stack } = describeError(error);
-        return this.finish(a, {
-          state: 'excepted',
-          exception: stack,
-          processStatus: `Excepted: an outline condition failed: ${message}`,
-        });
+        return this.except(a, error, 'an outline condition failed: ');
       }
       if (!instruction) return this.finishWithResult(a, definition.outputs, cp.outputs);
       if (instruction.op === 'return') {
@@ -1023,16 +999,11 @@ export class ProcessExecutor {
         result = await definition.steps[stepName]!(ctx);
       } catch (error) {
         await this.startLocalChildren(a, submitted);
-        if (a.finalized) return stopKind(a) === 'lost' ? 'lease_lost' : 'killed';
+        if (a.finalized) return endedByStop(a);
         if (a.stop) return this.stopped(a, false);
-        const { message, stack } = describeError(error);
-        return this.finish(a, {
-          state: 'excepted',
-          exception: stack,
-          processStatus: `Excepted: step '${stepName}' failed: ${message}`,
-        });
+        return this.except(a, error, `step '${stepName}' failed: `);
       }
-      if (a.finalized) return stopKind(a) === 'lost' ? 'lease_lost' : 'killed';
+      if (a.finalized) return endedByStop(a);
       cp.pc += 1;
       cp.stepCount += 1;
       cp.vars = toJson(cp.vars) as JsonObject;

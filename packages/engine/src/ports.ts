@@ -1,4 +1,4 @@
-import type { RpcReply, RpcRequest } from '@aiida/ipc';
+import { PROTOCOL_VERSION, type RpcReply, type RpcRequest } from '@aiida/ipc';
 
 /**
  * Publishes `continue` tasks. `RabbitBroker` from `@aiida/broker` satisfies it structurally; tests
@@ -16,4 +16,20 @@ export interface TaskDispatcher {
  */
 export interface ControlChannel {
   callRpc(pk: number, request: RpcRequest, options?: { timeout?: number }): Promise<RpcReply>;
+}
+
+/**
+ * Asks the worker that holds `pk` to kill it, waiting at most `timeout` seconds. Fast path only:
+ * the kill intent is already in the store, where the owner finds it on its next lease renewal,
+ * so a failure is ignored.
+ */
+export function requestKill(
+  control: ControlChannel,
+  pk: number,
+  message: string,
+  timeout: number,
+): void {
+  control
+    .callRpc(pk, { v: PROTOCOL_VERSION, intent: 'kill', pk, message, force: false }, { timeout })
+    .catch(() => {});
 }

@@ -1,7 +1,6 @@
-import { PROTOCOL_VERSION } from '@aiida/ipc';
 import { describeError } from './errors.js';
 import { type EngineLogger, silentLogger } from './logger.js';
-import type { ControlChannel, TaskDispatcher } from './ports.js';
+import { type ControlChannel, requestKill, type TaskDispatcher } from './ports.js';
 import { killProcessGroup } from './process-group.js';
 import type { ProcessStore } from './process-store.js';
 
@@ -67,19 +66,7 @@ export class Reconciler {
     for (const group of effects.orphanedGroups) void killProcessGroup(group).catch(() => false);
     if (this.options.control) {
       for (const { pk, message } of effects.killRequested) {
-        this.options.control
-          .callRpc(
-            pk,
-            {
-              v: PROTOCOL_VERSION,
-              intent: 'kill',
-              pk,
-              message,
-              force: false,
-            },
-            { timeout: 2 },
-          )
-          .catch(() => {});
+        requestKill(this.options.control, pk, message, 2);
       }
     }
     const pks = [
