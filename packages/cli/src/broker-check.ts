@@ -1,5 +1,7 @@
 import { RabbitBroker, readServerVersion } from '@aiida/broker';
-import type { Profile } from '@aiida/config';
+import { getRedactedBrokerUrl, type Profile } from '@aiida/config';
+import { CliError } from './errors.js';
+import { echo, echoInline, failedMark, okMark } from './output.js';
 
 /** What {@link checkBroker} found out. */
 export interface BrokerCheck {
@@ -30,6 +32,34 @@ export async function checkBroker(profile: Profile, timeout: number): Promise<Br
   }
   const version = await readServerVersion(profile.broker.config, Math.min(timeout, 3));
   return { ok: true, version, error: undefined };
+}
+
+/**
+ * Checks the broker of a profile that is being created, printing `Checking the broker at <url>...`
+ * and `OK` (with the server's version when `showVersion`). When the broker does not answer within
+ * `timeout` seconds it prints `FAILED`, calls `discard` so that nothing of the profile is left,
+ * and throws `broker_unreachable` with `hint`.
+ */
+export async function checkBrokerOfNewProfile(
+  profile: Profile,
+  timeout: number,
+  options: { discard: () => void; hint: string; showVersion: boolean },
+): Promise<void> {
+  const url = getRedactedBrokerUrl(profile);
+  echoInline(`Checking the broker at ${url}... `);
+  const check = await checkBroker(profile, timeout);
+  if (!check.ok) {
+    echo(failedMark());
+    options.discard();
+    throw new CliError(
+      'broker_unreachable',
+      `Could not connect to the broker at ${url}: ${check.error?.message ?? 'unknown error'}. ` +
+        `No profile was created.`,
+      { hint: options.hint },
+    );
+  }
+  const version = options.showVersion && check.version ? ` (${check.version})` : '';
+  echo(`${okMark()}${version}`);
 }
 
 /**

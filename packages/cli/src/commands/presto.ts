@@ -5,18 +5,17 @@ import {
   deleteProfile,
   getConfigFilePath,
   getDaemonDir,
-  getRedactedBrokerUrl,
   getStorageDir,
   listProfiles,
   type Profile,
   setDefaultProfile,
 } from '@aiida/config';
 import type { Command } from 'commander';
-import { checkBroker } from '../broker-check.js';
+import { checkBrokerOfNewProfile } from '../broker-check.js';
 import { globalOptions } from '../context.js';
 import { CliError, ExitCodes } from '../errors.js';
 import { withExamples } from '../help.js';
-import { echo, echoInline, echoReport, echoSuccess, failedMark, okMark } from '../output.js';
+import { echoReport, echoSuccess } from '../output.js';
 import { parsePort, parseSeconds } from '../parse.js';
 import { initialiseStorage } from '../storage-check.js';
 
@@ -88,25 +87,13 @@ export async function presto(
   const broker = brokerSettingsFromEnvironment(options);
   const name = requestedName ?? freePrestoName();
   const profile = createProfile({ name, broker, setDefault: false, pluginBaseDir: process.cwd() });
-  const url = getRedactedBrokerUrl(profile);
-  echoInline(`Checking the broker at ${url}... `);
-  const check = await checkBroker(profile, options.timeout);
-  if (!check.ok) {
-    echo(failedMark());
-    removeProfileEverywhere(profile);
-    throw new CliError(
-      'broker_unreachable',
-      `Could not connect to the broker at ${url}: ${check.error?.message ?? 'unknown error'}. ` +
-        `No profile was created.`,
-      {
-        hint:
-          'Is RabbitMQ running there? Point to it with AIIDA_BROKER_HOST/_PORT/_USERNAME/' +
-          '_PASSWORD/_VIRTUAL_HOST or --broker-host/--broker-port.',
-        exitCode: ExitCodes.failure,
-      },
-    );
-  }
-  echo(`${okMark()}${check.version ? ` (${check.version})` : ''}`);
+  await checkBrokerOfNewProfile(profile, options.timeout, {
+    discard: () => removeProfileEverywhere(profile),
+    hint:
+      'Is RabbitMQ running there? Point to it with AIIDA_BROKER_HOST/_PORT/_USERNAME/' +
+      '_PASSWORD/_VIRTUAL_HOST or --broker-host/--broker-port.',
+    showVersion: true,
+  });
   try {
     await initialiseStorage(profile);
   } catch (error) {

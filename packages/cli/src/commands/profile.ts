@@ -15,23 +15,13 @@ import {
   setDefaultProfile,
 } from '@aiida/config';
 import type { Command } from 'commander';
-import { checkBroker, deleteBrokerTopology } from '../broker-check.js';
+import { checkBrokerOfNewProfile, deleteBrokerTopology } from '../broker-check.js';
 import { confirm } from '../confirm.js';
 import { globalOptions } from '../context.js';
 import { isDaemonRunning } from '../daemon-access.js';
 import { CliError } from '../errors.js';
 import { withExamples } from '../help.js';
-import {
-  echo,
-  echoInline,
-  echoJson,
-  echoReport,
-  echoSuccess,
-  echoWarning,
-  failedMark,
-  okMark,
-  paint,
-} from '../output.js';
+import { echo, echoJson, echoReport, echoSuccess, echoWarning, paint } from '../output.js';
 import { parseChoice, parseKeyValue, parsePort, parseSeconds } from '../parse.js';
 import { initialiseStorage } from '../storage-check.js';
 
@@ -155,19 +145,11 @@ export function registerProfileCommands(program: Command): void {
         setDefault: false,
       });
       if (options.check) {
-        const url = getRedactedBrokerUrl(profile);
-        echoInline(`Checking the broker at ${url}... `);
-        const check = await checkBroker(profile, options.timeout);
-        if (!check.ok) {
-          echo(failedMark());
-          deleteProfile(name);
-          throw new CliError(
-            'broker_unreachable',
-            `Could not connect to the broker at ${url}: ${check.error?.message}. No profile was created.`,
-            { hint: 'Check --broker-host and --broker-port, and that RabbitMQ is running.' },
-          );
-        }
-        echo(okMark());
+        await checkBrokerOfNewProfile(profile, options.timeout, {
+          discard: () => deleteProfile(name),
+          hint: 'Check --broker-host and --broker-port, and that RabbitMQ is running.',
+          showVersion: false,
+        });
       }
       await initialiseStorage(profile);
       if (options.setDefault) setDefaultProfile(name);
