@@ -1,12 +1,14 @@
 // What `aiida daemon status` warns about, shown with a stand-in worker program (the supervisor's
 // AIIDA_DAEMON_WORKER_PROGRAM): slot use above 90 %, and a crash-looping worker with its last
 // stderr lines. Everything else is the real supervisor and the built bin.
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '../../../tests/support/wait-for.js';
 import { CliSandbox, prestoWithTestOptions, shown } from './cli.js';
 
-const FAKE_WORKER = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'fake-worker.mjs');
+const FAKE_WORKER = fileURLToPath(
+  new URL('../../../tests/support/fake-worker.mjs', import.meta.url),
+);
 
 interface StatusJson {
   status: {
@@ -70,6 +72,7 @@ describe('aiida daemon status warnings', () => {
       AIIDA_DAEMON_WORKER_PROGRAM: FAKE_WORKER,
       FAKE_WORKER_MODE: 'crash-after-first',
       FAKE_WORKER_MARKER: join(sandbox.aiidaPath, 'first-start'),
+      FAKE_WORKER_STDERR: 'fake worker: cannot connect to the broker\nfake worker: giving up',
     };
     const start = await sandbox.run(['daemon', 'start', '1'], { env });
     expect(start.code).toBe(0);

@@ -18,8 +18,8 @@ export {
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-/** The fake worker program (see fixtures/fake-worker.mjs). */
-export const FAKE_WORKER = join(here, 'fixtures', 'fake-worker.mjs');
+/** The fake worker program (see tests/support/fake-worker.mjs). */
+export const FAKE_WORKER = join(here, '../../../tests/support/fake-worker.mjs');
 
 function readEnviron(pid: number): string[] | undefined {
   try {
