@@ -8,6 +8,7 @@ import {
   workflow,
 } from '@aiida/engine';
 import { z } from 'zod';
+import { waitFor } from '../../../tests/support/wait-for.js';
 import {
   FakeBroker,
   FakeClock,
@@ -15,7 +16,6 @@ import {
   openTestStore,
   tempDir,
   testEngine,
-  waitFor,
 } from './helpers.js';
 
 function deferred<T = void>() {
@@ -158,7 +158,9 @@ describe('ProcessExecutor (daemon mode, in-memory broker)', () => {
   test('kill of a running calculation: RPC aborts its signal; it ends killed', async () => {
     startWorker();
     const { pk } = await engine.submit('core.arithmetic.add', { x: 1, y: 1, sleep: 60 });
-    await waitFor(async () => (await engine.getProcess(pk)).state === 'running', 'running');
+    await waitFor(async () => (await engine.getProcess(pk)).state === 'running', {
+      what: 'running',
+    });
     const result = await engine.killProcess(pk, { message: 'bye' });
     expect(result.outcome).toBe('requested');
     expect(broker.rpcCalls.map((r) => r.intent)).toEqual(['kill']);
@@ -169,7 +171,9 @@ describe('ProcessExecutor (daemon mode, in-memory broker)', () => {
   test('kill when the RPC fails: the owner finds the intent on its next renewal', async () => {
     startWorker();
     const { pk } = await engine.submit('core.arithmetic.add', { x: 1, y: 1, sleep: 60 });
-    await waitFor(async () => (await engine.getProcess(pk)).state === 'running', 'running');
+    await waitFor(async () => (await engine.getProcess(pk)).state === 'running', {
+      what: 'running',
+    });
     broker.onTask = undefined;
     const callRpc = broker.callRpc.bind(broker);
     broker.callRpc = async () => {
@@ -183,7 +187,7 @@ describe('ProcessExecutor (daemon mode, in-memory broker)', () => {
   test('force kill of a body that ignores its signal: killed after the grace', async () => {
     const w = startWorker();
     const { pk } = await engine.submit('test.stubborn', {});
-    await waitFor(() => t.starts.some((s) => s.pk === pk), 'the body to start');
+    await waitFor(() => t.starts.some((s) => s.pk === pk), { what: 'the body to start' });
     await engine.killProcess(pk, { force: false });
     // Without force the body keeps the process running.
     await new Promise((resolve) => setTimeout(resolve, 700));
@@ -201,13 +205,15 @@ describe('ProcessExecutor (daemon mode, in-memory broker)', () => {
   test('pause of a running workflow: paused at the step boundary, no step starts; play finishes it', async () => {
     const w = startWorker();
     const { pk } = await engine.submit('test.three_steps', { tag: 'w' });
-    await waitFor(() => t.starts.some((s) => s.name === 'w.a'), 'step a');
+    await waitFor(() => t.starts.some((s) => s.name === 'w.a'), { what: 'step a' });
     await engine.pauseProcess(pk);
     expect((await engine.getProcess(pk)).paused).toBe(true);
     t.gate('w.a').resolve();
     t.gate('w.b').resolve();
     t.gate('w.c').resolve();
-    await waitFor(() => w.outcomes.some((o) => o.pk === pk && o.outcome === 'paused'), 'the pause');
+    await waitFor(() => w.outcomes.some((o) => o.pk === pk && o.outcome === 'paused'), {
+      what: 'the pause',
+    });
     const paused = await engine.getProcess(pk);
     expect(paused).toMatchObject({ state: 'waiting', paused: true, owner: null });
     expect(t.starts.map((s) => s.name)).toEqual(['w.a']);
@@ -222,14 +228,16 @@ describe('ProcessExecutor (daemon mode, in-memory broker)', () => {
   test('killing a parked workflow kills its running child', async () => {
     startWorker();
     const { pk } = await engine.submit('test.parent_of_sleeper', {});
-    const child = await waitFor(async () => {
-      const [c] = await engine.listProcesses({ parentPk: pk });
-      return c?.state === 'running' ? c : undefined;
-    }, 'the child to run');
-    await waitFor(
-      async () => (await engine.getProcess(pk)).state === 'waiting',
-      'the parent to park',
+    const child = await waitFor(
+      async () => {
+        const [c] = await engine.listProcesses({ parentPk: pk });
+        return c?.state === 'running' ? c : undefined;
+      },
+      { what: 'the child to run' },
     );
+    await waitFor(async () => (await engine.getProcess(pk)).state === 'waiting', {
+      what: 'the parent to park',
+    });
     const result = await engine.killProcess(pk, { message: 'tree' });
     expect(result.outcome).toBe('applied');
     expect((await engine.getProcess(pk)).state).toBe('killed');
@@ -278,7 +286,7 @@ describe('ProcessExecutor (daemon mode, in-memory broker)', () => {
   test('drain: workflows stop at the step boundary and are released; the task is re-published', async () => {
     const w = startWorker();
     const { pk } = await engine.submit('test.three_steps', { tag: 'w' });
-    await waitFor(() => t.starts.some((s) => s.name === 'w.a'), 'step a');
+    await waitFor(() => t.starts.some((s) => s.name === 'w.a'), { what: 'step a' });
     broker.onTask = undefined; // the worker stopped consuming
     const published = broker.published.length;
     const draining = w.executor.drain(5);
@@ -305,10 +313,13 @@ describe('ProcessExecutor (daemon mode, in-memory broker)', () => {
     const w = startWorker();
     const coop = await engine.submit('core.arithmetic.add', { x: 1, y: 1, sleep: 60 });
     const stubborn = await engine.submit('test.stubborn', {});
-    await waitFor(async () => {
-      const rows = await engine.listProcesses({ states: ['running'] });
-      return rows.length === 2 && t.starts.some((s) => s.name === 'stubborn');
-    }, 'both running');
+    await waitFor(
+      async () => {
+        const rows = await engine.listProcesses({ states: ['running'] });
+        return rows.length === 2 && t.starts.some((s) => s.name === 'stubborn');
+      },
+      { what: 'both running' },
+    );
     broker.onTask = undefined;
     const report = await w.executor.drain(0.3);
     expect(report.released).toEqual([coop.pk]);
@@ -347,7 +358,7 @@ describe('ProcessExecutor: a lost owner', () => {
       if (!c1.claimed) throw new Error(`claim: ${c1.reason}`);
       const run1 = c1.run();
       t.gate('x.a').resolve();
-      await waitFor(() => t.starts.some((s) => s.name === 'x.b'), 'step b on w1');
+      await waitFor(() => t.starts.some((s) => s.name === 'x.b'), { what: 'step b on w1' });
       // w1 stalls inside step b and stops renewing; its lease expires.
       clock.advance(6);
       const second = make('w2');
@@ -355,7 +366,9 @@ describe('ProcessExecutor: a lost owner', () => {
       if (!c2.claimed) throw new Error(`claim: ${c2.reason}`);
       expect(c2.lease).toMatchObject({ epoch: 2, attempt: 2 });
       const run2 = c2.run();
-      await waitFor(() => t.starts.filter((s) => s.name === 'x.b').length === 2, 'step b on w2');
+      await waitFor(() => t.starts.filter((s) => s.name === 'x.b').length === 2, {
+        what: 'step b on w2',
+      });
       // w1's step b returns now: its checkpoint write is fenced out.
       t.gate('x.b').resolve();
       expect(await run1).toBe('lease_lost');
@@ -493,7 +506,7 @@ describe('several workers, duplicate tasks', () => {
       }
       expect([...starts.values()].every((n) => n === 1)).toBe(true);
       expect(starts.size).toBe(60);
-      await waitFor(() => executors.every((e) => e.size === 0), 'executors to be idle');
+      await waitFor(() => executors.every((e) => e.size === 0), { what: 'executors to be idle' });
     } finally {
       await engine.close();
       tmp.remove();

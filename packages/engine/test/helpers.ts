@@ -111,29 +111,3 @@ export function testEngine(
     clock: options.clock,
   });
 }
-
-/** Polls until `probe` is truthy (deadline in seconds); never a fixed sleep. */
-export async function waitFor<T>(
-  probe: () => T | Promise<T>,
-  what: string,
-  timeout = 15,
-): Promise<Exclude<T, false | undefined | null>> {
-  const deadline = Date.now() + timeout * 1000;
-  let last: unknown;
-  for (;;) {
-    try {
-      last = await probe();
-      if (last !== undefined && last !== false && last !== null) {
-        return last as Exclude<T, false | undefined | null>;
-      }
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `timed out after ${timeout} s waiting for ${what}; last seen: ${String(last)}`,
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}

@@ -8,6 +8,7 @@ import {
   SHELL_NONZERO_EXIT_STATUS,
   type SqliteProcessStore,
 } from '@aiida/engine';
+import { waitFor } from '../../../tests/support/wait-for.js';
 import {
   FakeBroker,
   FakeClock,
@@ -15,7 +16,6 @@ import {
   openTestStore,
   tempDir,
   testEngine,
-  waitFor,
 } from './helpers.js';
 
 const silent = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
@@ -106,12 +106,15 @@ describe('core.shell', () => {
         command: 'sh',
         args: ['-c', `sleep 60 & echo $! > ${pidFile}; wait`],
       });
-      const sleepPid = await waitFor(() => readPid(pidFile), 'the sleep pid');
+      const sleepPid = await waitFor(() => readPid(pidFile), { what: 'the sleep pid' });
       started.push(sleepPid);
-      const row = await waitFor(async () => {
-        const r = await daemonEngine.getProcess(pk);
-        return r.processGroup ? r : undefined;
-      }, 'the process group to be recorded');
+      const row = await waitFor(
+        async () => {
+          const r = await daemonEngine.getProcess(pk);
+          return r.processGroup ? r : undefined;
+        },
+        { what: 'the process group to be recorded' },
+      );
       const pgid = row.processGroup!.pgid;
       started.push(pgid);
       expect(isProcessAlive(sleepPid)).toBe(true);
@@ -121,11 +124,10 @@ describe('core.shell', () => {
       expect(killed).toMatchObject({ state: 'killed', processStatus: 'Killed: stop the shell' });
       // isProcessAlive: process.kill(pid, 0), and a zombie counts as gone (an orphaned zombie
       // waits for pid 1 to reap it, which some container inits never do).
-      await waitFor(
-        () => !isProcessAlive(sleepPid) && !isProcessAlive(pgid),
-        'the group to die',
-        5,
-      );
+      await waitFor(() => !isProcessAlive(sleepPid) && !isProcessAlive(pgid), {
+        what: 'the group to die',
+        timeout: 5,
+      });
     } finally {
       await worker.executor.drain(1);
       worker.stop();
@@ -166,9 +168,11 @@ describe('core.shell', () => {
     const c1 = await first.claim(p!.pk);
     if (!c1.claimed) throw new Error(c1.reason);
     const run1 = c1.run();
-    const sleepPid = await waitFor(() => readPid(pidFile), 'the first attempt to start');
+    const sleepPid = await waitFor(() => readPid(pidFile), { what: 'the first attempt to start' });
     started.push(sleepPid);
-    await waitFor(async () => (await store.getProcess(p!.pk))?.processGroup, 'the group record');
+    await waitFor(async () => (await store.getProcess(p!.pk))?.processGroup ?? undefined, {
+      what: 'the group record',
+    });
     // w1 stops renewing (stalled or dead); its lease expires; w2 takes over.
     clock.advance(6);
     const second = make('w2');
