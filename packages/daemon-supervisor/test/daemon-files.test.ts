@@ -14,23 +14,10 @@ import {
   chooseSocketPath,
   daemonStatePath,
   MAX_SOCKET_PATH_BYTES,
-  type ProcReader,
   readDaemonState,
 } from '@aiida/daemon-supervisor';
 import { preparePrivateSocketDir, writeFileAtomic } from '../src/daemon-files.js';
-
-const BOOT = 'boot-1';
-const fakeProc =
-  (pids: Record<number, number>): ProcReader =>
-  (path) => {
-    if (path === '/proc/sys/kernel/random/boot_id') return BOOT;
-    const pid = Number(/^\/proc\/(\d+)\/stat$/.exec(path)?.[1]);
-    const start = pids[pid];
-    if (start === undefined) return undefined;
-    const rest = Array.from({ length: 30 }, (_, i) => (i === 19 ? String(start) : '0'));
-    rest[0] = 'S';
-    return `${pid} (node) ${rest.join(' ')}`;
-  };
+import { FAKE_BOOT_ID, fakeProc } from './support/fake-proc.js';
 
 let dir: string;
 beforeEach(() => {
@@ -79,7 +66,7 @@ describe('state file', () => {
     v: 1,
     pid,
     hostname: 'h',
-    bootId: BOOT,
+    bootId: FAKE_BOOT_ID,
     startTime,
     socketPath: '/x/daemon.sock',
     protocolVersion: 1,

@@ -1,23 +1,10 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isSupervisorError, type ProcReader } from '@aiida/daemon-supervisor';
+import { isSupervisorError } from '@aiida/daemon-supervisor';
 import { waitFor } from '../../../tests/support/wait-for.js';
 import { acquireDaemonLock, parseLockFile } from '../src/daemon-lock.js';
-
-const BOOT = 'boot-1';
-/** A /proc where the given pids run with the given start times. */
-const fakeProc =
-  (pids: Record<number, number>): ProcReader =>
-  (path) => {
-    if (path === '/proc/sys/kernel/random/boot_id') return BOOT;
-    const pid = Number(/^\/proc\/(\d+)\/stat$/.exec(path)?.[1]);
-    const start = pids[pid];
-    if (start === undefined) return undefined;
-    const rest = Array.from({ length: 30 }, (_, i) => (i === 19 ? String(start) : '0'));
-    rest[0] = 'S';
-    return `${pid} (node) ${rest.join(' ')}`;
-  };
+import { FAKE_BOOT_ID, fakeProc } from './support/fake-proc.js';
 
 let dir: string;
 let lockPath: string;
@@ -27,8 +14,8 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-const me = { pid: 100, startTime: 5, bootId: BOOT };
-const other = { pid: 200, startTime: 7, bootId: BOOT };
+const me = { pid: 100, startTime: 5, bootId: FAKE_BOOT_ID };
+const other = { pid: 200, startTime: 7, bootId: FAKE_BOOT_ID };
 
 test('takes a free lock, writes the identity, release removes it', () => {
   const lock = acquireDaemonLock(lockPath, me, { read: fakeProc({ 100: 5 }) });
@@ -85,11 +72,11 @@ test('release leaves a lock that is no longer ours alone', () => {
 });
 
 test('of many starters over a stale lock one takes it over; the rest see it live', () => {
-  writeFileSync(lockPath, JSON.stringify({ pid: 300, startTime: 1, bootId: BOOT }));
+  writeFileSync(lockPath, JSON.stringify({ pid: 300, startTime: 1, bootId: FAKE_BOOT_ID }));
   const starters = Array.from({ length: 8 }, (_, i) => ({
     pid: 400 + i,
     startTime: 1,
-    bootId: BOOT,
+    bootId: FAKE_BOOT_ID,
   }));
   const running = Object.fromEntries(starters.map((s) => [s.pid, 1]));
   const outcomes = starters.map((s) => {
