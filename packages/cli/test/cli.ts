@@ -5,8 +5,8 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RabbitBroker } from '@aiida/broker';
 import { getProfile, listProfiles, type Profile } from '@aiida/config';
+import { deleteProfileTopology } from '../../../tests/support/broker-cleanup.js';
 import { isAlive, stopPid } from '../../../tests/support/processes.js';
 import { logTails } from '../../../tests/support/test-profile.js';
 
@@ -77,21 +77,7 @@ export class CliSandbox {
     await this.run(['daemon', 'stop', '--all'], { timeout: 60 });
     await Promise.all(pids.filter(isAlive).map((pid) => stopPid(pid, 10)));
     for (const name of this.profiles()) this.remember(name);
-    for (const profile of this.remembered.values()) {
-      const broker = new RabbitBroker({
-        profile,
-        logger: { info: () => {}, warn: () => {}, error: () => {} },
-        onError: () => {},
-      });
-      try {
-        await broker.connect({ timeout: 5 });
-        await broker.deleteTopology();
-      } catch {
-        // The broker is not reachable (a test with a wrong port): nothing was declared.
-      } finally {
-        await broker.close({ timeout: 2 }).catch(() => {});
-      }
-    }
+    for (const profile of this.remembered.values()) await deleteProfileTopology(profile);
     rmSync(this.aiidaPath, { recursive: true, force: true });
   }
 

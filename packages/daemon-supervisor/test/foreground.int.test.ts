@@ -6,9 +6,9 @@ import { fileURLToPath } from 'node:url';
 import { getDaemonDir } from '@aiida/config';
 import { readDaemonState, runSupervisor, type Supervisor } from '@aiida/daemon-supervisor';
 import type { DaemonStatus } from '@aiida/ipc';
+import { deleteProfileTopology } from '../../../tests/support/broker-cleanup.js';
 import { isAlive, stopPid } from '../../../tests/support/processes.js';
 import { createTestProfile, type TestProfile } from '../../../tests/support/test-profile.js';
-import { deleteProfileTopology } from './support/broker-cleanup.js';
 import { controlResult, withLogTails } from './support/supervisor-process.js';
 
 const WORKER_BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../worker/dist/bin.js');

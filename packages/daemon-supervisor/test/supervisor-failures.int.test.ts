@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { createProfile, getDaemonDir, getDaemonLogDir } from '@aiida/config';
 import { readDaemonState } from '@aiida/daemon-supervisor';
 import type { DaemonStatus, WorkerStatus } from '@aiida/ipc';
+import { deleteProfileTopology } from '../../../tests/support/broker-cleanup.js';
 import { childPids, isAlive, stopPid } from '../../../tests/support/processes.js';
 import {
   createTestProfile,
@@ -12,7 +13,6 @@ import {
   type TestProfile,
 } from '../../../tests/support/test-profile.js';
 import { waitFor } from '../../../tests/support/wait-for.js';
-import { deleteProfileTopology } from './support/broker-cleanup.js';
 import {
   controlResult,
   cpuTicks,

@@ -3,10 +3,10 @@ import { existsSync, statSync } from 'node:fs';
 import { getDaemonDir } from '@aiida/config';
 import { readDaemonState } from '@aiida/daemon-supervisor';
 import type { DaemonStatus, ScaleResult, StopResult } from '@aiida/ipc';
+import { deleteProfileTopology } from '../../../tests/support/broker-cleanup.js';
 import { isAlive, stopPid } from '../../../tests/support/processes.js';
 import { createTestProfile, type TestProfile } from '../../../tests/support/test-profile.js';
 import { waitFor } from '../../../tests/support/wait-for.js';
-import { deleteProfileTopology } from './support/broker-cleanup.js';
 import {
   controlRequest,
   controlResult,

@@ -3,8 +3,8 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RabbitBroker } from '@aiida/broker';
 import type { WorkerToSupervisorMessage } from '@aiida/ipc';
+import { deleteProfileTopology } from '../../../tests/support/broker-cleanup.js';
 import { isAlive, stopPid } from '../../../tests/support/processes.js';
 import { createTestProfile, type TestProfile } from '../../../tests/support/test-profile.js';
 import { waitFor } from '../../../tests/support/wait-for.js';
@@ -45,12 +45,7 @@ beforeEach(() => {
 afterEach(async () => {
   if (child?.pid) await stopPid(child.pid);
   child = undefined;
-  const broker = new RabbitBroker({ profile: tp.profile });
-  await broker
-    .connect({ timeout: 5 })
-    .then(() => broker.deleteTopology())
-    .catch(() => {});
-  await broker.close({ timeout: 2 }).catch(() => {});
+  await deleteProfileTopology(tp.profile);
   tp.remove();
 });
 
