@@ -5,7 +5,6 @@ import {
   formatOptionValue,
   getOption,
   getProfile,
-  isConfigError,
   LEASE_HEARTBEAT_RATIO,
   listOptionValues,
   OPTION_NAMES,
@@ -16,6 +15,7 @@ import {
 } from '@aiida/config';
 import { z } from 'zod';
 import { makeTempAiidaPath, type TempAiidaPath } from './temp-aiida-path.js';
+import { thrown } from './thrown.js';
 
 let tmp: TempAiidaPath;
 let at: { aiidaPath: string };
@@ -24,16 +24,6 @@ beforeEach(() => {
   at = { aiidaPath: tmp.aiidaPath };
 });
 afterEach(() => tmp.remove());
-
-function thrown(fn: () => unknown): import('@aiida/config').ConfigError {
-  try {
-    fn();
-  } catch (error) {
-    if (isConfigError(error)) return error;
-    throw error;
-  }
-  throw new Error('expected a ConfigError, nothing was thrown');
-}
 
 describe('the option registry', () => {
   test('has every option of the contract with its default and unit', () => {

@@ -8,12 +8,12 @@ import {
   getDefaultProfileName,
   getProfile,
   getStorageDir,
-  isConfigError,
   listProfiles,
   profileNameProblem,
   setDefaultProfile,
 } from '@aiida/config';
 import { makeTempAiidaPath, type TempAiidaPath } from './temp-aiida-path.js';
+import { thrown } from './thrown.js';
 
 let tmp: TempAiidaPath;
 let at: { aiidaPath: string };
@@ -28,16 +28,6 @@ afterEach(() => {
   if (savedProfileEnv === undefined) delete process.env.AIIDA_PROFILE;
   else process.env.AIIDA_PROFILE = savedProfileEnv;
 });
-
-function thrown(fn: () => unknown): import('@aiida/config').ConfigError {
-  try {
-    fn();
-  } catch (error) {
-    if (isConfigError(error)) return error;
-    throw error;
-  }
-  throw new Error('expected a ConfigError, nothing was thrown');
-}
 
 describe('createProfile', () => {
   test('fills in a uuid, the storage path, broker defaults and the plugin folder', () => {
