@@ -12,7 +12,7 @@ import { DaemonClient } from '@aiida/daemon-client';
 import { type Engine, openEngine, type ProcessRecord, silentLogger } from '@aiida/engine';
 import type * as RabbitClient from 'rabbitmq-client';
 import { childPids, isAlive, stopPid } from '../support/processes.js';
-import { createTestProfile, type TestProfile } from '../support/test-profile.js';
+import { createTestProfile, type TestProfile, withLogTails } from '../support/test-profile.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const FIXTURES = join(HERE, 'fixtures');
@@ -144,14 +144,8 @@ export function groupBy<T, K>(items: readonly T[], key: (item: T) => K): Map<K, 
 }
 
 /** Runs `body`; on failure, adds the tail of the daemon's logs to the error. */
-export async function withLogs<T>(e2e: E2E, body: () => Promise<T>, lines = 40): Promise<T> {
-  try {
-    return await body();
-  } catch (error) {
-    const err = error as Error;
-    err.message = `${err.message}\n\n${e2e.tp.logTails(lines)}`;
-    throw err;
-  }
+export function withLogs<T>(e2e: E2E, body: () => Promise<T>, lines = 40): Promise<T> {
+  return withLogTails(() => e2e.tp.logTails(lines), body);
 }
 
 /** All workers of the daemon ready, with pids. */

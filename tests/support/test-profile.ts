@@ -63,3 +63,16 @@ export function logTails(profile: Profile, lines = 30): string {
   }
   return out.join('\n');
 }
+
+/**
+ * Runs `body`; when it fails, appends `logTails()` (the tails of the daemon's logs) to the error's
+ * message, so a failing test shows what the daemon said.
+ */
+export async function withLogTails<T>(logTails: () => string, body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (error) {
+    if (error instanceof Error) error.message = `${error.message}\n\n${logTails()}`;
+    throw error;
+  }
+}

@@ -2,6 +2,7 @@
 // built bin. Every daemon this file starts is stopped in afterAll: `aiida daemon stop --all`, then
 // by pid the supervisors that `daemon status --json` named.
 import { isAlive } from '../../../tests/support/processes.js';
+import { withLogTails } from '../../../tests/support/test-profile.js';
 import { waitFor } from '../../../tests/support/wait-for.js';
 import { CliSandbox, collect, prestoWithTestOptions, shown, waitForOutput } from './cli.js';
 
@@ -34,13 +35,8 @@ describe('aiida daemon', () => {
     return { code: result.code, json };
   }
 
-  async function withLogs<T>(body: () => Promise<T>): Promise<T> {
-    try {
-      return await body();
-    } catch (error) {
-      if (error instanceof Error) error.message += `\n\n${sandbox.logs(PROFILE)}`;
-      throw error;
-    }
+  function withLogs<T>(body: () => Promise<T>): Promise<T> {
+    return withLogTails(() => sandbox.logs(PROFILE), body);
   }
 
   beforeAll(async () => {

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { Profile } from '@aiida/config';
 import { isAlive, pidsOfThisRun, stopPid } from '../../../tests/support/processes.js';
-import type { TestProfile } from '../../../tests/support/test-profile.js';
+import { type TestProfile, withLogTails } from '../../../tests/support/test-profile.js';
 import { DaemonClient } from '../src/index.js';
 
 export {
@@ -94,15 +94,8 @@ export async function expectNothingLeft(profile: Profile): Promise<void> {
 }
 
 /** Runs `body`; on failure adds the tails of the daemon's logs to the error. */
-export async function withLogs<T>(testProfile: TestProfile, body: () => Promise<T>): Promise<T> {
-  try {
-    return await body();
-  } catch (error) {
-    if (error instanceof Error) {
-      error.message = `${error.message}\n\n${testProfile.logTails(40)}`;
-    }
-    throw error;
-  }
+export function withLogs<T>(testProfile: TestProfile, body: () => Promise<T>): Promise<T> {
+  return withLogTails(() => testProfile.logTails(40), body);
 }
 
 /** Deletes the profile's queues and exchanges: through @aiida/broker, else `rabbitmqctl`. */

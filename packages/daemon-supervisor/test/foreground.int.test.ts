@@ -8,8 +8,12 @@ import { readDaemonState, runSupervisor, type Supervisor } from '@aiida/daemon-s
 import type { DaemonStatus } from '@aiida/ipc';
 import { deleteProfileTopology } from '../../../tests/support/broker-cleanup.js';
 import { isAlive, stopPid } from '../../../tests/support/processes.js';
-import { createTestProfile, type TestProfile } from '../../../tests/support/test-profile.js';
-import { controlResult, withLogTails } from './support/supervisor-process.js';
+import {
+  createTestProfile,
+  type TestProfile,
+  withLogTails,
+} from '../../../tests/support/test-profile.js';
+import { controlResult } from './support/supervisor-process.js';
 
 const WORKER_BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../worker/dist/bin.js');
 

@@ -11,6 +11,7 @@ import {
   createTestProfile,
   logTails,
   type TestProfile,
+  withLogTails,
 } from '../../../tests/support/test-profile.js';
 import { waitFor } from '../../../tests/support/wait-for.js';
 import {
@@ -18,7 +19,6 @@ import {
   cpuTicks,
   type StartedSupervisor,
   startSupervisorBin,
-  withLogTails,
 } from './support/supervisor-process.js';
 
 let tp: TestProfile;

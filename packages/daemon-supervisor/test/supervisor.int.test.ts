@@ -5,7 +5,11 @@ import { readDaemonState } from '@aiida/daemon-supervisor';
 import type { DaemonStatus, ScaleResult, StopResult } from '@aiida/ipc';
 import { deleteProfileTopology } from '../../../tests/support/broker-cleanup.js';
 import { isAlive, stopPid } from '../../../tests/support/processes.js';
-import { createTestProfile, type TestProfile } from '../../../tests/support/test-profile.js';
+import {
+  createTestProfile,
+  type TestProfile,
+  withLogTails,
+} from '../../../tests/support/test-profile.js';
 import { waitFor } from '../../../tests/support/wait-for.js';
 import {
   controlRequest,
@@ -13,7 +17,6 @@ import {
   rawExchange,
   type StartedSupervisor,
   startSupervisorBin,
-  withLogTails,
 } from './support/supervisor-process.js';
 
 let tp: TestProfile;

@@ -152,18 +152,3 @@ export function cpuTicks(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return Number(fields[11]) + Number(fields[12]);
 }
-
-/** Runs `body`; on failure appends the daemon's log tails to the error. */
-export async function withLogTails(
-  logTails: () => string,
-  body: () => Promise<void>,
-): Promise<void> {
-  try {
-    await body();
-  } catch (error) {
-    if (error instanceof Error) {
-      error.message = `${error.message}\n\n${logTails()}`;
-    }
-    throw error;
-  }
-}
