@@ -29,7 +29,7 @@ function optionsSchema(scope: 'global' | 'profile') {
 }
 
 /** The `process_control.config` block of a profile, as stored (AiiDA's key names). */
-export const brokerConfigFileSchema = z.strictObject({
+const brokerConfigFileSchema = z.strictObject({
   broker_protocol: z.enum(['amqp', 'amqps']),
   broker_username: z.string(),
   broker_password: z.string(),
@@ -43,7 +43,7 @@ export const brokerConfigFileSchema = z.strictObject({
 });
 
 /** One profile as stored in `config.json`. */
-export const profileFileSchema = z.strictObject({
+const profileFileSchema = z.strictObject({
   PROFILE_UUID: z.uuid(),
   storage: z.strictObject({
     backend: z.literal('core.sqlite'),
@@ -90,9 +90,4 @@ export function emptyConfig(): ConfigFile {
     profiles: {},
     options: {},
   };
-}
-
-/** Default broker parameters of a new profile (AMQP heartbeat in seconds). */
-export function defaultBrokerParameters(): Record<string, string | number | boolean> {
-  return { ...DEFAULT_BROKER_PARAMETERS };
 }

@@ -14,7 +14,7 @@ export interface ValueProblem {
  * A JSON path for humans: `a.b.c`, with `["..."]` for keys that aren't plain words (option
  * names contain dots) and `[0]` for array indices.
  */
-export function formatJsonPath(path: readonly PropertyKey[]): string {
+function formatJsonPath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const segment of path) {
     if (typeof segment === 'number') out += `[${segment}]`;

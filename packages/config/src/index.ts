@@ -31,7 +31,7 @@ export {
   type ConfigErrorDetails,
   isConfigError,
 } from './errors.js';
-export { formatJsonPath, type ValueProblem } from './format-issues.js';
+export type { ValueProblem } from './format-issues.js';
 export {
   CONFIG_MIGRATIONS,
   type ConfigMigration,
@@ -54,7 +54,6 @@ export {
   parseOptionValue,
 } from './option-values.js';
 export {
-  getOptionDefinition,
   isOptionName,
   LEASE_HEARTBEAT_RATIO,
   OPTION_NAMES,
@@ -91,4 +90,3 @@ export {
   type Profile,
   setDefaultProfile,
 } from './profiles.js';
-export { closestMatch, levenshtein } from './suggest.js';

@@ -232,11 +232,6 @@ export function isOptionName(name: string): name is OptionName {
   return Object.hasOwn(OPTIONS, name);
 }
 
-/** The registry entry of a known option. */
-export function getOptionDefinition<N extends OptionName>(name: N): (typeof OPTIONS)[N] {
-  return OPTIONS[name];
-}
-
 /**
  * Rule between two options: a lease must survive at least this many missed heartbeats.
  * `daemon.lease_timeout` >= LEASE_HEARTBEAT_RATIO × `daemon.worker_heartbeat_interval`.
