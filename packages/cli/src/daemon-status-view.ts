@@ -9,7 +9,7 @@ export type DaemonStatus = Awaited<ReturnType<DaemonClient['getStatus']>>;
 export type WorkerStatus = DaemonStatus['workers'][number];
 
 /** Slot use above this fraction gets a warning (new processes wait for a free slot). */
-export const SLOT_WARNING_FRACTION = 0.9;
+const SLOT_WARNING_FRACTION = 0.9;
 
 /** Slots used and available over all workers, and the fraction in use. */
 export function slotUsage(workers: WorkerStatus[]): {

@@ -7,7 +7,7 @@ export type Style = 'green' | 'red' | 'yellow' | 'blue' | 'bold' | 'dim';
  * Whether text written to `stream` gets colours: `FORCE_COLOR` (non-empty, not `0`) forces them,
  * `NO_COLOR` (non-empty) removes them, otherwise only a terminal gets them.
  */
-export function colorsEnabled(stream: NodeJS.WriteStream): boolean {
+function colorsEnabled(stream: NodeJS.WriteStream): boolean {
   const force = process.env.FORCE_COLOR;
   if (force !== undefined && force !== '' && force !== '0') return true;
   if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') return false;

@@ -71,7 +71,7 @@ export function parseChoice<T extends string>(choices: readonly T[]) {
  * The value of an input given on the command line: JSON when it parses as JSON (`3`, `true`,
  * `[1,2]`, `{"a":1}`, `"quoted"`), else the text as a string.
  */
-export function parseInputValue(text: string): unknown {
+function parseInputValue(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch {

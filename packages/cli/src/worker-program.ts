@@ -9,7 +9,7 @@ import type { Profile } from '@aiida/config';
  * The path of the worker program (`aiida-worker`, the bin of `@aiida/worker`), resolved through
  * this package's dependency, as the supervisor resolves it.
  */
-export function workerProgramPath(): string {
+function workerProgramPath(): string {
   const require = createRequire(import.meta.url);
   const manifestPath = require.resolve('@aiida/worker/package.json');
   const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as {

@@ -278,7 +278,7 @@ export interface DaemonStatusResult {
 }
 
 /** Reads the status of a profile's daemon; never throws. */
-export async function daemonStatusOf(
+async function daemonStatusOf(
   profile: Profile,
   timeout: number | undefined,
 ): Promise<DaemonStatusResult> {

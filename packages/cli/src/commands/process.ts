@@ -425,7 +425,7 @@ async function submitWithProgress(
 }
 
 /** Waits for `pks` with a live progress line (on standard error with --json). */
-export async function waitWithProgress(
+async function waitWithProgress(
   session: EngineSession,
   pks: number[],
   timeout: number | undefined,
