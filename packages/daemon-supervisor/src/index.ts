@@ -32,7 +32,6 @@ export {
 } from './process-identity.js';
 export {
   type RunSupervisorOptions,
-  resolveWorkerProgram,
   runSupervisor,
   type Supervisor,
   type SupervisorStartedInfo,

@@ -93,7 +93,7 @@ export interface SupervisorSettings {
 }
 
 /** Reads the supervisor's options of a profile (`daemon.*`, `logging.level`). */
-export function resolveSupervisorSettings(profile: Profile): SupervisorSettings {
+function resolveSupervisorSettings(profile: Profile): SupervisorSettings {
   const opts = { profile };
   return {
     gracefulTimeout: getOption('daemon.graceful_timeout', opts),
@@ -105,7 +105,7 @@ export function resolveSupervisorSettings(profile: Profile): SupervisorSettings 
 }
 
 /** Path of the worker program: the option, env `AIIDA_DAEMON_WORKER_PROGRAM`, or `@aiida/worker`'s bin. */
-export function resolveWorkerProgram(explicit?: string): string {
+function resolveWorkerProgram(explicit?: string): string {
   if (explicit) return resolve(explicit);
   const fromEnv = process.env[WORKER_PROGRAM_ENV];
   if (fromEnv) return resolve(fromEnv);

@@ -262,7 +262,7 @@ export function workflow<I extends z.ZodType, O extends z.ZodType>(definition: {
 }
 
 /** Compiles an outline to a flat program with jumps. */
-export function compileOutline(outline: readonly OutlineNode[]): Instruction[] {
+function compileOutline(outline: readonly OutlineNode[]): Instruction[] {
   const program: Instruction[] = [];
   const emit = (nodes: readonly OutlineNode[]): void => {
     for (const node of nodes) {

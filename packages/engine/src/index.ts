@@ -18,7 +18,6 @@ export {
   type ChildResult,
   type ChildSubmitOptions,
   calculation,
-  compileOutline,
   ExitCode,
   exitCode,
   type Instruction,
@@ -81,7 +80,6 @@ export {
   isProcessAlive,
   killProcessGroup,
   PROCESS_MARKER_ENV,
-  processGroupMembers,
 } from './process-group.js';
 export type {
   CheckpointResult,

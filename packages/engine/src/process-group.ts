@@ -44,7 +44,7 @@ export function isProcessAlive(pid: number): boolean {
 }
 
 /** Live (non-zombie) members of process group `pgid`, from `/proc`. */
-export function processGroupMembers(pgid: number): number[] {
+function processGroupMembers(pgid: number): number[] {
   const members: number[] = [];
   let entries: string[];
   try {
