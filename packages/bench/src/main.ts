@@ -61,6 +61,7 @@ const results: BenchResults = {
   versions: await collectVersions(config.repoRoot),
   figures: [],
   throughput: [],
+  cpu: [],
   profiles: [],
   notes: [],
   errors: [],
@@ -110,8 +111,9 @@ try {
   await section('publish', () => benchPublish(config));
   await section('throughput', async () => {
     if (bullmqMissing) throw new Error(bullmqMissing);
-    const { figures, series } = await benchThroughput(config);
+    const { figures, series, cpu } = await benchThroughput(config);
     results.throughput = series;
+    results.cpu = cpu;
     return figures;
   });
   await section('latency', () => benchLatency(config, bullmqMissing === null));

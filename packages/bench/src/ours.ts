@@ -65,9 +65,14 @@ export class OursThroughput {
     });
   }
 
+  /** Pids of the supervisor and its workers (after {@link setup}). */
+  pids: number[] = [];
+
   async setup(workers: number): Promise<void> {
     await this.bp.startDaemon(workers);
     await this.bp.getEngine();
+    const status = await this.bp.client.getStatus();
+    this.pids = [status.pid, ...status.workers.map((w) => w.pid).filter((p) => p !== null)];
   }
 
   async runOnce(n: number): Promise<{ seconds: number; submitSeconds: number }> {

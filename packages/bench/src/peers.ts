@@ -92,6 +92,11 @@ export class RawRabbit {
     await Promise.all(this.consumers.map((c) => c.next('ready', 20)));
   }
 
+  /** Pids of the consumer processes. */
+  get pids(): number[] {
+    return this.consumers.map((c) => c.pid);
+  }
+
   private get totalAcked(): number {
     let sum = 0;
     for (const n of this.acked.values()) sum += n;

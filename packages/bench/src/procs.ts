@@ -1,4 +1,4 @@
-import { type ChildProcess, fork } from 'node:child_process';
+import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
 /** Environment variable that marks every process the bench starts, so leftovers can be found. */
@@ -170,4 +170,42 @@ export function forkHelper(script: string, args: string[], env?: NodeJS.ProcessE
       await stopPid(pid, 1);
     },
   };
+}
+
+let clockTicks: number | undefined;
+
+/** Clock ticks per second of /proc times (`getconf CLK_TCK`, 100 on Linux almost always). */
+function ticksPerSecond(): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/** CPU time (user + system) `pid` has used so far, in ms, from /proc/<pid>/stat; 0 if gone. */
+export function cpuTimeMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // After the command: state is field 3, utime 14 and stime 15 (1-based) of the whole line.
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond();
+  } catch {
+    return 0;
+  }
+}
+
+/** Pids whose /proc/<pid>/comm is exactly `name` (to read a server's CPU time; never to signal). */
+export function pidsByComm(name: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === name) pids.push(Number(entry));
+    } catch {}
+  }
+  return pids;
 }

@@ -103,6 +103,29 @@ export function renderMarkdown(
     lines.push(`![Throughput by worker count](${options.chartFile})`, '');
   }
 
+  if (results.cpu.length > 0) {
+    lines.push(
+      '### Where the CPU goes in the throughput runs',
+      '',
+      'CPU time (user + system) per process, job or message, in ms, median over the repetitions, ' +
+        'from /proc/<pid>/stat (workers, supervisor, servers) and process.cpuUsage() (the bench ' +
+        'process: submitting and polling). RabbitMQ and Redis are shared with whatever else runs on ' +
+        'the machine: their rate over an idle second just before each run is subtracted, so their ' +
+        'columns are estimates. /proc counts in 10 ms ticks, hence the granularity of small values.',
+      '',
+      '| workers | system | bench (submit + poll) | workers (+ supervisor) | RabbitMQ | Redis | total |',
+      '|---|---|---|---|---|---|---|',
+    );
+    for (const b of results.cpu) {
+      const v = (c: string) => b.perItemMs[c]?.median ?? Number.NaN;
+      const total = ['bench', 'workers', 'rabbitmq', 'redis'].reduce((t, c) => t + v(c), 0);
+      lines.push(
+        `| ${b.workers} | ${b.system} | ${fmt(v('bench'))} | ${fmt(v('workers'))} | ${fmt(v('rabbitmq'))} | ${fmt(v('redis'))} | ${fmt(total)} |`,
+      );
+    }
+    lines.push('');
+  }
+
   if (results.scale) {
     lines.push(
       '### Worker RSS during the scale run',

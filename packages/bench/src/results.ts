@@ -30,6 +30,13 @@ export interface ThroughputSeries {
   points: { workers: number; value: Summary }[];
 }
 
+/** CPU ms per process (or job, message) by component, for one system at one worker count. */
+export interface CpuBreakdown {
+  workers: number;
+  system: string;
+  perItemMs: Record<string, Summary>;
+}
+
 /** RSS samples of one worker over the scale run. */
 export interface RssTrace {
   pid: number;
@@ -74,6 +81,8 @@ export interface BenchResults {
   versions: Record<string, string>;
   figures: Figure[];
   throughput: ThroughputSeries[];
+  /** Where the CPU goes in the throughput runs. */
+  cpu: CpuBreakdown[];
   scale?: { traces: RssTrace[]; processes: number; seconds: number };
   profiles: ProfileSummary[];
   notes: string[];

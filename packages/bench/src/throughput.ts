@@ -1,10 +1,11 @@
 import { BenchProfile } from './aiida-env.js';
 import type { BenchConfig } from './config.js';
+import { CPU_COMPONENTS, type CpuComponent, CpuMeter } from './cpu-meter.js';
 import { fmt, log } from './log.js';
 import { addItems, OursThroughput, submitInBatches } from './ours.js';
 import { BullmqPeer, RawRabbit } from './peers.js';
-import { type Figure, figure, type ThroughputSeries } from './results.js';
-import { nowMs, summarize } from './stats.js';
+import { type CpuBreakdown, type Figure, figure, type ThroughputSeries } from './results.js';
+import { nowMs, type Summary, summarize } from './stats.js';
 
 /** Rotates `items` left by `k`, so each side goes first in turn. */
 function rotate<T>(items: T[], k: number): T[] {
@@ -20,7 +21,7 @@ function rotate<T>(items: T[], k: number): T[] {
  */
 export async function benchThroughput(
   config: BenchConfig,
-): Promise<{ figures: Figure[]; series: ThroughputSeries[] }> {
+): Promise<{ figures: Figure[]; series: ThroughputSeries[]; cpu: CpuBreakdown[] }> {
   const n = config.throughputN;
   const series: Record<'ours' | 'bullmq' | 'raw', ThroughputSeries> = {
     ours: { name: 'ours (aiida daemon)', points: [] },
@@ -28,8 +29,14 @@ export async function benchThroughput(
     raw: { name: 'raw rabbitmq-client', points: [] },
   };
   const figures: Figure[] = [];
+  const cpu: CpuBreakdown[] = [];
   for (const workers of config.workerCounts) {
     const rates = { ours: [] as number[], bullmq: [] as number[], raw: [] as number[] };
+    const cpuSamples = {
+      ours: [] as Record<CpuComponent, number>[],
+      bullmq: [] as Record<CpuComponent, number>[],
+      raw: [] as Record<CpuComponent, number>[],
+    };
     const ours = new OursThroughput(`bench-tp${workers}`, config.concurrency);
     const bullmq = new BullmqPeer();
     const raw = new RawRabbit();
@@ -41,15 +48,22 @@ export async function benchThroughput(
       await ours.runOnce(Math.min(200, n));
       await bullmq.runOnce(Math.min(200, n));
       await raw.runOnce(Math.min(200, n));
+      const meters = {
+        ours: new CpuMeter(() => ours.pids),
+        bullmq: new CpuMeter(() => bullmq.pids),
+        raw: new CpuMeter(() => raw.pids),
+      };
       for (let rep = 0; rep < config.reps; rep++) {
         for (const who of rotate(['ours', 'bullmq', 'raw'] as const, rep)) {
-          const { seconds } =
+          const { result, perItem } = await meters[who].measure(n, () =>
             who === 'ours'
-              ? await ours.runOnce(n)
+              ? ours.runOnce(n)
               : who === 'bullmq'
-                ? await bullmq.runOnce(n)
-                : await raw.runOnce(n);
-          rates[who].push(n / seconds);
+                ? bullmq.runOnce(n)
+                : raw.runOnce(n),
+          );
+          rates[who].push(n / result.seconds);
+          cpuSamples[who].push(perItem);
         }
         log(
           `throughput ${workers} worker(s) rep ${rep + 1}/${config.reps}: ours ${fmt(rates.ours.at(-1)!)}/s, ` +
@@ -60,6 +74,11 @@ export async function benchThroughput(
       await ours.dispose();
       await bullmq.dispose();
       await raw.dispose();
+    }
+    for (const [system, samples] of Object.entries(cpuSamples)) {
+      const perItemMs: Record<string, Summary> = {};
+      for (const c of CPU_COMPONENTS) perItemMs[c] = summarize(samples.map((s) => s[c]));
+      cpu.push({ workers, system, perItemMs });
     }
     const o = summarize(rates.ours);
     const b = summarize(rates.bullmq);
@@ -98,7 +117,7 @@ export async function benchThroughput(
     };
     figures.push(vsBull, vsRaw);
   }
-  return { figures, series: [series.ours, series.bullmq, series.raw] };
+  return { figures, series: [series.ours, series.bullmq, series.raw], cpu };
 }
 
 /**
