@@ -1,10 +1,12 @@
 import { TERMINAL_STATES } from '@aiida/ipc';
 import { QueueEvents } from 'bullmq';
 import { BenchProfile, SLEEP_TYPE } from './aiida-env.js';
+import { forceNoDelay } from './children/nodelay.js';
 import type { BenchConfig } from './config.js';
 import { fmt, log } from './log.js';
 import { BullmqPeer, REDIS } from './peers.js';
 import { pollUntil, sleep } from './procs.js';
+import { profiledDaemon } from './profiled-daemon.js';
 import { type Figure, figure } from './results.js';
 import { median, nowMs, quantile, summarize } from './stats.js';
 
@@ -61,8 +63,8 @@ const latencies = (timed: Timed[]) => timed.map((t) => t.end - t.start);
  */
 export async function benchLatency(config: BenchConfig, withBullmq: boolean): Promise<Figure[]> {
   const workers = config.latencyWorkers;
-  const p50 = { ours: [] as number[], bullmq: [] as number[] };
-  const p99 = { ours: [] as number[], bullmq: [] as number[] };
+  const p50 = { ours: [] as number[], bullmq: [] as number[], nodelay: [] as number[] };
+  const p99 = { ours: [] as number[], bullmq: [] as number[], nodelay: [] as number[] };
   // Where our time goes, per repetition (medians, ms): the submit call, then from the store's
   // timestamps created -> started (claimed) -> finished, and finished -> broadcast heard.
   const phases = {
@@ -81,6 +83,14 @@ export async function benchLatency(config: BenchConfig, withBullmq: boolean): Pr
   const peer = withBullmq ? new BullmqPeer() : undefined;
   let events: QueueEvents | undefined;
   const peerEnded = new Map<string, number>();
+  // The experiment: the same daemon with TCP_NODELAY forced on every socket (workers through the
+  // bench wrapper, the submitter's own broker connection made while forced).
+  const nd = BenchProfile.create({
+    name: 'bench-latency-nodelay',
+    options: { 'daemon.worker_process_slots': config.concurrency },
+    ...profiledDaemon(config.repoRoot, '', 'none', { noDelay: true }),
+  });
+  const ndEnded = new Map<string, number>();
   try {
     await bp.startDaemon(workers);
     const engine = await bp.getEngine();
@@ -91,6 +101,20 @@ export async function benchLatency(config: BenchConfig, withBullmq: boolean): Pr
       if (message.to !== 'finished') failures.push(`process ${message.pk} ended ${message.to}`);
     });
     const submitOurs = async () => String((await engine.submit(SLEEP_TYPE, { ms: TASK_MS })).pk);
+
+    await nd.startDaemon(workers);
+    const restore = forceNoDelay();
+    let ndEngine: Awaited<ReturnType<typeof nd.getEngine>>;
+    try {
+      ndEngine = await nd.getEngine();
+      await (await nd.getBroker()).subscribeStateChanged((message) => {
+        if (TERMINAL_STATES.includes(message.to)) ndEnded.set(String(message.pk), nowMs());
+      });
+    } finally {
+      restore();
+    }
+    const submitNd = async () => String((await ndEngine.submit(SLEEP_TYPE, { ms: TASK_MS })).pk);
+    await openLoop(WARM_UP, config.latencyRate, submitNd, ndEnded);
 
     let submitPeer: (() => Promise<string>) | undefined;
     if (peer) {
@@ -111,14 +135,16 @@ export async function benchLatency(config: BenchConfig, withBullmq: boolean): Pr
     await openLoop(WARM_UP, config.latencyRate, submitOurs, oursEnded);
 
     for (let rep = 0; rep < config.reps; rep++) {
-      const order = rep % 2 === 0 ? ['ours', 'bullmq'] : ['bullmq', 'ours'];
-      for (const who of order) {
-        if (who === 'bullmq' && !submitPeer) continue;
+      const sides = ['ours', 'bullmq', 'nodelay'] as const;
+      const order = sides.map((_, i) => sides[(i + rep) % sides.length]!);
+      for (const side of order) {
+        if (side === 'bullmq' && !submitPeer) continue;
         const timed =
-          who === 'ours'
+          side === 'ours'
             ? await openLoop(config.latencyTasks, config.latencyRate, submitOurs, oursEnded)
-            : await openLoop(config.latencyTasks, config.latencyRate, submitPeer!, peerEnded);
-        const side = who === 'ours' ? 'ours' : 'bullmq';
+            : side === 'bullmq'
+              ? await openLoop(config.latencyTasks, config.latencyRate, submitPeer!, peerEnded)
+              : await openLoop(config.latencyTasks, config.latencyRate, submitNd, ndEnded);
         p50[side].push(quantile(latencies(timed), 0.5));
         p99[side].push(quantile(latencies(timed), 0.99));
         if (side === 'ours') {
@@ -144,13 +170,15 @@ export async function benchLatency(config: BenchConfig, withBullmq: boolean): Pr
         `latency rep ${rep + 1}/${config.reps}: ours p50 ${fmt(p50.ours.at(-1)!)} p99 ${fmt(p99.ours.at(-1)!)} ms` +
           (submitPeer
             ? `, BullMQ p50 ${fmt(p50.bullmq.at(-1)!)} p99 ${fmt(p99.bullmq.at(-1)!)} ms`
-            : ''),
+            : '') +
+          `; ours with TCP_NODELAY p50 ${fmt(p50.nodelay.at(-1)!)} p99 ${fmt(p99.nodelay.at(-1)!)} ms`,
       );
     }
   } finally {
     await events?.close();
     await peer?.dispose();
     await bp.dispose();
+    await nd.dispose();
   }
   const section = `Latency of ${TASK_MS} ms tasks, submit to finished (${workers} workers)`;
   const common = {
@@ -181,6 +209,27 @@ export async function benchLatency(config: BenchConfig, withBullmq: boolean): Pr
       title: 'p99 latency (ours vs BullMQ)',
       ours: summarize(p99.ours),
       ...(withBullmq ? { peerName: 'BullMQ', peer: summarize(p99.bullmq) } : {}),
+    }),
+    figure({
+      ...common,
+      id: 'latency.nodelay.p50',
+      title:
+        'experiment: p50 with TCP_NODELAY forced on every socket (ours with it vs ours as shipped)',
+      ours: summarize(p50.nodelay),
+      peerName: 'ours as shipped',
+      peer: summarize(p50.ours),
+      note:
+        'rabbitmq-client calls socket.setNoDelay(false) unless given noDelay: true, and ' +
+        '@aiida/broker does not pass it, so Nagle holds small frames back; not how the daemon runs today',
+    }),
+    figure({
+      ...common,
+      id: 'latency.nodelay.p99',
+      title: 'experiment: p99 with TCP_NODELAY forced (vs ours as shipped)',
+      ours: summarize(p99.nodelay),
+      peerName: 'ours as shipped',
+      peer: summarize(p99.ours),
+      note: undefined,
     }),
     phase('submit', 'the submit() call (commit, publish, confirm, mark dispatched)'),
     phase('toStarted', 'created → started (store timestamps: publish, delivery, claim)'),

@@ -9,21 +9,32 @@ import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { forceNoDelay } from './nodelay.js';
 
 /** Environment variables the wrappers read. */
 export const PROFILE_DIR_ENV = 'AIIDA_BENCH_PROFILE_DIR';
 export const SUPERVISOR_TARGET_ENV = 'AIIDA_BENCH_SUPERVISOR_TARGET';
 export const WORKER_TARGET_ENV = 'AIIDA_BENCH_WORKER_TARGET';
-/** `cpu` (default): a CPU profile; `memory`: `process.memoryUsage()` every 500 ms instead. */
+/**
+ * `cpu` (default): a CPU profile; `memory`: `process.memoryUsage()` every 500 ms instead; `none`:
+ * neither (the program runs as it is, e.g. only with {@link NODELAY_ENV}).
+ */
 export const PROFILE_KIND_ENV = 'AIIDA_BENCH_PROFILE_KIND';
+/** `1`: force TCP_NODELAY on every socket of the program (the latency experiment). */
+export const NODELAY_ENV = 'AIIDA_BENCH_NODELAY';
 
 /** Starts the profiler, arranges the write on exit, and imports the program named in `targetEnv`. */
 export async function runProfiled(role: string, targetEnv: string): Promise<void> {
   const dir = process.env[PROFILE_DIR_ENV];
   const target = process.env[targetEnv];
-  if (!dir || !target) {
+  if ((!dir && process.env[PROFILE_KIND_ENV] !== 'none') || !target) {
     process.stderr.write(`${role} wrapper: ${PROFILE_DIR_ENV} and ${targetEnv} must be set\n`);
     process.exit(2);
+  }
+  if (process.env[NODELAY_ENV] === '1') forceNoDelay();
+  if (process.env[PROFILE_KIND_ENV] === 'none') {
+    await import(pathToFileURL(target).href);
+    return;
   }
   if (process.env[PROFILE_KIND_ENV] === 'memory') {
     // [epoch ms, rss, heapTotal, heapUsed, external, arrayBuffers] in bytes.
@@ -35,7 +46,7 @@ export async function runProfiled(role: string, targetEnv: string): Promise<void
     setInterval(sample, 500).unref();
     process.on('exit', () => {
       sample();
-      writeFileSync(join(dir, `${role}.${process.pid}.memory.json`), JSON.stringify(samples));
+      writeFileSync(join(dir!, `${role}.${process.pid}.memory.json`), JSON.stringify(samples));
     });
     await import(pathToFileURL(target).href);
     return;
@@ -50,7 +61,7 @@ export async function runProfiled(role: string, targetEnv: string): Promise<void
     session.post('Profiler.stop', (error, result) => {
       if (!error) {
         writeFileSync(
-          join(dir, `${role}.${process.pid}.cpuprofile`),
+          join(dir!, `${role}.${process.pid}.cpuprofile`),
           JSON.stringify(result.profile),
         );
       }
