@@ -4,7 +4,15 @@
 // The workers' connections come back (`rabbitmqctl list_connections`) and every process finishes,
 // once, within a deadline that allows for the reconnect backoff. `start_app` runs in a `finally`.
 import { waitFor } from '../support/wait-for.js';
-import { type E2E, groupBy, rabbitmqctl, readyWorkerPids, setupE2E, withLogs } from './helpers.js';
+import {
+  type E2E,
+  groupBy,
+  rabbitmqctl,
+  readyWorkerPids,
+  setupE2E,
+  waitForTerminal,
+  withLogs,
+} from './helpers.js';
 
 const QUEUED_AT_START = 70;
 const DURING_OUTAGE = 20;
@@ -89,14 +97,11 @@ test('stop_app for 15 s with 60 queued and 10 running, 20 submitted meanwhile: a
     );
     const reconnected = (Date.now() - startedAt) / 1000;
     const total = QUEUED_AT_START + DURING_OUTAGE;
-    await waitFor(
-      async () => {
-        const done = await engine.listProcesses({ states: ['finished', 'excepted', 'killed'] });
-        if (done.length < total) throw new Error(`${done.length} of ${total} terminal`);
-        return true;
-      },
-      { timeout: 120, interval: 0.5, what: `all ${total} processes to end` },
-    );
+    await waitForTerminal(engine, total, {
+      timeout: 120,
+      interval: 0.5,
+      what: `all ${total} processes to end`,
+    });
     const finishedAfter = (Date.now() - startedAt) / 1000;
     const rows = await e2e.rows();
     const all = [...first, ...during].map(({ pk }) => rows.get(pk)!);

@@ -14,6 +14,7 @@ import {
   restoreRabbitEnv,
   setRabbitEnv,
   setupE2E,
+  waitForTerminal,
   withLogs,
 } from './helpers.js';
 
@@ -108,14 +109,11 @@ test('consumer_timeout 5 s bites a plain consumer, but not the daemon: 20 proces
           inputs: { ms: BODY_MS, x: i },
         })),
       );
-      await waitFor(
-        async () => {
-          const done = await engine.listProcesses({ states: ['finished', 'excepted', 'killed'] });
-          if (done.length < N) throw new Error(`${done.length} of ${N} terminal`);
-          return true;
-        },
-        { timeout: 90, interval: 0.5, what: `all ${N} processes to end` },
-      );
+      await waitForTerminal(engine, N, {
+        timeout: 90,
+        interval: 0.5,
+        what: `all ${N} processes to end`,
+      });
       const elapsed = (Date.now() - t0) / 1000;
       const rows = await e2e.rows();
       const starts = groupBy(

@@ -2,7 +2,7 @@
 // while they run, then started again. All finish; each step ran once, except the one step in flight
 // at the stop, which ran at most twice (its first run before the stop, its second after the start).
 import { waitFor } from '../support/wait-for.js';
-import { type E2E, groupBy, seededRandom, setupE2E, withLogs } from './helpers.js';
+import { type E2E, groupBy, seededRandom, setupE2E, waitForTerminal, withLogs } from './helpers.js';
 
 const N = 20;
 let e2e: E2E;
@@ -50,14 +50,11 @@ test('stop and start the daemon while 3-step workflows run: all finish, only the
 
     await client.startDaemon({ numberWorkers: 2 });
     const restarted = Date.now();
-    await waitFor(
-      async () => {
-        const done = await engine.listProcesses({ states: ['finished', 'excepted', 'killed'] });
-        if (done.length < N) throw new Error(`${done.length} of ${N} terminal`);
-        return true;
-      },
-      { timeout: 90, interval: 0.25, what: `all ${N} workflows to end` },
-    );
+    await waitForTerminal(engine, N, {
+      timeout: 90,
+      interval: 0.25,
+      what: `all ${N} workflows to end`,
+    });
     const rows = await e2e.rows();
     expect(pks.filter((pk) => rows.get(pk)?.state !== 'finished')).toEqual([]);
     expect(pks.every((pk) => (rows.get(pk)?.outputs as { steps?: number })?.steps === 3)).toBe(

@@ -13,6 +13,7 @@ import { type Engine, openEngine, type ProcessRecord, silentLogger } from '@aiid
 import type * as RabbitClient from 'rabbitmq-client';
 import { childPids, isAlive, stopPid } from '../support/processes.js';
 import { createTestProfile, type TestProfile, withLogTails } from '../support/test-profile.js';
+import { waitFor } from '../support/wait-for.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const FIXTURES = join(HERE, 'fixtures');
@@ -146,6 +147,22 @@ export function groupBy<T, K>(items: readonly T[], key: (item: T) => K): Map<K, 
 /** Runs `body`; on failure, adds the tail of the daemon's logs to the error. */
 export function withLogs<T>(e2e: E2E, body: () => Promise<T>, lines = 40): Promise<T> {
   return withLogTails(() => e2e.tp.logTails(lines), body);
+}
+
+/**
+ * Waits until `count` processes in the store are terminal (finished, excepted or killed), polling
+ * every `interval` seconds for at most `timeout` seconds; `what` names them in the failure.
+ */
+export async function waitForTerminal(
+  engine: Engine,
+  count: number,
+  options: { timeout: number; interval: number; what: string },
+): Promise<void> {
+  await waitFor(async () => {
+    const done = await engine.listProcesses({ states: ['finished', 'excepted', 'killed'] });
+    if (done.length < count) throw new Error(`${done.length} of ${count} terminal`);
+    return true;
+  }, options);
 }
 
 /** All workers of the daemon ready, with pids. */

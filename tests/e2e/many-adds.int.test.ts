@@ -1,7 +1,6 @@
 // Acceptance 1 (issue 4): 1,000 core.arithmetic.add submitted to a daemon of 2 workers all finish
 // with correct sums, each with one committed terminal row.
-import { waitFor } from '../support/wait-for.js';
-import { type E2E, setupE2E, withLogs } from './helpers.js';
+import { type E2E, setupE2E, waitForTerminal, withLogs } from './helpers.js';
 
 const N = 1000;
 let e2e: E2E;
@@ -26,14 +25,11 @@ test('1,000 core.arithmetic.add on 2 workers: all finished with correct sums', a
       })),
     );
     expect(new Set(submitted.map((s) => s.pk)).size).toBe(N);
-    await waitFor(
-      async () => {
-        const done = await engine.listProcesses({ states: ['finished', 'excepted', 'killed'] });
-        if (done.length < N) throw new Error(`${done.length} of ${N} terminal`);
-        return true;
-      },
-      { timeout: 120, interval: 0.25, what: `all ${N} processes to end` },
-    );
+    await waitForTerminal(engine, N, {
+      timeout: 120,
+      interval: 0.25,
+      what: `all ${N} processes to end`,
+    });
     const elapsed = (Date.now() - t0) / 1000;
     const rows = await e2e.rows();
     expect(rows.size).toBe(N);

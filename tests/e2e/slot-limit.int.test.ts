@@ -2,8 +2,7 @@
 // daemon.worker_process_slots = 10 all finish (parked parents hold no slot, so no deadlock), and at
 // no moment are more than 10 running: watched in the store (rows in state `running`) and in the
 // worker's heartbeats (slots used), which the supervisor reports.
-import { waitFor } from '../support/wait-for.js';
-import { type E2E, setupE2E, withLogs } from './helpers.js';
+import { type E2E, setupE2E, waitForTerminal, withLogs } from './helpers.js';
 
 const N = 200;
 const SLOTS = 10;
@@ -57,17 +56,12 @@ test('200 multiply_add on 1 worker with 10 slots: all finished, never more than 
           inputs: { x: i, y: 3, z: 7 },
         })),
       );
-      await waitFor(
-        async () => {
-          const done = await engine.listProcesses({
-            states: ['finished', 'excepted', 'killed'],
-          });
-          // Each workflow has one add child.
-          if (done.length < 2 * N) throw new Error(`${done.length} of ${2 * N} terminal`);
-          return true;
-        },
-        { timeout: 180, interval: 0.5, what: `all ${N} workflows and their children to end` },
-      );
+      // Each workflow has one add child.
+      await waitForTerminal(engine, 2 * N, {
+        timeout: 180,
+        interval: 0.5,
+        what: `all ${N} workflows and their children to end`,
+      });
     } finally {
       watching = false;
       await Promise.all([watchStore, watchHeartbeats]);

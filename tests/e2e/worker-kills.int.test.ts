@@ -3,8 +3,15 @@
 // exactly one committed result; a process started more than once has an epoch above 1, and each of
 // its later starts came after the kill of the worker that held the earlier one; and the kills
 // really interrupted processes (at least 10).
-import { waitFor } from '../support/wait-for.js';
-import { type BodyEvent, type E2E, groupBy, seededRandom, setupE2E, withLogs } from './helpers.js';
+import {
+  type BodyEvent,
+  type E2E,
+  groupBy,
+  seededRandom,
+  setupE2E,
+  waitForTerminal,
+  withLogs,
+} from './helpers.js';
 
 const N = 300;
 const KILL_EVERY_MS = 2000;
@@ -68,14 +75,11 @@ test('300 processes, a random worker SIGKILLed every 2 s for 20 s: one result ea
     console.log(killLog.join('\n'));
     expect(kills.length).toBe(KILL_FOR_MS / KILL_EVERY_MS);
 
-    await waitFor(
-      async () => {
-        const done = await engine.listProcesses({ states: ['finished', 'excepted', 'killed'] });
-        if (done.length < N) throw new Error(`${done.length} of ${N} terminal`);
-        return true;
-      },
-      { timeout: 180, interval: 0.5, what: `all ${N} processes to end` },
-    );
+    await waitForTerminal(engine, N, {
+      timeout: 180,
+      interval: 0.5,
+      what: `all ${N} processes to end`,
+    });
     const elapsed = (Date.now() - t0) / 1000;
 
     // One committed result each: every row terminal, finished, with its own output.
