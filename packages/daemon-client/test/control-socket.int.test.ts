@@ -1,4 +1,3 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { bootId, processStartTime } from '@aiida/daemon-supervisor';
 import { ErrorCodes, NdjsonDecoder } from '@aiida/ipc';
@@ -9,6 +8,7 @@ import {
   expectNothingLeft,
   type TestProfile,
   withLogs,
+  writeDaemonState,
 } from './helpers.js';
 
 interface RawOutcome {
@@ -124,21 +124,13 @@ describe('the control socket under bad input', () => {
   it('refuses a daemon of another protocol version, naming both versions, without connecting', async () => {
     const client = getDaemonClient();
     // A live state file (this very process: its pid, start time and boot id) of version 99.
-    mkdirSync(client.daemonDir, { recursive: true });
-    writeFileSync(
-      client.stateFilePath,
-      JSON.stringify({
-        v: 1,
-        pid: process.pid,
-        hostname: 'h',
-        bootId: bootId(),
-        startTime: processStartTime(process.pid),
-        socketPath: `${client.daemonDir}/no-such.sock`,
-        protocolVersion: 99,
-        profile: 'socket',
-        startedAt: new Date().toISOString(),
-      }),
-    );
+    writeDaemonState(client, {
+      pid: process.pid,
+      bootId: bootId(),
+      startTime: processStartTime(process.pid),
+      socketPath: `${client.daemonDir}/no-such.sock`,
+      protocolVersion: 99,
+    });
     try {
       expect(client.isDaemonRunning).toBe(true);
       const error = await client.getStatus().then(

@@ -1,6 +1,6 @@
 // Helpers of the daemon-client integration tests (not a test file itself).
 import { execFile } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -91,6 +91,29 @@ export async function expectNothingLeft(profile: Profile): Promise<void> {
   const described = left.map((pid) => `${pid} (${commandOf(pid)})`);
   await Promise.all(left.map((pid) => stopPid(pid, 2)));
   throw new Error(`processes left after the test: ${described.join(', ')}`);
+}
+
+/**
+ * Writes a daemon state file for `client`'s profile: by default a stale one, whose process is gone
+ * (pid 2^22 + 1 is above Linux's pid limit, on another boot); `fields` replace any of its fields.
+ */
+export function writeDaemonState(client: DaemonClient, fields: Record<string, unknown> = {}): void {
+  mkdirSync(client.daemonDir, { recursive: true });
+  writeFileSync(
+    client.stateFilePath,
+    JSON.stringify({
+      v: 1,
+      pid: 4194305,
+      hostname: 'h',
+      bootId: 'not-this-boot',
+      startTime: 1,
+      socketPath: `${client.daemonDir}/daemon.sock`,
+      protocolVersion: 1,
+      profile: client.profile.name,
+      startedAt: new Date().toISOString(),
+      ...fields,
+    }),
+  );
 }
 
 /** Runs `body`; on failure adds the tails of the daemon's logs to the error. */

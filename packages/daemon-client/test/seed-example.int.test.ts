@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createProfile, getDefaultProfileName, type Profile } from '@aiida/config';
 import { ErrorCodes } from '@aiida/ipc';
 import { isAlive } from '../../../tests/support/processes.js';
@@ -17,6 +17,7 @@ import {
   TEST_OPTIONS,
   type TestProfile,
   withLogs,
+  writeDaemonState,
 } from './helpers.js';
 
 // The seed's example (docs/topics/daemon.rst, "Client"), translated.
@@ -126,20 +127,8 @@ describe('the seed example', () => {
       stopped: false,
       killedWorkers: 0,
     });
-    // A state file whose process is gone (pid 2^22 + 1 is above Linux's pid limit).
-    const stale = {
-      v: 1,
-      pid: 4194305,
-      hostname: 'h',
-      bootId: 'not-this-boot',
-      startTime: 1,
-      socketPath: `${client.daemonDir}/daemon.sock`,
-      protocolVersion: 1,
-      profile: 'seed',
-      startedAt: new Date().toISOString(),
-    };
-    mkdirSync(client.daemonDir, { recursive: true });
-    writeFileSync(client.stateFilePath, JSON.stringify(stale));
+    // A state file whose process is gone.
+    writeDaemonState(client);
     expect(client.isDaemonRunning).toBe(false);
     expect(() => client.getDaemonPid()).toThrow(DaemonStalePidException);
     await expect(client.getStatus()).rejects.toBeInstanceOf(DaemonStalePidException);
@@ -151,21 +140,7 @@ describe('the seed example', () => {
   it('starts over a stale state file', async () => {
     await withLogs(tp, async () => {
       const client = getDaemonClient();
-      mkdirSync(client.daemonDir, { recursive: true });
-      writeFileSync(
-        client.stateFilePath,
-        JSON.stringify({
-          v: 1,
-          pid: 4194305,
-          hostname: 'h',
-          bootId: 'not-this-boot',
-          startTime: 1,
-          socketPath: `${client.daemonDir}/daemon.sock`,
-          protocolVersion: 1,
-          profile: 'seed',
-          startedAt: new Date().toISOString(),
-        }),
-      );
+      writeDaemonState(client);
       const started = await client.startDaemon();
       expect(client.getDaemonPid()).toBe(started.pid);
       await client.stopDaemon();
