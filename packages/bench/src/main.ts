@@ -119,8 +119,8 @@ try {
   await section('latency', () => benchLatency(config, bullmqMissing === null));
   await section('memory', () => benchMemory(config, bullmqMissing === null));
   await section('scale', async () => {
-    const { figures, traces, seconds } = await benchScale(config);
-    results.scale = { traces, processes: config.scaleN, seconds };
+    const { figures, traces, seconds, heap } = await benchScale(config);
+    results.scale = { traces, processes: config.scaleN, seconds, heap };
     return figures;
   });
   if (config.cpuProfile) {

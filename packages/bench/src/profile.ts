@@ -56,7 +56,8 @@ function areaOf(url: string, fn: string): string | null {
   return 'other';
 }
 
-function shortUrl(url: string, repoRoot: string): string {
+/** A source URL relative to the repository or node_modules, for tables. */
+export function shortUrl(url: string, repoRoot: string): string {
   if (url.startsWith('file://')) url = url.slice('file://'.length);
   const nm = url.lastIndexOf('/node_modules/');
   if (nm >= 0) return url.slice(nm + '/node_modules/'.length);

@@ -155,6 +155,30 @@ export function renderMarkdown(
         '(the daemon runs through the bench wrapper in memory mode for this run), at the samples ' +
         'nearest 20 % and 90 %.',
     );
+    const heap = results.scale.heap;
+    if (heap) {
+      lines.push(
+        '',
+        `What worker pid ${heap.pid} still held once all ${results.scale.processes.toLocaleString('en-US')} ` +
+          `processes had finished (heap snapshot after a full GC, ${fmt(heap.totalBytes / 1024 ** 2)} MB ` +
+          'in all), largest groups by shallow size:',
+        '',
+        '| objects | count | MB |',
+        '|---|---|---|',
+      );
+      const row = (g: { name: string; count: number; selfBytes: number }) =>
+        `| \`${g.name.replace(/\|/g, '\\|')}\` | ${g.count.toLocaleString('en-US')} | ${fmt(g.selfBytes / 1024 ** 2)} |`;
+      for (const g of heap.groups) lines.push(row(g));
+      lines.push(
+        '',
+        'Closures and suspended async functions it still held, by the source line of their ' +
+          'function, most numerous first:',
+        '',
+        '| function | count | MB |',
+        '|---|---|---|',
+      );
+      for (const g of heap.functions) lines.push(row(g));
+    }
     lines.push('');
   }
 

@@ -83,7 +83,19 @@ export interface BenchResults {
   throughput: ThroughputSeries[];
   /** Where the CPU goes in the throughput runs. */
   cpu: CpuBreakdown[];
-  scale?: { traces: RssTrace[]; processes: number; seconds: number };
+  scale?: {
+    traces: RssTrace[];
+    processes: number;
+    seconds: number;
+    /** Largest object groups retained by worker 0 once all processes finished (heap snapshot). */
+    heap?: {
+      pid: number;
+      totalBytes: number;
+      groups: { name: string; count: number; selfBytes: number }[];
+      /** Closures and suspended async functions by source line, most numerous first. */
+      functions: { name: string; count: number; selfBytes: number }[];
+    };
+  };
   profiles: ProfileSummary[];
   notes: string[];
   errors: string[];

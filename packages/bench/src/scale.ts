@@ -1,12 +1,14 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BenchProfile } from './aiida-env.js';
 import type { BenchConfig } from './config.js';
+import { type HeapGroup, summarizeHeapSnapshot } from './heap-snapshot.js';
 import { fmt, log } from './log.js';
 import { addItems, assertAllFinished, noneActive, submitInBatches } from './ours.js';
 import { BATCH } from './peers.js';
-import { pollUntil, procStatusBytes } from './procs.js';
+import { pollUntil, procStatusBytes, signalPid } from './procs.js';
+import { shortUrl } from './profile.js';
 import { profiledDaemon } from './profiled-daemon.js';
 import { type Figure, figure, type MemoryBreakdown, type RssTrace } from './results.js';
 import { median, nowMs, summarize } from './stats.js';
@@ -33,9 +35,12 @@ function rssAt(samples: [number, number][], seconds: number, fraction: number): 
  * worker's RSS is sampled from /proc every 250 ms. Flat means RSS at 90 % of the run is at most
  * 1.1 × RSS at 20 %. One repetition (it takes minutes).
  */
-export async function benchScale(
-  config: BenchConfig,
-): Promise<{ figures: Figure[]; traces: RssTrace[]; seconds: number }> {
+export async function benchScale(config: BenchConfig): Promise<{
+  figures: Figure[];
+  traces: RssTrace[];
+  seconds: number;
+  heap?: { pid: number; totalBytes: number; groups: HeapGroup[]; functions: HeapGroup[] };
+}> {
   const n = config.scaleN;
   // The daemon runs through the profiling wrappers in `memory` mode: each worker also records
   // process.memoryUsage() every 500 ms, so growth can be told apart (V8 heap or not).
@@ -82,6 +87,30 @@ export async function benchScale(
       clearInterval(sampler);
     }
     const seconds = (nowMs() - start) / 1000;
+    // What worker 0 still holds once everything finished: a heap snapshot (after a full GC).
+    let heap:
+      | { pid: number; totalBytes: number; groups: HeapGroup[]; functions: HeapGroup[] }
+      | undefined;
+    try {
+      const pid = pids[0]!;
+      const file = join(traceDir, `worker.${pid}.heapsnapshot`);
+      signalPid(pid, 'SIGUSR2');
+      await pollUntil(() => existsSync(file), {
+        timeout: 120,
+        interval: 200,
+        what: 'the heap snapshot',
+      });
+      const summary = summarizeHeapSnapshot(file, (url) => shortUrl(url, config.repoRoot));
+      heap = {
+        pid,
+        totalBytes: summary.total,
+        groups: summary.groups,
+        functions: summary.functions,
+      };
+      rmSync(file, { force: true });
+    } catch (error) {
+      log(`scale: no heap snapshot: ${(error as Error).message}`);
+    }
     const after = await bp.client.getStatus();
     const revived = after.workers.filter((w) => w.pid !== null && !pids.includes(w.pid));
     await assertAllFinished(bp, n);
@@ -130,7 +159,7 @@ export async function benchScale(
     if (revived.length > 0) {
       figures[0]!.note += `; ${revived.length} worker(s) were revived during the run`;
     }
-    return { figures, traces: rssTraces, seconds };
+    return { figures, traces: rssTraces, seconds, heap };
   } finally {
     await bp.dispose();
     rmSync(traceDir, { recursive: true, force: true });

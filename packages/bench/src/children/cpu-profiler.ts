@@ -5,10 +5,11 @@
  * bench points the daemon at small wrappers (`profiled-supervisor.js`, `profiled-worker.js`)
  * that start the profiler and then import the real program with the same argv.
  */
-import { writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { writeHeapSnapshot } from 'node:v8';
 import { forceNoDelay } from './nodelay.js';
 
 /** Environment variables the wrappers read. */
@@ -16,7 +17,8 @@ export const PROFILE_DIR_ENV = 'AIIDA_BENCH_PROFILE_DIR';
 export const SUPERVISOR_TARGET_ENV = 'AIIDA_BENCH_SUPERVISOR_TARGET';
 export const WORKER_TARGET_ENV = 'AIIDA_BENCH_WORKER_TARGET';
 /**
- * `cpu` (default): a CPU profile; `memory`: `process.memoryUsage()` every 500 ms instead; `none`:
+ * `cpu` (default): a CPU profile; `memory`: `process.memoryUsage()` every 500 ms instead, and a
+ * heap snapshot `<role>.<pid>.heapsnapshot` on SIGUSR2; `none`:
  * neither (the program runs as it is, e.g. only with {@link NODELAY_ENV}).
  */
 export const PROFILE_KIND_ENV = 'AIIDA_BENCH_PROFILE_KIND';
@@ -44,6 +46,12 @@ export async function runProfiled(role: string, targetEnv: string): Promise<void
       samples.push([Date.now(), m.rss, m.heapTotal, m.heapUsed, m.external, m.arrayBuffers]);
     };
     setInterval(sample, 500).unref();
+    // SIGUSR2: write a heap snapshot (after a full GC, so it shows what is retained).
+    process.on('SIGUSR2', () => {
+      const file = join(dir!, `${role}.${process.pid}.heapsnapshot`);
+      writeHeapSnapshot(`${file}.partial`);
+      renameSync(`${file}.partial`, file);
+    });
     process.on('exit', () => {
       sample();
       writeFileSync(join(dir!, `${role}.${process.pid}.memory.json`), JSON.stringify(samples));
