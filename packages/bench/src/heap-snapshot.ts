@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 
 /** Objects of one kind in a heap snapshot: how many, and their own (shallow) size. */
 export interface HeapGroup {
@@ -41,6 +41,11 @@ export function summarizeHeapSnapshot(
   shorten: (url: string) => string = (u) => u,
   top = 12,
 ): HeapSummary {
+  // V8 strings stop at about 512 MiB; a bigger snapshot can't be read in one piece.
+  const size = statSync(file).size;
+  if (size > 450 * 1024 * 1024) {
+    throw new Error(`heap snapshot of ${Math.round(size / 2 ** 20)} MiB is too big to summarise`);
+  }
   const data = JSON.parse(readFileSync(file, 'utf8')) as Snapshot;
   const meta = data.snapshot.meta;
   const nodeWidth = meta.node_fields.length;
