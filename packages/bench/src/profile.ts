@@ -169,6 +169,42 @@ function logGap(text: string, a: RegExp, b: RegExp): number | null {
   return Number.isFinite(gap) ? gap : null;
 }
 
+/** Wall time of `node <args>` until it exits, in ms (median of `runs`). */
+async function nodeRunTime(args: string[], runs: number): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await new Promise<void>((resolve, reject) => {
+      execFile(process.execPath, args, (error) => (error ? reject(error) : resolve()));
+    });
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)]!;
+}
+
+/**
+ * Start-up costs that every worker pays before it can connect: starting node, and importing the
+ * modules of the worker program (without running it), against starting node with a script that
+ * does nothing (PM2's worker in the control benchmark). Median of 5 each.
+ */
+async function startupCosts(repoRoot: string): Promise<ProfileSummary> {
+  const worker = join(repoRoot, 'packages', 'worker', 'dist');
+  const importWorker = `await import(${JSON.stringify(join(worker, 'engine-runner.js'))}); await import(${JSON.stringify(join(worker, 'program.js'))}); await import(${JSON.stringify(join(repoRoot, 'packages', 'broker', 'dist', 'index.js'))});`;
+  const bare = await nodeRunTime(['-e', '0'], 5);
+  const imports = await nodeRunTime(['--input-type=module', '-e', importWorker], 5);
+  return {
+    what:
+      `start-up costs (wall, median of 5): node -e 0 ${bare.toFixed(0)} ms; node importing the ` +
+      `worker's modules (engine runner, program, broker; nothing run) ${imports.toFixed(0)} ms, ` +
+      `so ${(imports - bare).toFixed(0)} ms of module loading before a worker can even connect`,
+    file: '',
+    totalMs: 0,
+    top: [],
+    byArea: [],
+  };
+}
+
 /**
  * CPU profiles of where our time goes: a worker running N trivial processes, the supervisor
  * through start/status/revive/stop, a worker's start-up, the `aiida daemon status` command, and
@@ -295,6 +331,8 @@ export async function benchProfiles(config: BenchConfig): Promise<ProfileSummary
         ),
       );
     }
+
+    summaries.push(await startupCosts(config.repoRoot));
 
     // 3. submitMany in this process (no daemon): the submit side.
     const sub = BenchProfile.create({ name: 'bench-prof-submit' });
