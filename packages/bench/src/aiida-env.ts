@@ -2,9 +2,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RabbitBroker } from '@aiida/broker';
-import { createProfile, type Profile } from '@aiida/config';
+import { createProfile, defaultBrokerSettings, getBrokerUrl, type Profile } from '@aiida/config';
 import { DaemonClient } from '@aiida/daemon-client';
 import { type Engine, openEngine, silentLogger } from '@aiida/engine';
+import { Connection } from 'rabbitmq-client';
 import { isAlive, stopPid } from './procs.js';
 
 /** Name of the process type the bench's plugin registers: sleeps `ms` milliseconds. */
@@ -31,6 +32,26 @@ export function register(registry, { calculation, z }) {
   );
 }
 `;
+
+/** Deletes a profile's queues and exchanges by name (idempotent), over a short-lived connection. */
+async function deleteNames(topology: RabbitBroker['topology']): Promise<void> {
+  const connection = new Connection({
+    url: getBrokerUrl(defaultBrokerSettings()),
+    connectionName: 'aiida-bench-cleanup',
+    retryLow: 100,
+    connectionTimeout: 5000,
+  });
+  try {
+    for (const queue of [topology.processQueue, topology.dlq]) {
+      await connection.queueDelete({ queue });
+    }
+    for (const exchange of [topology.tasksExchange, topology.dlx, topology.messagesExchange]) {
+      await connection.exchangeDelete({ exchange });
+    }
+  } finally {
+    await connection.close();
+  }
+}
 
 /** A throwaway AIIDA_PATH with one profile (its own broker prefix), a daemon client and engine. */
 export class BenchProfile {
@@ -151,12 +172,23 @@ export class BenchProfile {
     } catch (error) {
       problems.push(`closing the engine: ${(error as Error).message}`);
     }
+    let topology: RabbitBroker['topology'] | undefined;
     try {
       const broker = await this.getBroker();
+      topology = broker.topology;
       await broker.deleteTopology();
       await broker.close({ timeout: 5 });
     } catch (error) {
       problems.push(`deleting the queues: ${(error as Error).message}`);
+    }
+    // A broker that reconnected meanwhile (a RabbitMQ restart) redeclares its topology: delete
+    // again over a connection of our own, which does not.
+    if (topology) {
+      try {
+        await deleteNames(topology);
+      } catch (error) {
+        problems.push(`deleting the queues again: ${(error as Error).message}`);
+      }
     }
     rmSync(this.aiidaPath, { recursive: true, force: true });
     if (problems.length > 0) {
