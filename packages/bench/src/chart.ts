@@ -30,7 +30,7 @@ export function throughputChartSvg(
   series: ThroughputSeries[],
   options: { title: string; unit: string; width?: number; height?: number },
 ): string {
-  const width = options.width ?? 720;
+  const width = options.width ?? 880;
   const height = options.height ?? 420;
   const margin = { top: 56, right: 24, bottom: 64, left: 72 };
   const plotW = width - margin.left - margin.right;
@@ -106,7 +106,7 @@ export function throughputChartSvg(
     lx += 30 + s.name.length * 7;
   });
   out.push(
-    `<text x="${width - margin.right}" y="${ly}" text-anchor="end" fill="#555" font-size="10">bars: median; whiskers: min–max</text>`,
+    `<text x="${width - margin.right}" y="42" text-anchor="end" fill="#555" font-size="10">bars: median; whiskers: min–max</text>`,
     '</svg>',
   );
   return `${out.join('\n')}\n`;

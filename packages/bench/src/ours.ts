@@ -1,5 +1,6 @@
 import type { SubmitItem } from '@aiida/engine';
 import { BenchProfile } from './aiida-env.js';
+import { forceNoDelay } from './children/nodelay.js';
 import { BATCH } from './peers.js';
 import { pollUntil } from './procs.js';
 import { nowMs } from './stats.js';
@@ -53,11 +54,19 @@ export async function assertAllFinished(bp: BenchProfile, expected: number): Pro
 export class OursThroughput {
   readonly bp: BenchProfile;
 
+  private readonly noDelay: boolean;
+
+  /**
+   * `daemon` replaces the supervisor program and adds environment (the profiling wrappers);
+   * `noDelay` makes this process's broker connection with TCP_NODELAY forced on (the experiment).
+   */
   constructor(
     name: string,
     slots: number,
     daemon: { env?: NodeJS.ProcessEnv; supervisorProgram?: string } = {},
+    options: { noDelay?: boolean } = {},
   ) {
+    this.noDelay = options.noDelay ?? false;
     this.bp = BenchProfile.create({
       name,
       options: { 'daemon.worker_process_slots': slots },
@@ -70,7 +79,12 @@ export class OursThroughput {
 
   async setup(workers: number): Promise<void> {
     await this.bp.startDaemon(workers);
-    await this.bp.getEngine();
+    const restore = this.noDelay ? forceNoDelay() : undefined;
+    try {
+      await this.bp.getEngine();
+    } finally {
+      restore?.();
+    }
     const status = await this.bp.client.getStatus();
     this.pids = [status.pid, ...status.workers.map((w) => w.pid).filter((p) => p !== null)];
   }

@@ -4,6 +4,7 @@ import { CPU_COMPONENTS, type CpuComponent, CpuMeter } from './cpu-meter.js';
 import { fmt, log } from './log.js';
 import { addItems, OursThroughput, submitInBatches } from './ours.js';
 import { BullmqPeer, RawRabbit } from './peers.js';
+import { profiledDaemon } from './profiled-daemon.js';
 import { type CpuBreakdown, type Figure, figure, type ThroughputSeries } from './results.js';
 import { nowMs, type Summary, summarize } from './stats.js';
 
@@ -23,55 +24,76 @@ export async function benchThroughput(
   config: BenchConfig,
 ): Promise<{ figures: Figure[]; series: ThroughputSeries[]; cpu: CpuBreakdown[] }> {
   const n = config.throughputN;
-  const series: Record<'ours' | 'bullmq' | 'raw', ThroughputSeries> = {
+  const series: Record<'ours' | 'bullmq' | 'raw' | 'nodelay', ThroughputSeries> = {
     ours: { name: 'ours (aiida daemon)', points: [] },
     bullmq: { name: 'BullMQ (Redis)', points: [] },
     raw: { name: 'raw rabbitmq-client', points: [] },
+    nodelay: { name: 'ours, TCP_NODELAY (experiment)', points: [] },
   };
   const figures: Figure[] = [];
   const cpu: CpuBreakdown[] = [];
   for (const workers of config.workerCounts) {
-    const rates = { ours: [] as number[], bullmq: [] as number[], raw: [] as number[] };
+    const rates = {
+      ours: [] as number[],
+      bullmq: [] as number[],
+      raw: [] as number[],
+      nodelay: [] as number[],
+    };
     const cpuSamples = {
       ours: [] as Record<CpuComponent, number>[],
       bullmq: [] as Record<CpuComponent, number>[],
       raw: [] as Record<CpuComponent, number>[],
+      nodelay: [] as Record<CpuComponent, number>[],
     };
     const ours = new OursThroughput(`bench-tp${workers}`, config.concurrency);
+    // The experiment: the same daemon with TCP_NODELAY forced on its sockets and on ours.
+    const nodelay = new OursThroughput(
+      `bench-tpnd${workers}`,
+      config.concurrency,
+      profiledDaemon(config.repoRoot, '', 'none', { noDelay: true }),
+      { noDelay: true },
+    );
     const bullmq = new BullmqPeer();
     const raw = new RawRabbit();
     try {
       await ours.setup(workers);
+      await nodelay.setup(workers);
       await bullmq.setup(workers, config.concurrency);
       await raw.setup(workers, config.concurrency);
       // One small warm-up each, not measured (JIT, connections, first queue declarations).
       await ours.runOnce(Math.min(200, n));
+      await nodelay.runOnce(Math.min(200, n));
       await bullmq.runOnce(Math.min(200, n));
       await raw.runOnce(Math.min(200, n));
       const meters = {
         ours: new CpuMeter(() => ours.pids),
+        nodelay: new CpuMeter(() => nodelay.pids),
         bullmq: new CpuMeter(() => bullmq.pids),
         raw: new CpuMeter(() => raw.pids),
       };
       for (let rep = 0; rep < config.reps; rep++) {
-        for (const who of rotate(['ours', 'bullmq', 'raw'] as const, rep)) {
+        for (const who of rotate(['ours', 'bullmq', 'raw', 'nodelay'] as const, rep)) {
           const { result, perItem } = await meters[who].measure(n, () =>
             who === 'ours'
               ? ours.runOnce(n)
-              : who === 'bullmq'
-                ? bullmq.runOnce(n)
-                : raw.runOnce(n),
+              : who === 'nodelay'
+                ? nodelay.runOnce(n)
+                : who === 'bullmq'
+                  ? bullmq.runOnce(n)
+                  : raw.runOnce(n),
           );
           rates[who].push(n / result.seconds);
           cpuSamples[who].push(perItem);
         }
         log(
           `throughput ${workers} worker(s) rep ${rep + 1}/${config.reps}: ours ${fmt(rates.ours.at(-1)!)}/s, ` +
-            `BullMQ ${fmt(rates.bullmq.at(-1)!)}/s, raw ${fmt(rates.raw.at(-1)!)}/s`,
+            `BullMQ ${fmt(rates.bullmq.at(-1)!)}/s, raw ${fmt(rates.raw.at(-1)!)}/s; ` +
+            `ours with TCP_NODELAY ${fmt(rates.nodelay.at(-1)!)}/s`,
         );
       }
     } finally {
       await ours.dispose();
+      await nodelay.dispose();
       await bullmq.dispose();
       await raw.dispose();
     }
@@ -83,7 +105,9 @@ export async function benchThroughput(
     const o = summarize(rates.ours);
     const b = summarize(rates.bullmq);
     const r = summarize(rates.raw);
+    const nd = summarize(rates.nodelay);
     series.ours.points.push({ workers, value: o });
+    series.nodelay.points.push({ workers, value: nd });
     series.bullmq.points.push({ workers, value: b });
     series.raw.points.push({ workers, value: r });
     const section = 'Throughput of trivial processes (end to end)';
@@ -115,9 +139,20 @@ export async function benchThroughput(
       text: 'at least 0.45 of raw (issue 4; BullMQ reaches about 0.47)',
       met: vsRaw.ratio === undefined ? null : vsRaw.ratio >= 0.45,
     };
-    figures.push(vsBull, vsRaw);
+    const vsNd = figure({
+      id: `throughput.${workers}.nodelay`,
+      section,
+      title: `${workers} worker(s): experiment, ours with TCP_NODELAY forced vs ours as shipped`,
+      unit: 'proc/s',
+      better: 'higher',
+      ours: nd,
+      peerName: 'ours as shipped',
+      peer: o,
+      note: 'not how the daemon runs today: rabbitmq-client leaves Nagle on unless given noDelay',
+    });
+    figures.push(vsBull, vsRaw, vsNd);
   }
-  return { figures, series: [series.ours, series.bullmq, series.raw], cpu };
+  return { figures, series: [series.ours, series.bullmq, series.raw, series.nodelay], cpu };
 }
 
 /**
