@@ -304,25 +304,49 @@ export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
       return 'ack';
     }
     this.running.add(pk);
-    const bound = this.rpc!.addPk(pk);
+    const unbind = this.bindRpcLater(pk);
     claim.run().then(
-      (outcome) => this.ended(pk, outcome, bound),
+      (outcome) => this.ended(pk, outcome, unbind),
       (error: unknown) => {
         this.logger.error(`process ${pk}: run failed: ${describeError(error).message}`, { pk });
-        this.ended(pk, 'abandoned', bound);
+        this.ended(pk, 'abandoned', unbind);
       },
     );
     return 'ack';
   }
 
-  private ended(pk: number, outcome: RunOutcome, bound: Promise<void>): void {
+  /**
+   * Routes `rpc.<pk>` to this worker once the process has run for one heartbeat interval, and
+   * returns what undoes it. A binding costs two broker round trips on one channel (bind, unbind);
+   * binding every process at once made them queue up behind each other under load (tens of
+   * thousands pending, holding memory) while most processes ended long before. A process
+   * younger than a heartbeat loses nothing: control intents are written to the store first and
+   * applied at its next lease renewal, which comes within a heartbeat anyway.
+   */
+  private bindRpcLater(pk: number): () => void {
+    let bound: Promise<void> | undefined;
+    const timer = setTimeout(() => {
+      if (!this.running.has(pk) || !this.rpc) return;
+      bound = this.rpc.addPk(pk).catch((error: unknown) => {
+        this.logger.warn(`routing RPC for process ${pk} failed: ${describeError(error).message}`, {
+          pk,
+        });
+      });
+    }, this.options.heartbeatInterval * 1000);
+    return () => {
+      clearTimeout(timer);
+      void bound?.then(() => this.rpc?.removePk(pk));
+    };
+  }
+
+  private ended(pk: number, outcome: RunOutcome, unbind: () => void): void {
     this.running.delete(pk);
     if (outcome === 'lease_lost' || outcome === 'abandoned') {
       this.logger.warn(`process ${pk}: ${outcome.replace('_', ' ')}`, { pk });
     } else {
       this.logger.debug(`process ${pk}: ${outcome}`, { pk });
     }
-    void bound.then(() => this.rpc?.removePk(pk));
+    unbind();
     this.slotFreed();
   }
 

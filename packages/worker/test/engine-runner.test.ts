@@ -45,6 +45,8 @@ class FakeBroker implements EngineRunnerBroker {
   pauses = 0;
   broadcasts: StateChangedBroadcast[] = [];
   boundPks = new Set<number>();
+  /** Every pk ever bound, in order. */
+  bindCalls: number[] = [];
   rpcHandler: ((request: RpcRequest) => Promise<unknown>) | undefined;
   private handler: TaskHandler | undefined;
   private prefetch = 1;
@@ -91,6 +93,7 @@ class FakeBroker implements EngineRunnerBroker {
     this.rpcHandler = handler;
     return {
       addPk: async (pk) => {
+        this.bindCalls.push(pk);
         this.boundPks.add(pk);
       },
       removePk: async (pk) => {
@@ -243,7 +246,9 @@ test('never more than `slots` processes; the consumer pauses when full and holds
   expect(broker.unacked).toBe(0);
   // Every claimed task was acked at once, while its process still runs.
   expect(broker.acked).toHaveLength(3);
-  expect([...broker.boundPks].sort()).toEqual(runner.stats().activePks.sort());
+  // Running processes become routable for RPC within a heartbeat.
+  const active = runner.stats().activePks.sort().join(',');
+  await waitUntil(() => [...broker.boundPks].sort().join(',') === active);
   for (let i = 0; i < 8; i++) gate(i).resolve();
   await waitUntil(async () => (await engine.listProcesses({ states: ['finished'] })).length === 8);
   expect(runner.peakSlotsUsed).toBe(3);
@@ -300,6 +305,20 @@ test('RPC for a held pk reaches the executor: kill ends it killed', async () => 
   const row = await engine.waitForProcess(pk, { timeout: 10 });
   expect(row).toMatchObject({ state: 'killed', processStatus: 'Killed: stop it' });
   await waitUntil(() => !broker.boundPks.has(pk));
+});
+
+test('RPC is routed only to processes that outlive a heartbeat, and unrouted when they end', async () => {
+  runner = makeRunner(4);
+  await runner.start(broker);
+  const quick = await engine.submit('test.throws', {});
+  const slow = await engine.submit('test.gated', { key: 12 });
+  expect((await engine.waitForProcess(quick.pk, { timeout: 5 })).state).toBe('excepted');
+  await waitUntil(() => broker.boundPks.has(slow.pk));
+  gate(12).resolve();
+  expect((await engine.waitForProcess(slow.pk, { timeout: 5 })).state).toBe('finished');
+  await waitUntil(() => !broker.boundPks.has(slow.pk));
+  // The quick one ended before its heartbeat came: it never cost a binding.
+  expect(broker.bindCalls).toEqual([slow.pk]);
 });
 
 test('drain releases a workflow at its step boundary and publishes its task again', async () => {
