@@ -180,6 +180,10 @@ export class RabbitBroker {
         connectionTimeout: Math.max(1, Math.round(timeout * 1000)),
         retryLow: Math.max(1, Math.round(delay.min * 1000)),
         retryHigh: Math.max(1, Math.round(delay.max * 1000)),
+        // Our frames are small and latency-bound (a task, a confirm, an ack): with Nagle's
+        // algorithm on (rabbitmq-client's default), each waited for the previous one's ACK and
+        // submit-to-finished p50 was 3x longer in the bench.
+        noDelay: true,
       });
     } catch (error) {
       this.#state = 'idle';
