@@ -44,6 +44,7 @@ Options:
   --scale-n <n>      queued processes in the scale run (default 100000, quick 5000)
   --latency-workers <n>  workers in the latency run (default 2)
   --cpu-profile      also record and summarise CPU profiles of a worker and the supervisor
+  --render-only      rewrite benchmarks.md and the chart from <out>/benchmarks.json, run nothing
   --out <dir>        where benchmarks.json/.md/.svg go (default docs/; quick: a temp folder)
   -h, --help         this text
 `;
@@ -117,6 +118,7 @@ function parse(argv: string[]) {
       'latency-workers': { type: 'string' },
       'cpu-profile': { type: 'boolean' },
       out: { type: 'string' },
+      'render-only': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,

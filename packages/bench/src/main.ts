@@ -4,7 +4,7 @@
  * benchmarks.md and benchmarks-throughput.svg into --out (docs/ by default).
  */
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { throughputChartSvg } from './chart.js';
 import { parseConfig, type Section } from './config.js';
@@ -20,6 +20,14 @@ import { previousAnalysis, renderMarkdown } from './report.js';
 import type { BenchResults, Figure } from './results.js';
 import { benchScale } from './scale.js';
 import { benchPublish, benchThroughput } from './throughput.js';
+
+// `--render-only`: rewrite benchmarks.md and the chart from an existing benchmarks.json.
+if (process.argv.includes('--render-only')) {
+  const outDir = parseConfig(process.argv.slice(2).filter((a) => a !== '--render-only')).outDir;
+  const saved = JSON.parse(readFileSync(join(outDir, 'benchmarks.json'), 'utf8')) as BenchResults;
+  writeOutputs(outDir, saved, Number(saved.config['throughput N']));
+  process.exit(0);
+}
 
 const runId = randomUUID();
 process.env[BENCH_RUN_ENV] = runId;
@@ -141,26 +149,31 @@ try {
 
 results.finishedAt = new Date().toISOString();
 results.machine.loadAverageAtEnd = describeMachine().loadAverage;
-mkdirSync(config.outDir, { recursive: true });
-const chartFile = 'benchmarks-throughput.svg';
-const haveChart = results.throughput.some((s) => s.points.length > 0);
-if (haveChart) {
+writeOutputs(config.outDir, results, config.throughputN);
+process.exit(results.errors.length > 0 ? 1 : 0);
+
+/** Writes benchmarks.json, benchmarks.md (keeping its analysis block) and the chart. */
+function writeOutputs(outDir: string, results: BenchResults, throughputN: number): void {
+  mkdirSync(outDir, { recursive: true });
+  const chartFile = 'benchmarks-throughput.svg';
+  const haveChart = results.throughput.some((s) => s.points.length > 0);
+  if (haveChart) {
+    writeFileSync(
+      join(outDir, chartFile),
+      throughputChartSvg(results.throughput, {
+        title: `Trivial processes end to end, N = ${throughputN.toLocaleString('en-US')}`,
+        unit: 'processes (messages) per second',
+      }),
+    );
+  }
+  writeFileSync(join(outDir, 'benchmarks.json'), `${JSON.stringify(results, null, 2)}\n`);
+  const mdPath = join(outDir, 'benchmarks.md');
   writeFileSync(
-    join(config.outDir, chartFile),
-    throughputChartSvg(results.throughput, {
-      title: `Trivial processes end to end, N = ${config.throughputN.toLocaleString('en-US')}`,
-      unit: 'processes (messages) per second',
+    mdPath,
+    renderMarkdown(results, {
+      chartFile: haveChart ? chartFile : null,
+      analysis: previousAnalysis(mdPath),
     }),
   );
+  log(`wrote ${mdPath}, benchmarks.json${haveChart ? `, ${chartFile}` : ''}`);
 }
-writeFileSync(join(config.outDir, 'benchmarks.json'), `${JSON.stringify(results, null, 2)}\n`);
-const mdPath = join(config.outDir, 'benchmarks.md');
-writeFileSync(
-  mdPath,
-  renderMarkdown(results, {
-    chartFile: haveChart ? chartFile : null,
-    analysis: previousAnalysis(mdPath),
-  }),
-);
-log(`wrote ${mdPath}, benchmarks.json${haveChart ? `, ${chartFile}` : ''}`);
-process.exit(results.errors.length > 0 ? 1 : 0);

@@ -130,7 +130,9 @@ export function renderMarkdown(
     lines.push(
       '### Worker RSS during the scale run',
       '',
-      `${results.scale.processes.toLocaleString('en-US')} processes, ${fmt(results.scale.seconds)} s; ` +
+      `${results.scale.processes.toLocaleString('en-US')} processes, ${fmt(results.scale.seconds)} s. ` +
+        '**One repetition**, not a median of five: queueing and draining 100,000 processes takes ' +
+        'about a minute, five would take the whole budget of a full run. ' +
         'RSS read from /proc/<pid>/status every 250 ms; "at 20 %" and "at 90 %" are the medians of ' +
         'the samples within ±2.5 % of the run around those points.',
       '',
