@@ -219,8 +219,8 @@ export async function benchLatency(config: BenchConfig, withBullmq: boolean): Pr
       peerName: 'ours as shipped',
       peer: summarize(p50.ours),
       note:
-        'rabbitmq-client calls socket.setNoDelay(false) unless given noDelay: true, and ' +
-        '@aiida/broker does not pass it, so Nagle holds small frames back; not how the daemon runs today',
+        'rabbitmq-client calls socket.setNoDelay(false) unless given noDelay: true; @aiida/broker ' +
+        'passes it since 02d59c4, so this side now checks that nothing else holds small frames back',
     }),
     figure({
       ...common,
