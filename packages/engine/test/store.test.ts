@@ -67,7 +67,10 @@ describe('SqliteProcessStore', () => {
     expect((error as Error).message).toContain(`schema version ${STORE_SCHEMA_VERSION + 1}`);
     expect((error as Error).message).toContain(`up to ${STORE_SCHEMA_VERSION}`);
     expect(statSync(file).mtimeMs).toBe(before);
-    store = openTestStore(tempDir().dir, clock); // for afterEach
+    // For afterEach, which closes `store` and removes `tmp`: a fresh store in a fresh folder.
+    tmp.remove();
+    tmp = tempDir();
+    store = openTestStore(tmp.dir, clock);
   });
 
   test('reopening an existing store keeps its rows (migrations are not re-applied)', async () => {
