@@ -1,24 +1,12 @@
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { isProcessAlive } from '@aiida/engine';
 
 /** Environment variable that marks every process the bench starts, so leftovers can be found. */
 export const BENCH_RUN_ENV = 'AIIDA_BENCH_RUN_ID';
 
-/** True while `pid` exists and is not a zombie. */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
+/** True while `pid` exists and is not a zombie (the engine's check, shared). */
+export const isAlive = isProcessAlive;
 
 /** Waits a little between polls without blocking the event loop. */
 export function sleep(ms: number): Promise<void> {
