@@ -3,7 +3,7 @@
 // `engines` covers the Node APIs the code uses, Linux-only packages say so, and every source map
 // in `dist` points at a file the package ships. Reads the built `dist` (run `pnpm build` first,
 // as `pnpm test:unit` does). publint and attw run over the packed tarballs in
-// `pnpm check:packages`.
+// `pnpm check:packages` (see check-packages.int.test.ts).
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 
@@ -120,11 +120,44 @@ describe('the workspace', () => {
     expect(publishable).not.toContain('bench');
   });
 
+  test('versions the publishable packages together with changesets, bench left out', () => {
+    const config = readJson<{
+      access: string;
+      baseBranch: string;
+      fixed: string[][];
+      privatePackages: { version: boolean; tag: boolean };
+    }>(join(root, '.changeset', 'config.json'));
+    expect(config.access).toBe('public');
+    expect(config.fixed).toHaveLength(1);
+    expect([...(config.fixed[0] ?? [])].sort()).toEqual(
+      publishable.map((folder) => manifests.get(folder)?.name).sort(),
+    );
+    expect(config.privatePackages).toEqual({ version: false, tag: false });
+    expect(rootManifest.devDependencies).toHaveProperty('@changesets/cli');
+    expect(rootManifest.scripts).toMatchObject({
+      changeset: 'changeset',
+      'version-packages': 'changeset version',
+    });
+    expect(rootManifest.scripts.release).toMatch(/pnpm check:packages && changeset publish$/);
+  });
+
+  test('CI runs publint and attw over every package as part of lint, and fails with them', () => {
+    expect(rootManifest.scripts['check:packages']).toBe('node scripts/check-packages.mjs');
+    const ci = readFileSync(join(root, '.ci', 'run'), 'utf8');
+    expect(ci).toMatch(/\npnpm check:packages \|\| lint_ok=0\n/);
+    // ...after the build (setup), and before the tests whose summary line closes the output.
+    expect(ci.indexOf('bash scripts/setup.sh')).toBeLessThan(ci.indexOf('pnpm check:packages'));
+    expect(ci.indexOf('pnpm check:packages')).toBeLessThan(ci.indexOf('pnpm test 2>&1'));
+    expect(ci).toContain('if [ "$test_status" != 0 ] || [ "$lint_ok" = 0 ]; then exit 1; fi');
+  });
+
   test('the root README says how to install from npm and what changes for AiiDA users', () => {
     const readme = readFileSync(join(root, 'README.md'), 'utf8');
     expect(readme).toMatch(/\n## Install from npm\n/);
     expect(readme).toContain('npm install --global @aiida/cli');
     expect(readme).toContain('What changes for AiiDA users');
+    expect(readme).toContain('pnpm check:packages');
+    expect(readme).toContain('pnpm changeset');
   });
 });
 
