@@ -113,6 +113,12 @@ describe('the packed packages, installed with npm outside the workspace', () => 
         const manifest = JSON.parse(text) as Manifest;
         manifests.set(manifest.name, manifest);
         const listing = execFileSync('tar', ['-tzf', file], { encoding: 'utf8' }).split('\n');
+        // The MIT LICENSE (pnpm adds the workspace's) and the sources the source maps point at.
+        for (const path of ['LICENSE', 'src/index.ts']) {
+          expect({ pkg: manifest.name, path, packed: listing.includes(`package/${path}`) }).toEqual(
+            { pkg: manifest.name, path, packed: true },
+          );
+        }
         for (const path of pointedFiles(manifest)) {
           expect({ pkg: manifest.name, path, packed: listing.includes(`package/${path}`) }).toEqual(
             {
