@@ -222,7 +222,10 @@ describe('Engine control without a live owner', () => {
   test('pause then play of a queued process: flag set, then cleared and re-dispatched', async () => {
     const { pk } = await engine.submit('core.arithmetic.add', { x: 1, y: 2 });
     broker.published.length = 0;
-    expect((await engine.pauseProcess(pk)).outcome).toBe('applied');
+    expect(await engine.pauseProcess(pk)).toMatchObject({
+      outcome: 'applied',
+      message: `process ${pk} paused`,
+    });
     expect((await engine.getProcess(pk)).paused).toBe(true);
     expect((await engine.pauseProcess(pk)).outcome).toBe('unchanged');
     expect((await engine.playProcess(pk)).outcome).toBe('applied');
@@ -236,5 +239,9 @@ describe('Engine control without a live owner', () => {
     const { pk } = await engine.submit('core.arithmetic.add', { x: 1, y: 2 });
     const results = await engine.killProcesses([pk, 4242]);
     expect(results.map((r) => r.outcome)).toEqual(['applied', 'not_found']);
+    const [paused] = await engine.pauseProcesses([pk]);
+    expect(paused?.message).toBe(
+      `process ${pk} is already killed; a terminal process can't be paused`,
+    );
   });
 });
