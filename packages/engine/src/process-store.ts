@@ -190,6 +190,8 @@ export interface ProcessFilter {
 
 /** One line of a process's report log. */
 export interface ProcessReport {
+  /** Id of the line, increasing in the order lines were written (across all processes). */
+  id: number;
   pk: number;
   time: string;
   level: ReportLevel;

@@ -343,7 +343,9 @@ export class SqliteProcessStore implements ProcessStore {
            AND (owner IS NULL OR lease_expires_at < @now)`,
       ),
       addReport: db.prepare('INSERT INTO reports (pk, time, level, message) VALUES (?, ?, ?, ?)'),
-      reports: db.prepare('SELECT pk, time, level, message FROM reports WHERE pk = ? ORDER BY id'),
+      reports: db.prepare(
+        'SELECT id, pk, time, level, message FROM reports WHERE pk = ? ORDER BY id',
+      ),
       descendants: db.prepare(
         `WITH RECURSIVE tree(pk) AS (
            SELECT value FROM json_each(?)
@@ -631,6 +633,7 @@ export class SqliteProcessStore implements ProcessStore {
     return this.read(() =>
       (
         this.stmts.reports.all(pk) as {
+          id: number;
           pk: number;
           time: number;
           level: ReportLevel;
