@@ -185,12 +185,23 @@ describe('progress of a batch', () => {
     const rows = ['finished', 'finished', 'running', 'excepted', 'created'].map((state, pk) => ({
       pk,
       state,
+      exitStatus: state === 'finished' ? 0 : null,
     })) as unknown as Parameters<typeof countStates>[0];
     const counts = countStates(rows);
-    expect(counts).toMatchObject({ finished: 2, running: 1, excepted: 1, created: 1 });
+    expect(counts).toMatchObject({ finished: 2, running: 1, excepted: 1, created: 1, failed: 1 });
     expect(describeProgress(counts, 5, 2)).toBe(
       '3/5 done [############........] 1 created, 1 running, 1 failed, 2.0 s',
     );
+  });
+
+  it('counts a process that finished with a non-zero exit status as failed', () => {
+    const rows = [
+      { pk: 1, state: 'finished', exitStatus: 400 },
+      { pk: 2, state: 'finished', exitStatus: 0 },
+    ] as unknown as Parameters<typeof countStates>[0];
+    const counts = countStates(rows);
+    expect(counts).toMatchObject({ finished: 2, failed: 1 });
+    expect(describeProgress(counts, 2, 1)).toBe('2/2 done [####################] 1 failed, 1.0 s');
   });
 });
 
