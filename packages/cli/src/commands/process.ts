@@ -494,7 +494,8 @@ function parseLevel(value: string): ReportLevelName {
   return parseReportLevel(value.toUpperCase());
 }
 
-interface ListOptions {
+/** Options of `process list`. */
+export interface ListOptions {
   all?: boolean;
   processState?: ProcessState[];
   exitStatus?: number;
