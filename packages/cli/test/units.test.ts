@@ -3,8 +3,8 @@
 // layout, and the store query of `process list`.
 import { InvalidArgumentError } from 'commander';
 import { type CallTree, formatCallTree, formatReports, type TreeReport } from '../src/call-tree.js';
-import { listFilter } from '../src/commands/process.js';
 import { brokerSettingsFromEnvironment } from '../src/commands/presto.js';
+import { listFilter } from '../src/commands/process.js';
 import { type DaemonStatus, renderDaemonStatus, slotWarning } from '../src/daemon-status-view.js';
 import { CliError, describeError, ExitCodes } from '../src/errors.js';
 import { formatAge, formatBytes, formatDuration, formatUptime } from '../src/format.js';
