@@ -106,7 +106,7 @@ export async function collectReports(
  * `2024-05-01 09:44:06 [12 | REPORT]:     message` as verdi prints it: the id of the line, its
  * level, the depth of its process as indentation.
  */
-export function formatReports(reports: readonly TreeReport[], indentSize = 4): string[] {
+export function formatReports(reports: readonly TreeReport[], indentSize = 2): string[] {
   const idWidth = Math.max(...reports.map((r) => String(r.id).length));
   const levelWidth = Math.max(...reports.map((r) => r.level.length));
   return reports.map(

@@ -113,21 +113,21 @@ describe('verdi workflow commands', () => {
       );
       expect(shape).toEqual([
         'REPORT: test.report_outer starts',
-        'REPORT:     test.report_inner starts',
-        'WARNING:         calc warns',
-        'REPORT:     test.report_inner ends',
+        'REPORT:   test.report_inner starts',
+        'WARNING:     calc warns',
+        'REPORT:   test.report_inner ends',
         'REPORT: test.report_outer ends',
       ]);
       const debug = (await ok(['process', 'report', String(outer.pk), '-l', 'debug'])).stdout;
       expect(debug).toMatch(/\| +DEBUG\]: test\.report_outer debug$/m);
-      expect(debug).toMatch(/\| +DEBUG\]: {5}test\.report_inner debug$/m);
+      expect(debug).toMatch(/\| +DEBUG\]: {3}test\.report_inner debug$/m);
       const warnings = await ok(['process', 'report', String(outer.pk), '--levelname', 'WARNING']);
-      expect(warnings.stdout).toMatch(/^\S+ \S+ \[\d+ \| WARNING\]: {9}calc warns\n$/);
+      expect(warnings.stdout).toMatch(/^\S+ \S+ \[\d+ \| WARNING\]: {5}calc warns\n$/);
       const top = await ok(['process', 'report', String(outer.pk), '--max-depth', '1']);
       expect(top.stdout.trimEnd().split('\n')).toHaveLength(2);
       expect(top.stdout).not.toContain('inner');
-      const two = await ok(['process', 'report', String(outer.pk), '-m', '2', '-i', '2']);
-      expect(two.stdout).toMatch(/\]: {3}test\.report_inner starts$/m);
+      const two = await ok(['process', 'report', String(outer.pk), '-m', '2', '-i', '4']);
+      expect(two.stdout).toMatch(/\]: {5}test\.report_inner starts$/m);
       expect(two.stdout).not.toContain('calc warns');
       const bad = await sandbox.run(['process', 'report', String(outer.pk), '-l', 'loud']);
       expect(bad.code).toBe(2);

@@ -293,7 +293,7 @@ export function registerProcessCommands(program: Command): void {
       'Only this many levels of the call tree (1: the process itself).',
       parsePositiveInt,
     )
-    .option('-i, --indent-size <number>', 'Spaces per level of depth.', parseNonNegativeInt, 4)
+    .option('-i, --indent-size <number>', 'Spaces per level of depth.', parseNonNegativeInt, 2)
     .option('--json', 'Print the reports as JSON (with their depth).')
     .action(async (pks: number[], options: ReportOptions, cmd: Command) => {
       await withEngine(cmd, async (session) => {
