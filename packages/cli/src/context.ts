@@ -7,9 +7,17 @@ export interface GlobalOptions {
   profile?: string;
 }
 
-/** The global options as seen from `command` (wherever on the line they were given). */
+/**
+ * The global options as seen from `command`: `-p/--profile` given after the subcommand (every
+ * command takes it, except where `-p` means something else, as `process list -p DAYS` in verdi),
+ * else before it (`aiida -p NAME ...`).
+ */
 export function globalOptions(command: Command): GlobalOptions {
-  return command.optsWithGlobals<GlobalOptions>();
+  for (let current: Command | null = command; current !== null; current = current.parent) {
+    const profile = current.getOptionValue('profile') as string | undefined;
+    if (profile !== undefined) return { profile };
+  }
+  return {};
 }
 
 /**

@@ -4,6 +4,7 @@ import {
   type EngineLogger,
   openEngine,
   PROCESS_STATES,
+  type ProcessFilter,
   type ProcessRecord,
   type ProcessReport,
   type ProcessState,
@@ -12,7 +13,7 @@ import {
 import { echoWarning } from './output.js';
 
 /** The engine's process types, as the commands use them. */
-export type { ProcessRecord, ProcessReport, ProcessState };
+export type { ProcessFilter, ProcessRecord, ProcessReport, ProcessState };
 
 /** The states a process never leaves. */
 export const TERMINAL = TERMINAL_STATES;
@@ -43,11 +44,8 @@ export interface EngineSession {
   run(type: string, inputs: Record<string, unknown>): Promise<ProcessRecord>;
   getProcess(pk: number): Promise<ProcessRecord | undefined>;
   getProcesses(pks: number[]): Promise<ProcessRecord[]>;
-  listProcesses(filter: {
-    states?: readonly ProcessState[];
-    type?: string;
-    limit?: number;
-  }): Promise<ProcessRecord[]>;
+  /** Filtered, sorted and limited in the store query. */
+  listProcesses(filter: ProcessFilter): Promise<ProcessRecord[]>;
   getReports(pk: number): Promise<ProcessReport[]>;
   pause(pks: number[], options: { message?: string; timeout?: number }): Promise<ControlOutcome[]>;
   play(pks: number[], options: { timeout?: number }): Promise<ControlOutcome[]>;

@@ -9,10 +9,13 @@ import { CliError } from './errors.js';
 import { formatDuration } from './format.js';
 import { bar } from './progress.js';
 
-/** Counts of processes per state. */
-export type StateCounts = Record<ProcessState, number>;
+/**
+ * Counts of processes per state, and `failed`: those that ended but not well (excepted, killed,
+ * or finished with a non-zero exit status).
+ */
+export type StateCounts = Record<ProcessState, number> & { failed: number };
 
-/** How many of `records` are in each state. */
+/** How many of `records` are in each state, and how many ended but not well. */
 export function countStates(records: readonly ProcessRecord[]): StateCounts {
   const counts: StateCounts = {
     created: 0,
@@ -21,8 +24,12 @@ export function countStates(records: readonly ProcessRecord[]): StateCounts {
     finished: 0,
     excepted: 0,
     killed: 0,
+    failed: 0,
   };
-  for (const record of records) counts[record.state] += 1;
+  for (const record of records) {
+    counts[record.state] += 1;
+    if (TERMINAL.includes(record.state) && !finishedOk(record)) counts.failed += 1;
+  }
   return counts;
 }
 
@@ -34,13 +41,12 @@ export function finishedOk(record: ProcessRecord): boolean {
 /** `37/50 done [###...] 12 running, 1 waiting, 0 failed` for a progress line. */
 export function describeProgress(counts: StateCounts, total: number, elapsed: number): string {
   const done = TERMINAL.reduce((sum, s) => sum + counts[s], 0);
-  const failed = counts.excepted + counts.killed;
   const active = ALL_STATES.filter((s) => !TERMINAL.includes(s) && counts[s] > 0)
     .map((s) => `${counts[s]} ${s}`)
     .join(', ');
   return (
     `${done}/${total} done ${bar(total === 0 ? 1 : done / total)} ` +
-    `${active === '' ? '' : `${active}, `}${failed} failed, ${formatDuration(elapsed)}`
+    `${active === '' ? '' : `${active}, `}${counts.failed} failed, ${formatDuration(elapsed)}`
   );
 }
 

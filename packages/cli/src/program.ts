@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { registerCompletionCommand } from './commands/completion.js';
 import { registerConfigCommands } from './commands/config.js';
 import { registerDaemonCommands } from './commands/daemon.js';
 import { registerDemoCommand } from './commands/demo.js';
@@ -23,10 +24,10 @@ export function createProgram(): Command {
     .version(CLI_VERSION, '-V, --version', 'Print the version and exit.')
     .helpOption('-h, --help', 'Show help for the command, with examples.')
     .helpCommand('help [command]', 'Show help for a command.')
-    .option(
-      '-p, --profile <name>',
-      'The profile to use (default: $AIIDA_PROFILE, else the default profile).',
-    );
+    .option('-p, --profile <name>', PROFILE_HELP)
+    // Options of `aiida` itself only before the subcommand, so that a subcommand may give `-p`
+    // another meaning, as verdi does: `aiida -p PROFILE process list -p 1` (past days).
+    .enablePositionalOptions();
   withExamples(program, [
     'aiida presto                       # a working profile with defaults',
     'aiida daemon start 2',
@@ -42,8 +43,27 @@ export function createProgram(): Command {
   registerProcessCommands(program);
   registerStatusCommand(program);
   registerDemoCommand(program);
+  registerCompletionCommand(program);
+  addProfileOption(program);
   configureErrors(program, 'aiida');
   return program;
+}
+
+const PROFILE_HELP = 'The profile to use (default: $AIIDA_PROFILE, else the default profile).';
+
+/**
+ * Lets every command take `-p/--profile NAME` after its name too (`aiida daemon status -p NAME`);
+ * a command that uses `-p` for something else takes `--profile NAME` only.
+ */
+function addProfileOption(command: Command): void {
+  for (const sub of command.commands) {
+    if (sub.commands.length > 0) {
+      addProfileOption(sub);
+      continue;
+    }
+    const taken = sub.options.some((option) => option.short === '-p');
+    sub.option(taken ? '--profile <name>' : '-p, --profile <name>', PROFILE_HELP);
+  }
 }
 
 /**

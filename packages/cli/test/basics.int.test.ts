@@ -34,6 +34,8 @@ const COMMANDS = [
   ['process', 'list'],
   ['process', 'show'],
   ['process', 'report'],
+  ['process', 'status'],
+  ['process', 'call-root'],
   ['process', 'pause'],
   ['process', 'play'],
   ['process', 'kill'],
@@ -41,6 +43,7 @@ const COMMANDS = [
   ['process', 'delete'],
   ['status'],
   ['demo'],
+  ['completion'],
 ];
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: looking for colour escapes
@@ -173,10 +176,19 @@ describe('aiida: help, version and usage errors', () => {
   it('process commands refuse contradictory arguments with a usage error', async () => {
     const result = await sandbox.run(['process', 'kill']);
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/Give either process pks or --all/);
-    const both = await sandbox.run(['process', 'delete', '3', '--older-than', '2']);
+    expect(result.stderr).toMatch(/^Error: Give the pks of the processes to kill, or --all\.\n/);
+    expect(result.stderr).not.toContain('not both');
+    const both = await sandbox.run(['process', 'pause', '3', '--all']);
     expect(both.code).toBe(2);
-    expect(shown(both)).toContain('Give either process pks or --older-than');
+    expect(both.stderr).toMatch(/^Error: Give either process pks or --all, not both\.\n/);
+    const none = await sandbox.run(['process', 'delete']);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(
+      /^Error: Give the pks of the processes to delete, or --older-than DAYS\.\n/,
+    );
+    const delBoth = await sandbox.run(['process', 'delete', '3', '--older-than', '2']);
+    expect(delBoth.code).toBe(2);
+    expect(shown(delBoth)).toContain('Give either process pks or --older-than DAYS, not both.');
   });
 });
 

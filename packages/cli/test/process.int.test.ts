@@ -105,7 +105,7 @@ describe('aiida process (no daemon)', () => {
     const bad = await sandbox.run(['process', 'list', '-S', 'done']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(
-      /--state <state>' argument 'done' is invalid\. Expected one of: created, waiting/,
+      /--process-state <state>' argument 'done' is invalid\. Expected one of: created, waiting/,
     );
   });
 
@@ -219,6 +219,23 @@ describe('aiida process (no daemon)', () => {
     expect(file.stderr).toMatch(/^Error: Could not read --inputs-file \/nonexistent\.json/);
     const run = await sandbox.run(['process', 'run', 'core.arithmetic.add', '-i', 'x=1']);
     expect(run.code).toBe(1);
+    // An input the process does not declare is an error naming it, not silently dropped.
+    const undeclared = await sandbox.run([
+      'process',
+      'submit',
+      'core.shell',
+      '-i',
+      'command=echo',
+      '-i',
+      'arguments=["hi"]',
+    ]);
+    expect(undeclared.code).toBe(1);
+    expect(undeclared.stderr).toMatch(
+      /^Error: invalid inputs for core\.shell: arguments: not an input of core\.shell \(its inputs: command, args, env, stdin, cwd\)$/m,
+    );
+    const help = await sandbox.run(['process', 'submit', '--help']);
+    expect(help.stdout).toContain(`-i command=echo -i 'args=["hi"]'`);
+    expect(help.stdout).not.toContain('arguments=');
     expect((await json<Row[]>(['process', 'list', '-a'])).length).toBe(before);
   });
 
@@ -245,5 +262,9 @@ describe('aiida process (no daemon)', () => {
     expect(old.stdout).toMatch(/^Success: Deleted \d+ process(es)?\.$/m);
     const left = await json<Row[]>(['process', 'list', '-a']);
     expect(left.map((r) => String(r.pk))).toEqual([active]);
+    const missing = await sandbox.run(['process', 'delete', '9999', active, '-y']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/^Error: No process with pk 9999 in this profile\.$/m);
+    expect(missing.stdout).not.toContain('Deleted');
   });
 });

@@ -1,7 +1,10 @@
 // Pure parts of the command line: table and value formatting, argument parsing, error reports,
-// the daemon status view, and broker settings from the environment.
+// the daemon status view, broker settings from the environment, verdi's call tree and report
+// layout, and the store query of `process list`.
 import { InvalidArgumentError } from 'commander';
+import { type CallTree, formatCallTree, formatReports, type TreeReport } from '../src/call-tree.js';
 import { brokerSettingsFromEnvironment } from '../src/commands/presto.js';
+import { listFilter } from '../src/commands/process.js';
 import { type DaemonStatus, renderDaemonStatus, slotWarning } from '../src/daemon-status-view.js';
 import { CliError, describeError, ExitCodes } from '../src/errors.js';
 import { formatAge, formatBytes, formatDuration, formatUptime } from '../src/format.js';
@@ -185,12 +188,23 @@ describe('progress of a batch', () => {
     const rows = ['finished', 'finished', 'running', 'excepted', 'created'].map((state, pk) => ({
       pk,
       state,
+      exitStatus: state === 'finished' ? 0 : null,
     })) as unknown as Parameters<typeof countStates>[0];
     const counts = countStates(rows);
-    expect(counts).toMatchObject({ finished: 2, running: 1, excepted: 1, created: 1 });
+    expect(counts).toMatchObject({ finished: 2, running: 1, excepted: 1, created: 1, failed: 1 });
     expect(describeProgress(counts, 5, 2)).toBe(
       '3/5 done [############........] 1 created, 1 running, 1 failed, 2.0 s',
     );
+  });
+
+  it('counts a process that finished with a non-zero exit status as failed', () => {
+    const rows = [
+      { pk: 1, state: 'finished', exitStatus: 400 },
+      { pk: 2, state: 'finished', exitStatus: 0 },
+    ] as unknown as Parameters<typeof countStates>[0];
+    const counts = countStates(rows);
+    expect(counts).toMatchObject({ finished: 2, failed: 1 });
+    expect(describeProgress(counts, 2, 1)).toBe('2/2 done [####################] 1 failed, 1.0 s');
   });
 });
 
@@ -223,5 +237,78 @@ describe('presto broker settings', () => {
     expect(() => brokerSettingsFromEnvironment({}, { AIIDA_BROKER_PORT: 'x' })).toThrow(
       /AIIDA_BROKER_PORT='x' is not a port number/,
     );
+  });
+});
+
+describe("verdi's call tree and report layout", () => {
+  const node = (pk: number, type: string, state: string, children: CallTree[] = []): CallTree =>
+    ({
+      record: { pk, type, state, exitStatus: state === 'finished' ? 0 : null, paused: false },
+      depth: 0,
+      children,
+    }) as unknown as CallTree;
+
+  it('draws middle branches with ├── and │, the last with └──, as verdi', () => {
+    const tree = node(1, 'wf', 'waiting', [
+      node(2, 'calc', 'finished'),
+      node(3, 'sub', 'running', [node(4, 'calc', 'created'), node(5, 'calc', 'excepted')]),
+      node(6, 'calc', 'killed'),
+    ]);
+    expect(formatCallTree(tree)).toBe(
+      [
+        'wf<1> Waiting',
+        '    ├── calc<2> Finished [0]',
+        '    ├── sub<3> Running',
+        '    │   ├── calc<4> Created',
+        '    │   └── calc<5> Excepted',
+        '    └── calc<6> Killed',
+      ].join('\n'),
+    );
+  });
+
+  it('pads ids left and levels right, and indents by depth', () => {
+    const at = new Date(2024, 4, 1, 9, 44, 7).toISOString();
+    const reports: TreeReport[] = [
+      { id: 9, pk: 1, time: at, level: 'report', message: 'a', depth: 0 },
+      { id: 10, pk: 2, time: at, level: 'warning', message: 'b', depth: 2 },
+    ];
+    expect(formatReports(reports, 2)).toEqual([
+      '2024-05-01 09:44:07 [9  |  REPORT]: a',
+      '2024-05-01 09:44:07 [10 | WARNING]:     b',
+    ]);
+  });
+});
+
+describe('the store query of process list', () => {
+  const base = { orderBy: 'ctime', orderDir: 'asc' } as const;
+
+  it('shows the active processes by default, oldest first, as verdi', () => {
+    expect(listFilter({ ...base })).toMatchObject({
+      states: ['created', 'waiting', 'running'],
+      orderBy: 'createdAt',
+      order: 'asc',
+    });
+    expect(listFilter({ ...base, all: true, processState: ['killed'] }).states).toBeUndefined();
+    expect(listFilter({ ...base, processState: ['killed'] }).states).toEqual(['killed']);
+  });
+
+  it('-X and -E mean finished processes, whatever -a says; -p counts days back from now', () => {
+    expect(listFilter({ ...base, failed: true })).toMatchObject({
+      states: undefined,
+      failed: true,
+    });
+    expect(listFilter({ ...base, exitStatus: 0 })).toMatchObject({
+      states: undefined,
+      exitStatus: 0,
+    });
+    const before = Date.now();
+    const since = listFilter({ ...base, pastDays: 2 }).createdAfter as Date;
+    expect(before - since.getTime()).toBeGreaterThanOrEqual(2 * 86_400_000 - 1000);
+    expect(before - since.getTime()).toBeLessThanOrEqual(2 * 86_400_000 + 1000);
+    expect(listFilter({ ...base, orderBy: 'id', orderDir: 'desc', limit: 3 })).toMatchObject({
+      orderBy: 'pk',
+      order: 'desc',
+      limit: 3,
+    });
   });
 });

@@ -98,6 +98,9 @@ function withTimeout<T>(promise: Promise<T>, seconds: number, what: string): Pro
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** The words of control outcomes: `process 23 paused`, not `pauseed`. */
+const PAST_TENSE = { kill: 'killed', pause: 'paused', play: 'played', status: 'queried' } as const;
+
 /**
  * The public face of the engine for users and the CLI: `run`, `submit`, queries and control of
  * processes in one profile's store. Workers use {@link ProcessExecutor} instead.
@@ -459,7 +462,7 @@ export class Engine {
           pk,
           outcome: 'terminal',
           state: outcome.state,
-          message: `process ${pk} is already ${outcome.state}; a terminal process can't be ${verb === 'kill' ? 'killed' : `${verb}ed`}`,
+          message: `process ${pk} is already ${outcome.state}; a terminal process can't be ${PAST_TENSE[verb]}`,
         };
       case 'unchanged':
         return {
@@ -489,7 +492,7 @@ export class Engine {
         return {
           pk,
           outcome: 'applied',
-          message: `process ${pk} ${verb === 'kill' ? 'killed' : `${verb}ed`}`,
+          message: `process ${pk} ${PAST_TENSE[verb]}`,
         };
     }
   }

@@ -167,18 +167,31 @@ export type ControlRequestOutcome =
   | { pk: number; status: 'terminal'; state: ProcessState }
   | { pk: number; status: 'not_found' };
 
-/** Filter of {@link ProcessStore.listProcesses}. */
+/** Filter of {@link ProcessStore.listProcesses}. Every criterion is applied in the store query. */
 export interface ProcessFilter {
   states?: readonly ProcessState[];
   type?: string;
   parentPk?: number;
-  /** At most this many rows (the newest first unless `order` is `asc`). */
-  limit?: number;
+  /** Only `finished` processes with this exit status (verdi's `-E/--exit-status`). */
+  exitStatus?: number;
+  /** Only `finished` processes with a non-zero exit status (verdi's `-X/--failed`). */
+  failed?: boolean;
+  /** Only paused (true) or only unpaused (false) processes. */
+  paused?: boolean;
+  /** Only processes created at or after this time (ISO 8601 string or Date). */
+  createdAfter?: string | Date;
+  /** Sort key. @default 'pk' */
+  orderBy?: 'pk' | 'createdAt';
+  /** @default 'desc' */
   order?: 'asc' | 'desc';
+  /** At most this many rows, the first in the chosen order (the newest by default). */
+  limit?: number;
 }
 
 /** One line of a process's report log. */
 export interface ProcessReport {
+  /** Id of the line, increasing in the order lines were written (across all processes). */
+  id: number;
   pk: number;
   time: string;
   level: ReportLevel;

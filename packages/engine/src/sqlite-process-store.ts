@@ -343,7 +343,9 @@ export class SqliteProcessStore implements ProcessStore {
            AND (owner IS NULL OR lease_expires_at < @now)`,
       ),
       addReport: db.prepare('INSERT INTO reports (pk, time, level, message) VALUES (?, ?, ?, ?)'),
-      reports: db.prepare('SELECT pk, time, level, message FROM reports WHERE pk = ? ORDER BY id'),
+      reports: db.prepare(
+        'SELECT id, pk, time, level, message FROM reports WHERE pk = ? ORDER BY id',
+      ),
       descendants: db.prepare(
         `WITH RECURSIVE tree(pk) AS (
            SELECT value FROM json_each(?)
@@ -594,8 +596,31 @@ export class SqliteProcessStore implements ProcessStore {
         where.push('parent_pk = ?');
         params.push(filter.parentPk);
       }
+      if (filter.exitStatus !== undefined) {
+        where.push("state = 'finished' AND exit_status = ?");
+        params.push(filter.exitStatus);
+      }
+      if (filter.failed) where.push("state = 'finished' AND exit_status <> 0");
+      if (filter.paused !== undefined) {
+        where.push('paused = ?');
+        params.push(filter.paused ? 1 : 0);
+      }
+      if (filter.createdAfter !== undefined) {
+        where.push('created_at >= ?');
+        const since = new Date(filter.createdAfter).getTime();
+        if (Number.isNaN(since)) {
+          throw new EngineError(
+            EngineErrorCodes.internal,
+            `listProcesses: createdAfter is not a valid time: ${String(filter.createdAfter)}`,
+          );
+        }
+        params.push(since);
+      }
       const order = filter.order === 'asc' ? 'ASC' : 'DESC';
-      let sql = `SELECT * FROM processes${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY pk ${order}`;
+      // pk breaks ties of equal creation times, so the order is stable.
+      const orderBy =
+        filter.orderBy === 'createdAt' ? `created_at ${order}, pk ${order}` : `pk ${order}`;
+      let sql = `SELECT * FROM processes${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${orderBy}`;
       if (filter.limit !== undefined) {
         sql += ' LIMIT ?';
         params.push(Math.max(0, Math.floor(filter.limit)));
@@ -608,6 +633,7 @@ export class SqliteProcessStore implements ProcessStore {
     return this.read(() =>
       (
         this.stmts.reports.all(pk) as {
+          id: number;
           pk: number;
           time: number;
           level: ReportLevel;

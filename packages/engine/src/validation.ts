@@ -21,9 +21,44 @@ function describeIssues(issues: ValueIssue[]): string {
 }
 
 /**
+ * The names an object schema declares, or undefined when the schema is not a plain object schema
+ * (or accepts any other key: `z.looseObject`, `.catchall()`). Read structurally, so a plugin's own
+ * copy of zod works too.
+ */
+function declaredKeys(schema: z.ZodType): string[] | undefined {
+  const shape = (schema as { shape?: unknown }).shape;
+  if (shape === null || typeof shape !== 'object') return undefined;
+  const def = (schema as { _zod?: { def?: { catchall?: unknown } } })._zod?.def;
+  if (def?.catchall !== undefined) return undefined;
+  return Object.keys(shape);
+}
+
+/**
+ * AiiDA refuses an input that its process does not declare; zod's object schemas would silently
+ * drop it (a typo like `arguments` for `args` would run the command without its arguments).
+ */
+function rejectUndeclared(schema: z.ZodType, value: unknown, type: string): void {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return;
+  const declared = declaredKeys(schema);
+  if (declared === undefined) return;
+  const unknown = Object.keys(value).filter((key) => !declared.includes(key));
+  if (unknown.length === 0) return;
+  const issues = unknown.map((key) => ({
+    path: key,
+    message: `not an input of ${type} (its inputs: ${declared.join(', ') || 'none'})`,
+  }));
+  throw new EngineError(
+    EngineErrorCodes.inputsInvalid,
+    `invalid inputs for ${type}: ${describeIssues(issues)}`,
+    { details: { type, issues } },
+  );
+}
+
+/**
  * Validates `value` against `schema` and returns the parsed value as JSON. Throws
  * `EngineError(code)` naming every offending path, e.g. `invalid inputs for core.arithmetic.add:
- * y: Invalid input: expected number, received string`.
+ * y: Invalid input: expected number, received string`. For inputs, a key that an object schema does
+ * not declare is refused too (`arguments: not an input of core.shell (its inputs: ...)`).
  */
 export function validateJson(
   schema: z.ZodType,
@@ -32,6 +67,7 @@ export function validateJson(
 ): JsonValue {
   const code =
     what.kind === 'inputs' ? EngineErrorCodes.inputsInvalid : EngineErrorCodes.outputsInvalid;
+  if (what.kind === 'inputs') rejectUndeclared(schema, value, what.type);
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     const issues = issuesOf(parsed.error);

@@ -80,6 +80,35 @@ describe('SqliteProcessStore', () => {
     expect((await store.getProcess(p!.pk))?.type).toBe('core.arithmetic.add');
   });
 
+  test('listProcesses filters, sorts and limits in the query (verdi process list)', async () => {
+    const [a] = await store.createProcesses([add]);
+    clock.advance(3600);
+    const [b, c, d] = await store.createProcesses([add, add, add]);
+    const finish = async (pk: number, exitStatus: number) => {
+      const claimed = await store.claim(pk, 'w1', 30, { maxAttempts: 3 });
+      if (!claimed.ok) throw new Error(`claim of ${pk} refused: ${claimed.reason}`);
+      await store.complete(claimed.lease, { state: 'finished', outputs: { sum: 3 }, exitStatus });
+    };
+    await finish(b!.pk, 0);
+    await finish(c!.pk, 400);
+    await store.requestPause(d!.pk);
+    const pks = async (filter: Parameters<typeof store.listProcesses>[0]) =>
+      (await store.listProcesses(filter)).map((r) => r.pk);
+    expect(await pks({})).toEqual([d!.pk, c!.pk, b!.pk, a!.pk]);
+    expect(await pks({ failed: true })).toEqual([c!.pk]);
+    expect(await pks({ exitStatus: 0 })).toEqual([b!.pk]);
+    expect(await pks({ exitStatus: 400 })).toEqual([c!.pk]);
+    expect(await pks({ paused: true })).toEqual([d!.pk]);
+    expect(await pks({ paused: false, states: ['created'] })).toEqual([a!.pk]);
+    const since = new Date(clock.now() - 1800 * 1000);
+    expect(await pks({ createdAfter: since, order: 'asc' })).toEqual([b!.pk, c!.pk, d!.pk]);
+    expect(await pks({ createdAfter: since.toISOString(), limit: 1 })).toEqual([d!.pk]);
+    expect(await pks({ orderBy: 'createdAt', order: 'asc', limit: 2 })).toEqual([a!.pk, b!.pk]);
+    await expect(store.listProcesses({ createdAfter: 'yesterday' })).rejects.toThrow(
+      /createdAfter is not a valid time: yesterday/,
+    );
+  });
+
   describe('claim', () => {
     test('takes an unowned runnable row: epoch + 1, attempt 1, state running', async () => {
       const [p] = await store.createProcesses([add]);

@@ -67,6 +67,31 @@ describe('Engine.submit and queries', () => {
     expect(broker.published).toEqual([]);
   });
 
+  test('an input the process does not declare is refused, naming it (as AiiDA does)', async () => {
+    const error = await errorOf(
+      engine.submit('core.shell', { command: 'echo', arguments: ['hi'] }),
+    );
+    expect(error.code).toBe(EngineErrorCodes.inputsInvalid);
+    expect(error.message).toBe(
+      'invalid inputs for core.shell: arguments: not an input of core.shell (its inputs: command, args, env, stdin, cwd)',
+    );
+    expect(error.details).toMatchObject({ type: 'core.shell', issues: [{ path: 'arguments' }] });
+    const several = await errorOf(
+      engine.submitMany([
+        { type: 'core.arithmetic.add', inputs: { x: 1, y: 2 } },
+        { type: 'core.arithmetic.add', inputs: { x: 1, y: 2, z: 3, w: 4 } },
+      ]),
+    );
+    expect(several.message).toMatch(
+      /^item 1: invalid inputs for core\.arithmetic\.add: z: .*; w: /,
+    );
+    await expect(engine.runGetProcess('core.arithmetic.add', { x: 1, y: 2, q: 1 })).rejects.toThrow(
+      /q: not an input of core\.arithmetic\.add/,
+    );
+    expect(await engine.listProcesses()).toEqual([]);
+    expect(broker.published).toEqual([]);
+  });
+
   test('unknown type: unknown_process_type listing the known types; nothing stored', async () => {
     const error = await errorOf(engine.submit('core.arithmetic.ad', { x: 1, y: 2 }));
     expect(error.code).toBe(EngineErrorCodes.unknownProcessType);
@@ -197,7 +222,10 @@ describe('Engine control without a live owner', () => {
   test('pause then play of a queued process: flag set, then cleared and re-dispatched', async () => {
     const { pk } = await engine.submit('core.arithmetic.add', { x: 1, y: 2 });
     broker.published.length = 0;
-    expect((await engine.pauseProcess(pk)).outcome).toBe('applied');
+    expect(await engine.pauseProcess(pk)).toMatchObject({
+      outcome: 'applied',
+      message: `process ${pk} paused`,
+    });
     expect((await engine.getProcess(pk)).paused).toBe(true);
     expect((await engine.pauseProcess(pk)).outcome).toBe('unchanged');
     expect((await engine.playProcess(pk)).outcome).toBe('applied');
@@ -211,5 +239,9 @@ describe('Engine control without a live owner', () => {
     const { pk } = await engine.submit('core.arithmetic.add', { x: 1, y: 2 });
     const results = await engine.killProcesses([pk, 4242]);
     expect(results.map((r) => r.outcome)).toEqual(['applied', 'not_found']);
+    const [paused] = await engine.pauseProcesses([pk]);
+    expect(paused?.message).toBe(
+      `process ${pk} is already killed; a terminal process can't be paused`,
+    );
   });
 });

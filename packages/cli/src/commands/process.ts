@@ -1,6 +1,14 @@
 import { readFileSync } from 'node:fs';
-import type { Profile } from '@aiida/config';
+import { getOption, type Profile } from '@aiida/config';
 import type { Command } from 'commander';
+import {
+  callTree,
+  collectReports,
+  formatCallTree,
+  formatReports,
+  REPORT_LEVELS,
+  type ReportLevelName,
+} from '../call-tree.js';
 import { confirm } from '../confirm.js';
 import { loadProfile } from '../context.js';
 import { daemonClientFor, isDaemonRunning } from '../daemon-access.js';
@@ -10,6 +18,7 @@ import {
   type ControlOutcome,
   type EngineSession,
   openEngineSession,
+  type ProcessFilter,
   type ProcessRecord,
   type ProcessState,
   TERMINAL,
@@ -22,6 +31,7 @@ import {
   parseChoice,
   parseDays,
   parseKeyValue,
+  parseNonNegativeInt,
   parsePk,
   parsePositiveInt,
   parseSeconds,
@@ -125,7 +135,7 @@ export function registerProcessCommands(program: Command): void {
     'aiida process submit core.arithmetic.add -i x=1 -i y=2',
     'aiida process submit core.arithmetic.add -i x=1 -i y=2 --count 50 --wait',
     'aiida process submit core.arithmetic.multiply_add -i x=2 -i y=3 -i z=4 --wait',
-    `aiida process submit core.shell -i command=echo -i 'arguments=["hi"]'`,
+    `aiida process submit core.shell -i command=echo -i 'args=["hi"]' --wait`,
     'aiida process submit core.arithmetic.add --inputs-file inputs.json --json',
   ]);
 
@@ -156,39 +166,65 @@ export function registerProcessCommands(program: Command): void {
   const list = group
     .command('list')
     .description(
-      'List processes, newest last: by default the active ones (not finished, excepted or ' +
-        'killed); the footer shows how many daemon worker slots are in use.',
+      'List processes, as verdi does: by default the active ones (created, waiting, running), ' +
+        'oldest first; filtering, sorting and the limit happen in the store. The footer shows ' +
+        'how many daemon worker slots are in use. The profile goes before the subcommand here ' +
+        '(`aiida -p NAME process list -p 1`): -p is --past-days, as in verdi.',
     )
-    .option('-a, --all', 'Include ended processes.')
+    .option('-a, --all', 'Show every process, whatever its state.')
     .option(
-      '-S, --state <state>',
+      '-S, --process-state <state>',
       `Only this state (repeatable): ${ALL_STATES.join(', ')}.`,
       collectStates,
     )
+    .option(
+      '-E, --exit-status <number>',
+      'Only processes that finished with this exit status.',
+      parseNonNegativeInt,
+    )
+    .option('-X, --failed', 'Only processes that finished with a non-zero exit status.')
+    .option('--paused', 'Only paused processes.')
+    .option('-p, --past-days <days>', 'Only processes created in the past DAYS days.', parseDays)
     .option('-T, --type <type>', 'Only processes of this type.')
-    .option('-l, --limit <number>', 'At most this many (the newest).', parsePositiveInt)
+    .option(
+      '-O, --order-by <key>',
+      `Sort by: ${ORDER_KEYS.join(', ')}.`,
+      parseChoice(ORDER_KEYS),
+      'ctime',
+    )
+    .option('-D, --order-dir <dir>', 'Sort direction: asc or desc.', parseChoice(ORDER_DIRS), 'asc')
+    .option(
+      '-l, --limit <number>',
+      'At most this many (the first in that order).',
+      parsePositiveInt,
+    )
+    .option(
+      '-P, --project <columns...>',
+      `The columns to show: ${Object.keys(PROJECTIONS).join(', ')}.`,
+      collectProjections,
+    )
+    .option('-r, --raw', 'Only the rows: no header, no footer (for scripts).')
     .option('--json', 'Print the processes as JSON.')
     .action(async (options: ListOptions, cmd: Command) => {
       await withEngine(cmd, async (session, profile) => {
-        const states =
-          options.state ??
-          (options.all ? undefined : ALL_STATES.filter((s) => !TERMINAL.includes(s)));
-        const records = (
-          await session.listProcesses({ states, type: options.type, limit: options.limit })
-        ).sort((a, b) => a.pk - b.pk);
+        const records = await session.listProcesses(listFilter(options));
         if (options.json) {
           echoJson(records);
           return;
         }
+        const columns = options.project ?? DEFAULT_PROJECTION;
         const now = Date.now();
-        const rows = records.map((r) => [
-          r.pk,
-          formatAge(r.createdAt, now),
-          r.type,
-          stateText(r),
-          r.processStatus ?? '',
-        ]);
-        echo(formatTable(['PK', 'Created', 'Type', 'State', 'Process status'], rows));
+        const rows = records.map((r) => columns.map((c) => PROJECTIONS[c].cell(r, now)));
+        if (options.raw) {
+          for (const row of rows) echo(row.join('\t'));
+          return;
+        }
+        echo(
+          formatTable(
+            columns.map((c) => PROJECTIONS[c].header),
+            rows,
+          ),
+        );
         echo('');
         echo(`Total results: ${records.length}`);
         echo('');
@@ -197,14 +233,20 @@ export function registerProcessCommands(program: Command): void {
     });
   withExamples(list, [
     'aiida process list',
-    'aiida process list -a',
+    'aiida process list -a -p 1               # everything created in the past day',
     'aiida process list -S excepted -S killed',
-    'aiida process list -a -l 20 --json',
+    'aiida process list -X                    # finished with a non-zero exit status',
+    'aiida process list -a -O ctime -D desc -l 20',
+    'aiida process list -a -P pk exit_status -r',
+    'aiida -p other process list -p 7         # profile before, past days after',
   ]);
 
   const show = group
     .command('show')
-    .description('Show everything about processes: state, inputs, outputs, errors, times.')
+    .description(
+      'Show everything about processes: state, inputs, outputs, errors, times, and the ' +
+        'processes a workflow called.',
+    )
     .argument('<pk...>', 'Process pks.', parsePk)
     .option('--json', 'Print the process rows as JSON.')
     .action(async (pks: number[], options: { json?: boolean }, cmd: Command) => {
@@ -214,36 +256,115 @@ export function registerProcessCommands(program: Command): void {
           echoJson(records.length === 1 ? records[0] : records);
           return;
         }
-        records.forEach((record, i) => {
+        for (const [i, record] of records.entries()) {
           if (i > 0) echo('');
           printProcess(record);
-        });
+          const called = await session.listProcesses({ parentPk: record.pk, order: 'asc' });
+          if (called.length > 0) {
+            echo('\nCalled:');
+            echo(
+              formatTable(
+                ['PK', 'Type', 'State'],
+                called.map((c) => [c.pk, c.type, stateText(c)]),
+                { indent: '  ' },
+              ),
+            );
+          }
+        }
       });
     });
   withExamples(show, ['aiida process show 12', 'aiida process show 12 13 --json']);
 
   const report = group
     .command('report')
-    .description('Show the log of reports that a process wrote while it ran.')
+    .description(
+      'Show the log of reports that processes wrote while they ran, as verdi does: for a ' +
+        "workflow, its called processes' reports too, indented by depth, all in time order.",
+    )
     .argument('<pk...>', 'Process pks.', parsePk)
-    .option('--json', 'Print the reports as JSON.')
-    .action(async (pks: number[], options: { json?: boolean }, cmd: Command) => {
+    .option(
+      '-l, --levelname <level>',
+      `Only reports of this level or above: ${REPORT_LEVELS.join(', ')}.`,
+      parseLevel,
+      'REPORT',
+    )
+    .option(
+      '-m, --max-depth <number>',
+      'Only this many levels of the call tree (1: the process itself).',
+      parsePositiveInt,
+    )
+    .option('-i, --indent-size <number>', 'Spaces per level of depth.', parseNonNegativeInt, 2)
+    .option('--json', 'Print the reports as JSON (with their depth).')
+    .action(async (pks: number[], options: ReportOptions, cmd: Command) => {
       await withEngine(cmd, async (session) => {
-        await requireProcesses(session, pks);
+        const records = await requireProcesses(session, pks);
         const all = [];
-        for (const pk of pks) {
-          const reports = await session.getReports(pk);
-          all.push(...reports);
+        for (const [i, record] of records.entries()) {
+          const { pk } = record;
+          const entries = await collectReports(session, record, options);
+          all.push(...entries);
           if (options.json) continue;
-          if (reports.length === 0) echo(`No log messages recorded for process ${pk}.`);
-          for (const r of reports) {
-            echo(`${formatLocalTime(r.time)} [${r.pk}|${levelText(r.level)}]: ${r.message}`);
+          if (i > 0) echo('');
+          if (entries.length === 0) {
+            echo(`No log messages recorded for process ${pk}.`);
+            continue;
           }
+          for (const line of formatReports(entries, options.indentSize)) echo(line);
         }
         if (options.json) echoJson(all);
       });
     });
-  withExamples(report, ['aiida process report 12']);
+  withExamples(report, [
+    'aiida process report 12',
+    'aiida process report 12 --levelname WARNING',
+    'aiida process report 12 --max-depth 1      # the workflow only, not what it called',
+  ]);
+
+  const status = group
+    .command('status')
+    .description(
+      'Show the call tree of processes with their states, as verdi does: ' +
+        '`type<pk> State`, the processes each workflow called below it.',
+    )
+    .argument('<pk...>', 'Process pks.', parsePk)
+    .option(
+      '-m, --max-depth <number>',
+      'Only this many levels below each process.',
+      parseNonNegativeInt,
+    )
+    .action(async (pks: number[], options: { maxDepth?: number }, cmd: Command) => {
+      await withEngine(cmd, async (session) => {
+        const records = await requireProcesses(session, pks);
+        for (const record of records) {
+          const tree = await callTree(session, record, options.maxDepth);
+          echo(formatCallTree(tree));
+        }
+      });
+    });
+  withExamples(status, ['aiida process status 12', 'aiida process status 12 --max-depth 1']);
+
+  const callRoot = group
+    .command('call-root')
+    .description('Show the root of the call tree of processes: the workflow that started it all.')
+    .argument('<pk...>', 'Process pks.', parsePk)
+    .action(async (pks: number[], _options: unknown, cmd: Command) => {
+      await withEngine(cmd, async (session) => {
+        for (const record of await requireProcesses(session, pks)) {
+          if (record.parentPk === null) {
+            echo(`No callers found for Process<${record.pk}>`);
+            continue;
+          }
+          let root = record;
+          while (root.parentPk !== null) {
+            const parent = await session.getProcess(root.parentPk);
+            if (parent === undefined) break;
+            root = parent;
+          }
+          echo(String(root.pk));
+        }
+      });
+    });
+  withExamples(callRoot, ['aiida process call-root 14']);
 
   registerControlCommand(
     group,
@@ -316,12 +437,19 @@ export function registerProcessCommands(program: Command): void {
       ) => {
         const byPk = pks !== undefined && pks.length > 0;
         if (byPk === (options.olderThan !== undefined)) {
-          throw new CliError('usage', 'Give either process pks or --older-than DAYS (not both).', {
-            hint: 'Run `aiida process delete --help` for usage and examples.',
-            exitCode: ExitCodes.usage,
-          });
+          throw new CliError(
+            'usage',
+            byPk
+              ? 'Give either process pks or --older-than DAYS, not both.'
+              : 'Give the pks of the processes to delete, or --older-than DAYS.',
+            {
+              hint: 'Run `aiida process delete --help` for usage and examples.',
+              exitCode: ExitCodes.usage,
+            },
+          );
         }
         await withEngine(cmd, async (session) => {
+          if (byPk) await requireProcesses(session, pks);
           const what = byPk
             ? `Delete ${plural(pks.length, 'process', 'processes')} (${pks.join(', ')})?`
             : `Delete every ended process older than ${options.olderThan} days?`;
@@ -352,12 +480,104 @@ interface SubmitOptions {
   json?: boolean;
 }
 
-interface ListOptions {
-  all?: boolean;
-  state?: ProcessState[];
-  type?: string;
-  limit?: number;
+interface ReportOptions {
+  levelname: ReportLevelName;
+  maxDepth?: number;
+  indentSize: number;
   json?: boolean;
+}
+
+const parseReportLevel = parseChoice(REPORT_LEVELS);
+
+/** A `--levelname`, in any case (`warning` or `WARNING`). */
+function parseLevel(value: string): ReportLevelName {
+  return parseReportLevel(value.toUpperCase());
+}
+
+/** Options of `process list`. */
+export interface ListOptions {
+  all?: boolean;
+  processState?: ProcessState[];
+  exitStatus?: number;
+  failed?: boolean;
+  paused?: boolean;
+  pastDays?: number;
+  type?: string;
+  orderBy: (typeof ORDER_KEYS)[number];
+  orderDir: (typeof ORDER_DIRS)[number];
+  limit?: number;
+  project?: Projection[];
+  raw?: boolean;
+  json?: boolean;
+}
+
+const ORDER_KEYS = ['ctime', 'pk', 'id'] as const;
+const ORDER_DIRS = ['asc', 'desc'] as const;
+
+/** The columns of `process list -P`, named as in verdi. */
+const PROJECTIONS = {
+  pk: { header: 'PK', cell: (r: ProcessRecord) => r.pk },
+  uuid: { header: 'UUID', cell: (r: ProcessRecord) => r.uuid },
+  ctime: {
+    header: 'Created',
+    cell: (r: ProcessRecord, now: number) => formatAge(r.createdAt, now),
+  },
+  mtime: {
+    header: 'Modified',
+    cell: (r: ProcessRecord, now: number) => formatAge(r.modifiedAt, now),
+  },
+  process_label: { header: 'Type', cell: (r: ProcessRecord) => r.type },
+  process_state: { header: 'State', cell: (r: ProcessRecord) => stateText(r) },
+  process_status: { header: 'Process status', cell: (r: ProcessRecord) => r.processStatus ?? '' },
+  exit_status: { header: 'Exit status', cell: (r: ProcessRecord) => r.exitStatus ?? '' },
+  exit_message: { header: 'Exit message', cell: (r: ProcessRecord) => r.exitMessage ?? '' },
+  paused: { header: 'Paused', cell: (r: ProcessRecord) => (r.paused ? 'yes' : 'no') },
+  caller: { header: 'Caller', cell: (r: ProcessRecord) => r.parentPk ?? '' },
+  exception: {
+    header: 'Exception',
+    cell: (r: ProcessRecord) => r.exception?.split('\n')[0] ?? '',
+  },
+} as const;
+type Projection = keyof typeof PROJECTIONS;
+const DEFAULT_PROJECTION: Projection[] = [
+  'pk',
+  'ctime',
+  'process_label',
+  'process_state',
+  'process_status',
+];
+const parseProjection = parseChoice(Object.keys(PROJECTIONS) as Projection[]);
+
+function collectProjections(value: string, previous: Projection[] = []): Projection[] {
+  return [...previous, parseProjection(value)];
+}
+
+/**
+ * The store query of `process list`, as verdi builds it: `-X` and `-E` mean finished processes
+ * (with a non-zero, or that, exit status); else `-a` shows every state, `-S` the states given,
+ * and by default the active ones.
+ */
+export function listFilter(options: ListOptions): ProcessFilter {
+  const exitFilter = options.failed || options.exitStatus !== undefined;
+  const states = exitFilter
+    ? undefined
+    : options.all
+      ? undefined
+      : (options.processState ?? ALL_STATES.filter((s) => !TERMINAL.includes(s)));
+  return {
+    states,
+    type: options.type,
+    exitStatus: options.exitStatus,
+    failed: options.failed || undefined,
+    paused: options.paused || undefined,
+    createdAfter:
+      options.pastDays === undefined
+        ? undefined
+        : new Date(Date.now() - options.pastDays * 86_400_000),
+    orderBy: options.orderBy === 'ctime' ? 'createdAt' : 'pk',
+    order: options.orderDir,
+    limit: options.limit,
+  };
 }
 
 /** The inputs of each process to submit: the file's (one per array element), then `-i`s. */
@@ -488,8 +708,12 @@ function registerControlCommand(
     )
     .option(
       '-t, --timeout <seconds>',
-      'How long to wait for the worker holding a process to confirm.',
+      'How long to wait for the outcome (default: the option daemon.timeout).',
       parseSeconds,
+    )
+    .option(
+      '--no-wait',
+      'Do not wait for the worker holding a process to apply the request; return once it is sent.',
     )
     .option('-y, --yes', 'Do not ask for confirmation (with --all).');
   if (intent !== 'play') command.option('-m, --message <text>', 'Why (recorded on the process).');
@@ -504,6 +728,7 @@ function registerControlCommand(
       options: {
         all?: boolean;
         timeout?: number;
+        wait: boolean;
         yes?: boolean;
         message?: string;
         force?: boolean;
@@ -512,12 +737,18 @@ function registerControlCommand(
     ) => {
       const byPk = pks !== undefined && pks.length > 0;
       if (byPk === !!options.all) {
-        throw new CliError('usage', 'Give either process pks or --all (not both).', {
-          hint: `Run \`aiida process ${intent} --help\` for usage and examples.`,
-          exitCode: ExitCodes.usage,
-        });
+        throw new CliError(
+          'usage',
+          byPk
+            ? 'Give either process pks or --all, not both.'
+            : `Give the pks of the processes to ${intent}, or --all.`,
+          {
+            hint: `Run \`aiida process ${intent} --help\` for usage and examples.`,
+            exitCode: ExitCodes.usage,
+          },
+        );
       }
-      await withEngine(cmd, async (session) => {
+      await withEngine(cmd, async (session, profile) => {
         let targets = pks ?? [];
         if (options.all) {
           const active = await session.listProcesses({
@@ -551,11 +782,22 @@ function registerControlCommand(
                   force: options.force,
                   timeout: options.timeout,
                 });
-        let failed = false;
-        for (const outcome of outcomes) failed = printControlOutcome(intent, outcome) || failed;
         const requested = outcomes.filter((o) => o.status === 'requested').map((o) => o.pk);
-        if (options.timeout !== undefined && requested.length > 0 && intent !== 'play') {
-          failed = (await awaitControl(session, intent, requested, options.timeout)) || failed;
+        // As verdi: wait for the outcome of what a worker has to apply, then say it per pk.
+        const waited =
+          options.wait && requested.length > 0
+            ? await awaitControl(
+                session,
+                intent,
+                requested,
+                options.timeout ?? getOption('daemon.timeout', { profile }),
+              )
+            : new Map<number, boolean>();
+        let failed = false;
+        for (const outcome of outcomes) {
+          const applied = waited.get(outcome.pk);
+          if (applied !== undefined) failed = !applied || failed;
+          else failed = printControlOutcome(intent, outcome) || failed;
         }
         if (failed) process.exitCode = ExitCodes.failure;
       });
@@ -570,17 +812,20 @@ function registerControlCommand(
 }
 
 /**
- * After `-t/--timeout`: waits until the workers holding `pks` applied the request (killed: the
- * process is terminal; paused: its worker let go of it) and says so; true when one did not in time.
+ * Waits until the workers holding `pks` applied the request (killed: the process is terminal;
+ * paused: its worker let go of it; played: it is no longer paused) and says so per pk; the map
+ * tells which did in time.
  */
 async function awaitControl(
   session: EngineSession,
-  intent: 'pause' | 'kill',
+  intent: 'pause' | 'play' | 'kill',
   pks: number[],
   timeout: number,
-): Promise<boolean> {
+): Promise<Map<number, boolean>> {
   const applied = (r: ProcessRecord) =>
-    TERMINAL.includes(r.state) || (intent === 'pause' && r.paused && r.owner === null);
+    TERMINAL.includes(r.state) ||
+    (intent === 'pause' && r.paused && r.owner === null) ||
+    (intent === 'play' && !r.paused);
   let records: ProcessRecord[];
   try {
     records = await waitForAll(session, pks, { timeout, done: applied });
@@ -588,24 +833,34 @@ async function awaitControl(
     if ((error as { code?: string }).code !== 'timeout') throw error;
     records = await session.getProcesses(pks);
   }
-  let failed = false;
+  const outcome = new Map<number, boolean>();
   for (const record of records) {
-    if (applied(record)) {
-      echoSuccess(`Process<${record.pk}> is now ${stateText(record)}.`);
-    } else {
-      failed = true;
+    const name = `Process<${record.pk}>`;
+    if (!applied(record)) {
+      outcome.set(record.pk, false);
       process.stderr.write(
-        `${paint('Error:', ['red', 'bold'], process.stderr)} Process<${record.pk}> was not ${intent === 'kill' ? 'killed' : 'paused'} within ${timeout} s (it is ${record.state}).\n`,
+        `${paint('Error:', ['red', 'bold'], process.stderr)} ${name} was not ${PAST_TENSE[intent]} within ${timeout} s (it is ${record.state}${record.paused ? ', paused' : ''}); the request stays recorded and its worker applies it ${intent === 'pause' ? 'at the end of its current step' : 'when it can'}.\n`,
       );
+    } else if (
+      TERMINAL.includes(record.state) &&
+      !(intent === 'kill' && record.state === 'killed')
+    ) {
+      outcome.set(record.pk, intent === 'kill');
+      echoWarning(`${name} ended ${record.state} before the ${intent} took effect.`);
+    } else {
+      outcome.set(record.pk, true);
+      echoSuccess(`${name} ${PAST_TENSE[intent]}.`);
     }
   }
-  return failed;
+  return outcome;
 }
 
+const PAST_TENSE = { kill: 'killed', pause: 'paused', play: 'played' } as const;
+
 /** Prints one control outcome; true when it failed. */
-function printControlOutcome(intent: string, outcome: ControlOutcome): boolean {
+function printControlOutcome(intent: 'pause' | 'play' | 'kill', outcome: ControlOutcome): boolean {
   const name = `Process<${outcome.pk}>`;
-  const done = intent === 'kill' ? 'killed' : intent === 'pause' ? 'paused' : 'played';
+  const done = PAST_TENSE[intent];
   switch (outcome.status) {
     case 'applied':
       echoSuccess(`${name} ${done}.`);
@@ -678,14 +933,6 @@ function stateText(record: ProcessRecord): string {
         : 'blue';
   const painted = paint(text, colour);
   return record.paused ? `${painted} ${paint('(paused)', 'yellow')}` : painted;
-}
-
-function levelText(level: string): string {
-  return level === 'error'
-    ? paint(level, 'red')
-    : level === 'warning'
-      ? paint(level, 'yellow')
-      : level;
 }
 
 function capitalise(text: string): string {
