@@ -332,6 +332,11 @@ export class Engine {
     return this.store.processDurations(bounds);
   }
 
+  /** A cheap opaque value that changes whenever a process row may have changed (for polling). */
+  changeToken(): Promise<string> {
+    return this.store.changeToken();
+  }
+
   /** Processes that ended per `interval` seconds since `since` (ISO 8601), oldest first. */
   processActivity(options: { since: string; interval: number }): Promise<ActivityBucket[]> {
     return this.store.processActivity(options);

@@ -312,6 +312,11 @@ export interface ProcessStore {
   summarizeProcesses(): Promise<ProcessSummary>;
   /** Histograms of the time to start and the time to end, in seconds, over `bounds`. */
   processDurations(bounds: readonly number[]): Promise<ProcessDurations>;
+  /**
+   * An opaque value that changes whenever a row of the store may have changed (a commit by this
+   * handle or any other process). Cheap: a dashboard polls it to know when to read again.
+   */
+  changeToken(): Promise<string>;
   /** Processes that ended per `interval` seconds since `since` (ISO 8601), oldest first. */
   processActivity(options: { since: string; interval: number }): Promise<ActivityBucket[]>;
 

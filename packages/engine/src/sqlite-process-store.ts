@@ -177,6 +177,8 @@ export class SqliteProcessStore implements ProcessStore {
   private readonly clock: Clock;
   private readonly stmts: ReturnType<SqliteProcessStore['prepare']>;
   private closed = false;
+  /** Commits made through this handle (SQLite's `data_version` counts only the others'). */
+  private localCommits = 0;
 
   constructor(options: SqliteStoreOptions) {
     this.location = options.filepath;
@@ -390,7 +392,9 @@ export class SqliteProcessStore implements ProcessStore {
       );
     }
     try {
-      return this.db.transaction(fn).immediate();
+      const result = this.db.transaction(fn).immediate();
+      this.localCommits++;
+      return result;
     } catch (error) {
       if (error instanceof EngineError) throw error;
       throw new EngineError(
@@ -717,6 +721,12 @@ export class SqliteProcessStore implements ProcessStore {
         `started_at IS NOT NULL AND finished_at IS NOT NULL AND state IN ${TERMINAL_SQL}`,
       ),
     }));
+  }
+
+  async changeToken(): Promise<string> {
+    return this.read(
+      () => `${this.db.pragma('data_version', { simple: true }) as number}.${this.localCommits}`,
+    );
   }
 
   async processActivity(options: { since: string; interval: number }): Promise<ActivityBucket[]> {

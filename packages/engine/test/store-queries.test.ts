@@ -1,4 +1,6 @@
+import { join } from 'node:path';
 import type { SqliteProcessStore } from '@aiida/engine';
+import Database from 'better-sqlite3';
 import { FakeClock, openTestStore, tempDir } from './helpers.js';
 
 // The dashboard's queries: paged and sorted in SQL, counts and histograms over the whole store.
@@ -124,5 +126,38 @@ describe('SqliteProcessStore queries for dashboards', () => {
       [2, 0, 0],
       [0, 1, 0],
     ]);
+  });
+
+  test('changeToken changes on a commit through this handle or another one, not on reads', async () => {
+    const before = await store.changeToken();
+    await store.queryProcesses({});
+    expect(await store.changeToken()).toBe(before);
+    const [row] = await store.createProcesses([{ type: 'core.arithmetic.add', inputs: {} }]);
+    const afterOwn = await store.changeToken();
+    expect(afterOwn).not.toBe(before);
+    const other = openTestStore(tmp.dir, clock);
+    try {
+      await other.requestPause(row!.pk);
+    } finally {
+      await other.close();
+    }
+    expect(await store.changeToken()).not.toBe(afterOwn);
+  });
+
+  test('counts by state and type come from an index (no scan of the rows)', () => {
+    const db = new Database(join(tmp.dir, 'store', 'aiida.sqlite'), { readonly: true });
+    try {
+      const plan = db
+        .prepare(
+          `EXPLAIN QUERY PLAN SELECT state, type, COUNT(*) AS count, SUM(paused) AS paused
+           FROM processes GROUP BY state, type ORDER BY state, type`,
+        )
+        .all() as { detail: string }[];
+      expect(plan.map((p) => p.detail).join('; ')).toContain(
+        'USING COVERING INDEX processes_state_type',
+      );
+    } finally {
+      db.close();
+    }
   });
 });

@@ -14,6 +14,7 @@ export type DashboardEngine = Pick<
   | 'summarizeProcesses'
   | 'processDurations'
   | 'processActivity'
+  | 'changeToken'
   | 'killProcess'
   | 'pauseProcess'
   | 'playProcess'

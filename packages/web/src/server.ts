@@ -184,7 +184,7 @@ export async function startWebServer(options: WebServerOptions): Promise<WebServ
   // --- live updates: one poller for every open page --------------------------------------------
   const streams = new Set<ServerResponse>();
   let pollTimer: NodeJS.Timeout | undefined;
-  let lastProcesses = '';
+  let lastProcesses: string | undefined;
   let lastDaemon = '';
   let polling = false;
   const broadcast = (event: string, data: unknown) => {
@@ -203,11 +203,13 @@ export async function startWebServer(options: WebServerOptions): Promise<WebServ
     if (polling) return;
     polling = true;
     try {
-      const summary = await engine.summarizeProcesses();
-      const key = `${summary.total}/${summary.lastModifiedAt}`;
-      if (key !== lastProcesses) {
-        lastProcesses = key;
-        broadcast('processes', { total: summary.total, lastModifiedAt: summary.lastModifiedAt });
+      // A cheap token, not a query over the rows: the page reads again only when it changed.
+      const token = await engine.changeToken();
+      // The first poll after a quiet spell only learns the token: a page reads on its own load.
+      if (lastProcesses === undefined) lastProcesses = token;
+      if (token !== lastProcesses) {
+        lastProcesses = token;
+        broadcast('processes', { changed: true });
       }
       const view = await daemonView();
       const text = JSON.stringify(view);
@@ -230,11 +232,13 @@ export async function startWebServer(options: WebServerOptions): Promise<WebServ
     });
     response.write(`retry: 2000\n: ${LIVE_TOPICS.join(' ')}\n\n`);
     streams.add(response);
-    // A new page gets the current state at once.
-    lastProcesses = '';
+    // A new page gets the daemon's state at once (it reads the processes on its own load).
     lastDaemon = '';
+    if (!pollTimer) {
+      lastProcesses = undefined;
+      pollTimer = setInterval(() => void poll(), interval);
+    }
     void poll();
-    if (!pollTimer) pollTimer = setInterval(() => void poll(), interval);
     request.on('close', () => {
       streams.delete(response);
       if (streams.size === 0 && pollTimer) {

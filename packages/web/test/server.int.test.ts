@@ -163,6 +163,32 @@ describe('aiida web: HTTP API', () => {
     expect(JSON.parse(text).error.message).toContain('evil.example');
   });
 
+  test('the event stream pushes a change when a process is submitted', async () => {
+    const controller = new AbortController();
+    const response = await fetch(new URL('/api/events', base), { signal: controller.signal });
+    expect(response.headers.get('content-type')).toContain('text/event-stream');
+    const reader = response.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    const readUntil = async (pattern: RegExp, what: string) => {
+      const deadline = Date.now() + 15_000;
+      while (!pattern.test(text)) {
+        if (Date.now() > deadline) throw new Error(`no ${what} in the stream; got: ${text}`);
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`the stream ended before ${what}; got: ${text}`);
+        text += decoder.decode(value);
+      }
+    };
+    try {
+      await readUntil(/event: daemon\n/, 'daemon event');
+      expect(text).not.toContain('event: processes');
+      await engine.submit('core.arithmetic.add', { x: 2, y: 3 });
+      await readUntil(/event: processes\n/, 'processes event after the submit');
+    } finally {
+      controller.abort();
+    }
+  });
+
   test('without a daemon, the daemon view says so and scaling is refused', async () => {
     const view = await getJson('/api/daemon');
     expect(view.body.running).toBe(false);
