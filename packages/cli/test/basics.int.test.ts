@@ -41,6 +41,7 @@ const COMMANDS = [
   ['process', 'delete'],
   ['status'],
   ['demo'],
+  ['web'],
 ];
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: looking for colour escapes
