@@ -150,10 +150,10 @@ export async function startWebServer(options: WebServerOptions): Promise<WebServ
   const host = options.host ?? '127.0.0.1';
   const loopback = isLoopbackHost(host);
   let token = options.token;
-  if (token !== undefined && token.length < 16) {
+  if (token !== undefined && !/^[A-Za-z0-9._~-]{16,}$/.test(token)) {
     throw new WebError(
       WebErrorCodes.insecureBind,
-      'the access token must be at least 16 characters long',
+      'the access token must be at least 16 characters long, of letters, digits and . _ ~ - only',
     );
   }
   if (!loopback && token === undefined) {

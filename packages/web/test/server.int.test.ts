@@ -230,6 +230,21 @@ describe('aiida web: a non-loopback bind', () => {
     expect((error as Error).message).toContain('0.0.0.0');
   });
 
+  test.each([
+    ['too short', 'short-token'],
+    ['a character that would break its cookie', 'a-long-enough-token;path=/x'],
+  ])('a token %s is refused', async (_why, token) => {
+    let error: unknown;
+    try {
+      const server = await startWebServer({ engine, profileName: 'x', port: 0, token });
+      await server.close();
+    } catch (e) {
+      error = e;
+    }
+    expect((error as { code?: string }).code).toBe(WebErrorCodes.insecureBind);
+    expect((error as Error).message).toContain('at least 16 characters');
+  });
+
   test('with a token, needs it on every request and keeps it out of the page', async () => {
     const server = await startWebServer({
       engine,

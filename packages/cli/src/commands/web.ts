@@ -31,7 +31,10 @@ export function registerWebCommand(program: Command): void {
     )
     .option('--host <address>', 'Address to listen on.', '127.0.0.1')
     .option('--port <port>', 'Port to listen on.', parsePort, 8787)
-    .option('--token <token>', 'Access token (at least 16 characters) required on every request.')
+    .option(
+      '--token <token>',
+      'Access token (at least 16 letters, digits or ._~-) required on every request.',
+    )
     .option('--open', 'Open the dashboard in the default browser.')
     .action(async (options: WebCommandOptions, cmd: Command) => {
       const profile = loadProfile(cmd);
