@@ -24,6 +24,11 @@ let server: WebServer;
 let context: BrowserContext;
 let page: Page;
 let userDataDir: string;
+/** The questions the page asked, and how the next ones are answered. */
+const dialogs: string[] = [];
+let answer: 'accept' | 'dismiss' = 'accept';
+/** Every POST the page sent (the actions). */
+const posts: string[] = [];
 
 /** Pids of the processes whose command line names our browser profile folder. */
 function browserPids(): number[] {
@@ -74,8 +79,14 @@ beforeAll(async () => {
     viewport: { width: 1280, height: 900 },
   });
   page = context.pages()[0] ?? (await context.newPage());
-  // Every action asks for confirmation: accept it, as a user would.
-  page.on('dialog', (dialog) => void dialog.accept());
+  // Every action asks for confirmation: answer as the test says, and remember the question.
+  page.on('dialog', (dialog) => {
+    dialogs.push(dialog.message());
+    void (answer === 'accept' ? dialog.accept() : dialog.dismiss());
+  });
+  page.on('request', (request) => {
+    if (request.method() === 'POST') posts.push(new URL(request.url()).pathname);
+  });
 }, 120_000);
 
 afterAll(async () => {
@@ -105,6 +116,20 @@ test('the page shows the daemon with both workers', async () => {
     await screenshot('dashboard');
   });
 }, 60_000);
+
+test('the + worker and − worker buttons scale the daemon, after confirmation', async () => {
+  await withLogs(e2e, async () => {
+    const rows = () => page.locator('[data-testid="worker-row"]').count();
+    await page.waitForSelector('button[data-action="increase"]', { timeout: 10_000 });
+    await page.click('button[data-action="increase"]');
+    expect(dialogs.at(-1)).toContain('Add a worker');
+    await waitFor(async () => (await rows()) === 3, { timeout: 60, what: 'a third worker row' });
+    expect((await e2e.client.getStatus()).numberWorkers).toBe(3);
+    await page.click('button[data-action="decrease"]');
+    await waitFor(async () => (await rows()) === 2, { timeout: 60, what: 'two worker rows again' });
+    expect((await e2e.client.getStatus()).numberWorkers).toBe(2);
+  });
+}, 150_000);
 
 test('a process submitted from the command line appears without a reload and reaches finished', async () => {
   await withLogs(e2e, async () => {
@@ -153,8 +178,16 @@ test('the kill button on a running `sleep 60` shell job makes it killed', async 
       what: `shell job ${pk} to run`,
     });
     await page.waitForSelector(rowInState(pk, 'running'), { timeout: 10_000 });
-    await page.click(`[data-testid="process-row"][data-pk="${pk}"] button[data-action="kill"]`);
+    const kill = `[data-testid="process-row"][data-pk="${pk}"] button[data-action="kill"]`;
+    // Said no to: nothing happens.
+    answer = 'dismiss';
+    await page.click(kill);
+    answer = 'accept';
+    expect(dialogs.at(-1)).toContain(`Kill process ${pk}?`);
+    expect(posts).not.toContain(`/api/processes/${pk}/kill`);
+    await page.click(kill);
     await page.waitForSelector(rowInState(pk, 'killed'), { timeout: 30_000 });
+    expect(posts.filter((p) => p === `/api/processes/${pk}/kill`)).toHaveLength(1);
     const row = await e2e.engine.getProcess(pk);
     expect(row.state).toBe('killed');
     expect(row.processStatus).toContain('web dashboard');
