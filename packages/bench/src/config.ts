@@ -4,7 +4,15 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 /** The benchmarks, by the name `--only` takes. */
-export const SECTIONS = ['control', 'publish', 'throughput', 'latency', 'memory', 'scale'] as const;
+export const SECTIONS = [
+  'control',
+  'publish',
+  'throughput',
+  'latency',
+  'memory',
+  'scale',
+  'web',
+] as const;
 export type Section = (typeof SECTIONS)[number];
 
 /** What one run measures, and how often. */

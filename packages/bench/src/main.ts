@@ -20,6 +20,7 @@ import { previousAnalysis, renderMarkdown } from './report.js';
 import type { BenchResults, Figure } from './results.js';
 import { benchScale } from './scale.js';
 import { benchPublish, benchThroughput } from './throughput.js';
+import { benchWeb } from './web.js';
 
 // `--render-only`: rewrite benchmarks.md and the chart from an existing benchmarks.json.
 if (process.argv.includes('--render-only')) {
@@ -131,6 +132,7 @@ try {
     results.scale = { traces, processes: config.scaleN, seconds, heap };
     return figures;
   });
+  await section('web', () => benchWeb(config));
   if (config.cpuProfile) {
     log('--- cpu profiles ---');
     try {

@@ -118,6 +118,11 @@ const HINTS: Record<string, { hint: string; exitCode?: ExitCode }> = {
   },
   store_version_unsupported: { hint: 'Use the version of aiida that wrote this store.' },
   store_error: { hint: 'See `aiida status` for the storage.' },
+  web_insecure_bind: {
+    hint: 'Bind to 127.0.0.1 (the default), or give an access token with `--token`.',
+    exitCode: ExitCodes.usage,
+  },
+  web_listen_failed: { hint: 'Choose another port with `--port`, or stop what uses it.' },
 };
 
 /**

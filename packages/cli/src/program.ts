@@ -7,6 +7,7 @@ import { registerPrestoCommand } from './commands/presto.js';
 import { registerProcessCommands } from './commands/process.js';
 import { registerProfileCommands } from './commands/profile.js';
 import { registerStatusCommand } from './commands/status.js';
+import { registerWebCommand } from './commands/web.js';
 import { describeError, ExitCodes } from './errors.js';
 import { withExamples } from './help.js';
 import { echoError } from './output.js';
@@ -35,6 +36,7 @@ export function createProgram(): Command {
     'aiida process list -a',
     'aiida -p other daemon status',
     'aiida status',
+    'aiida web --open',
   ]);
   registerPrestoCommand(program);
   registerProfileCommands(program);
@@ -44,6 +46,7 @@ export function createProgram(): Command {
   registerStatusCommand(program);
   registerDemoCommand(program);
   registerCompletionCommand(program);
+  registerWebCommand(program);
   addProfileOption(program);
   configureErrors(program, 'aiida');
   return program;

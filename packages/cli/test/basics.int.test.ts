@@ -44,6 +44,7 @@ const COMMANDS = [
   ['status'],
   ['demo'],
   ['completion'],
+  ['web'],
 ];
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: looking for colour escapes

@@ -9,13 +9,18 @@ import { type EngineLogger, stderrLogger } from './logger.js';
 import type { ControlChannel, TaskDispatcher } from './ports.js';
 import { killProcessGroup } from './process-group.js';
 import type {
+  ActivityBucket,
   ControlRequestOutcome,
   DeleteSelection,
   NewProcess,
+  ProcessDurations,
   ProcessFilter,
+  ProcessPage,
+  ProcessQuery,
   ProcessRecord,
   ProcessReport,
   ProcessStore,
+  ProcessSummary,
   TerminalEffects,
 } from './process-store.js';
 import type { ProcessRegistry } from './registry.js';
@@ -313,6 +318,31 @@ export class Engine {
   /** Processes matching `filter`, newest first by default. */
   listProcesses(filter: ProcessFilter = {}): Promise<ProcessRecord[]> {
     return this.store.listProcesses(filter);
+  }
+
+  /** A filtered page of processes, sorted and paged in the store, with the number of matches. */
+  queryProcesses(query: ProcessQuery = {}): Promise<ProcessPage> {
+    return this.store.queryProcesses(query);
+  }
+
+  /** Counts by state and type, claims and owner losses over the whole store. */
+  summarizeProcesses(): Promise<ProcessSummary> {
+    return this.store.summarizeProcesses();
+  }
+
+  /** Histograms (seconds) of the time from submission to start and from start to end. */
+  processDurations(bounds: readonly number[]): Promise<ProcessDurations> {
+    return this.store.processDurations(bounds);
+  }
+
+  /** A cheap opaque value that changes whenever a process row may have changed (for polling). */
+  changeToken(): Promise<string> {
+    return this.store.changeToken();
+  }
+
+  /** Processes that ended per `interval` seconds since `since` (ISO 8601), oldest first. */
+  processActivity(options: { since: string; interval: number }): Promise<ActivityBucket[]> {
+    return this.store.processActivity(options);
   }
 
   /** The report log of a process. */

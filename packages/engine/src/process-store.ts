@@ -188,6 +188,77 @@ export interface ProcessFilter {
   limit?: number;
 }
 
+/** Columns {@link ProcessQuery} can sort by. */
+export type ProcessSortKey = 'pk' | 'type' | 'state' | 'created' | 'modified' | 'finished';
+
+/** A filtered, sorted page of processes: {@link ProcessStore.queryProcesses}. */
+export interface ProcessQuery {
+  states?: readonly ProcessState[];
+  type?: string;
+  exitStatus?: number;
+  paused?: boolean;
+  /** Only processes created at or after this time (ISO 8601). */
+  createdAfter?: string;
+  /** Only processes created before this time (ISO 8601). */
+  createdBefore?: string;
+  /** @default 'pk' */
+  sort?: ProcessSortKey;
+  /** @default 'desc' */
+  order?: 'asc' | 'desc';
+  /** Rows to skip. @default 0 */
+  offset?: number;
+  /** Rows to return at most. @default 50 */
+  limit?: number;
+}
+
+/** Result of {@link ProcessStore.queryProcesses}. */
+export interface ProcessPage {
+  /** Rows matching the filter, whatever the page. */
+  total: number;
+  processes: ProcessRecord[];
+}
+
+/** Aggregates over every row of the store, for dashboards and metrics. */
+export interface ProcessSummary {
+  total: number;
+  /** Number of rows per (state, type); paused rows counted in their state and in `paused`. */
+  counts: { state: ProcessState; type: string; count: number; paused: number }[];
+  /** Claims granted so far (the sum of every row's lease epoch). */
+  claims: number;
+  /** Times an owner lost its lease while holding a process (summed over the rows). */
+  ownerLosses: number;
+  /** Latest change of any row, null for an empty store. */
+  lastModifiedAt: string | null;
+}
+
+/** A histogram over processes, cumulative as Prometheus wants it. */
+export interface DurationHistogram {
+  /** `counts[i]` = observations <= `bounds[i]` seconds. */
+  counts: number[];
+  /** All observations (the `+Inf` bucket). */
+  count: number;
+  /** Sum of the observations, seconds. */
+  sum: number;
+}
+
+/** Result of {@link ProcessStore.processDurations}. */
+export interface ProcessDurations {
+  bounds: number[];
+  /** From creation to the first start, over processes that started. */
+  queued: DurationHistogram;
+  /** From the first start to the end, over terminal processes that started. */
+  run: DurationHistogram;
+}
+
+/** Terminal processes per time bucket: {@link ProcessStore.processActivity}. */
+export interface ActivityBucket {
+  /** Start of the bucket (ISO 8601). */
+  time: string;
+  finished: number;
+  excepted: number;
+  killed: number;
+}
+
 /** One line of a process's report log. */
 export interface ProcessReport {
   /** Id of the line, increasing in the order lines were written (across all processes). */
@@ -248,6 +319,19 @@ export interface ProcessStore {
   getProcesses(pks: number[]): Promise<ProcessRecord[]>;
   listProcesses(filter?: ProcessFilter): Promise<ProcessRecord[]>;
   getReports(pk: number): Promise<ProcessReport[]>;
+  /** A filtered page of processes, sorted and paged in the store, with the total match count. */
+  queryProcesses(query?: ProcessQuery): Promise<ProcessPage>;
+  /** Counts by state and type, claims and owner losses over every row. */
+  summarizeProcesses(): Promise<ProcessSummary>;
+  /** Histograms of the time to start and the time to end, in seconds, over `bounds`. */
+  processDurations(bounds: readonly number[]): Promise<ProcessDurations>;
+  /**
+   * An opaque value that changes whenever a row of the store may have changed (a commit by this
+   * handle or any other process). Cheap: a dashboard polls it to know when to read again.
+   */
+  changeToken(): Promise<string>;
+  /** Processes that ended per `interval` seconds since `since` (ISO 8601), oldest first. */
+  processActivity(options: { since: string; interval: number }): Promise<ActivityBucket[]>;
 
   // --- leases ---------------------------------------------------------------------------------
   /**

@@ -7,19 +7,26 @@ import { type Clock, systemClock } from './clock.js';
 import { EngineError, EngineErrorCodes } from './errors.js';
 import type { JsonValue } from './json.js';
 import type {
+  ActivityBucket,
   CheckpointResult,
   ClaimResult,
   ControlRequestOutcome,
   DeleteSelection,
+  DurationHistogram,
   Lease,
   LeaseFence,
   LeaseRenewal,
   NewProcess,
+  ProcessDurations,
   ProcessFilter,
   ProcessGroupRecord,
+  ProcessPage,
+  ProcessQuery,
   ProcessRecord,
   ProcessReport,
+  ProcessSortKey,
   ProcessStore,
+  ProcessSummary,
   ReportLevel,
   TerminalEffects,
   TerminalResult,
@@ -82,6 +89,16 @@ interface ProcessRow {
 }
 
 const TERMINAL_SQL = `('${TERMINAL_STATES.join("', '")}')`;
+
+/** The column behind each sort key; ties are broken by pk so pages never overlap. */
+const SORT_COLUMNS: Record<ProcessSortKey, string> = {
+  pk: 'pk',
+  type: 'type',
+  state: 'state',
+  created: 'created_at',
+  modified: 'modified_at',
+  finished: 'finished_at',
+};
 
 function isTerminal(state: ProcessState): boolean {
   return TERMINAL_STATES.includes(state);
@@ -160,6 +177,8 @@ export class SqliteProcessStore implements ProcessStore {
   private readonly clock: Clock;
   private readonly stmts: ReturnType<SqliteProcessStore['prepare']>;
   private closed = false;
+  /** Commits made through this handle (SQLite's `data_version` counts only the others'). */
+  private localCommits = 0;
 
   constructor(options: SqliteStoreOptions) {
     this.location = options.filepath;
@@ -375,7 +394,9 @@ export class SqliteProcessStore implements ProcessStore {
       );
     }
     try {
-      return this.db.transaction(fn).immediate();
+      const result = this.db.transaction(fn).immediate();
+      this.localCommits++;
+      return result;
     } catch (error) {
       if (error instanceof EngineError) throw error;
       throw new EngineError(
@@ -626,6 +647,139 @@ export class SqliteProcessStore implements ProcessStore {
         params.push(Math.max(0, Math.floor(filter.limit)));
       }
       return (this.db.prepare(sql).all(...params) as ProcessRow[]).map(toRecord);
+    });
+  }
+
+  async queryProcesses(query: ProcessQuery = {}): Promise<ProcessPage> {
+    return this.read(() => {
+      const where: string[] = [];
+      const params: unknown[] = [];
+      if (query.states && query.states.length > 0) {
+        where.push('state IN (SELECT value FROM json_each(?))');
+        params.push(JSON.stringify(query.states));
+      }
+      if (query.type !== undefined) {
+        where.push('type = ?');
+        params.push(query.type);
+      }
+      if (query.exitStatus !== undefined) {
+        where.push('exit_status = ?');
+        params.push(query.exitStatus);
+      }
+      if (query.paused !== undefined) {
+        where.push('paused = ?');
+        params.push(query.paused ? 1 : 0);
+      }
+      if (query.createdAfter !== undefined) {
+        where.push('created_at >= ?');
+        params.push(Date.parse(query.createdAfter));
+      }
+      if (query.createdBefore !== undefined) {
+        where.push('created_at < ?');
+        params.push(Date.parse(query.createdBefore));
+      }
+      const clause = where.length > 0 ? ` WHERE ${where.join(' AND ')}` : '';
+      const total = (
+        this.db.prepare(`SELECT COUNT(*) AS n FROM processes${clause}`).get(...params) as {
+          n: number;
+        }
+      ).n;
+      const column = SORT_COLUMNS[query.sort ?? 'pk'];
+      const order = query.order === 'asc' ? 'ASC' : 'DESC';
+      const orderBy = column === 'pk' ? `pk ${order}` : `${column} ${order}, pk ${order}`;
+      const limit = Math.max(0, Math.floor(query.limit ?? 50));
+      const offset = Math.max(0, Math.floor(query.offset ?? 0));
+      const rows = this.db
+        .prepare(`SELECT * FROM processes${clause} ORDER BY ${orderBy} LIMIT ? OFFSET ?`)
+        .all(...params, limit, offset) as ProcessRow[];
+      return { total, processes: rows.map(toRecord) };
+    });
+  }
+
+  async summarizeProcesses(): Promise<ProcessSummary> {
+    return this.read(() => {
+      const counts = this.db
+        .prepare(
+          `SELECT state, type, COUNT(*) AS count, SUM(paused) AS paused
+           FROM processes GROUP BY state, type ORDER BY state, type`,
+        )
+        .all() as { state: ProcessState; type: string; count: number; paused: number }[];
+      const totals = this.db
+        .prepare(
+          `SELECT COUNT(*) AS total, COALESCE(SUM(epoch), 0) AS claims,
+             COALESCE(SUM(owner_losses), 0) AS losses, MAX(modified_at) AS modified
+           FROM processes`,
+        )
+        .get() as { total: number; claims: number; losses: number; modified: number | null };
+      return {
+        total: totals.total,
+        counts,
+        claims: totals.claims,
+        ownerLosses: totals.losses,
+        lastModifiedAt: iso(totals.modified),
+      };
+    });
+  }
+
+  async processDurations(bounds: readonly number[]): Promise<ProcessDurations> {
+    const sorted = [...bounds].sort((a, b) => a - b);
+    const histogram = (expression: string, condition: string): DurationHistogram => {
+      // One pass: a SUM(CASE) per bucket, in milliseconds as stored.
+      const buckets = sorted.map((_, i) => `SUM(CASE WHEN d <= ? THEN 1 ELSE 0 END) AS b${i}`);
+      const sql = `SELECT COUNT(*) AS n, COALESCE(SUM(d), 0) AS s${buckets.map((b) => `, ${b}`).join('')}
+        FROM (SELECT ${expression} AS d FROM processes WHERE ${condition})`;
+      const row = this.db.prepare(sql).get(...sorted.map((b) => b * 1000)) as Record<
+        string,
+        number | null
+      >;
+      return {
+        counts: sorted.map((_, i) => row[`b${i}`] ?? 0),
+        count: row.n ?? 0,
+        sum: (row.s ?? 0) / 1000,
+      };
+    };
+    return this.read(() => ({
+      bounds: sorted,
+      queued: histogram('started_at - created_at', 'started_at IS NOT NULL'),
+      run: histogram(
+        'finished_at - started_at',
+        `started_at IS NOT NULL AND finished_at IS NOT NULL AND state IN ${TERMINAL_SQL}`,
+      ),
+    }));
+  }
+
+  async changeToken(): Promise<string> {
+    return this.read(
+      () => `${this.db.pragma('data_version', { simple: true }) as number}.${this.localCommits}`,
+    );
+  }
+
+  async processActivity(options: { since: string; interval: number }): Promise<ActivityBucket[]> {
+    const since = Date.parse(options.since);
+    const width = Math.max(1, Math.round(options.interval * 1000));
+    return this.read(() => {
+      const rows = this.db
+        .prepare(
+          `SELECT CAST((finished_at - ?) / ? AS INTEGER) AS bucket, state, COUNT(*) AS n FROM processes
+           WHERE finished_at IS NOT NULL AND finished_at >= ? AND state IN ${TERMINAL_SQL}
+           GROUP BY bucket, state`,
+        )
+        .all(since, width, since) as { bucket: number; state: ProcessState; n: number }[];
+      const end = this.clock.now();
+      const buckets: ActivityBucket[] = [];
+      for (let t = since; t <= end; t += width) {
+        buckets.push({ time: iso(t)!, finished: 0, excepted: 0, killed: 0 });
+      }
+      for (const row of rows) {
+        const bucket = buckets[row.bucket];
+        if (
+          bucket &&
+          (row.state === 'finished' || row.state === 'excepted' || row.state === 'killed')
+        ) {
+          bucket[row.state] += row.n;
+        }
+      }
+      return buckets;
     });
   }
 

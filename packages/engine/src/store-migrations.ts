@@ -79,6 +79,13 @@ export const STORE_MIGRATIONS: readonly StoreMigration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    description: 'index for counts by state and type (dashboards, metrics)',
+    sql: `
+      CREATE INDEX processes_state_type ON processes (state, type, paused);
+    `,
+  },
 ];
 
 /** Schema version this code writes and reads. */

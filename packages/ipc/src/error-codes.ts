@@ -48,6 +48,14 @@ export const ErrorCodes = {
   storeVersionUnsupported: 'store_version_unsupported',
   storeError: 'store_error',
   leaseLost: 'lease_lost',
+  // web dashboard
+  webBadRequest: 'web_bad_request',
+  webUnauthorized: 'web_unauthorized',
+  webForbidden: 'web_forbidden',
+  webNotFound: 'web_not_found',
+  webMethodNotAllowed: 'web_method_not_allowed',
+  webInsecureBind: 'web_insecure_bind',
+  webListenFailed: 'web_listen_failed',
 } as const;
 
 /** One of the stable string codes of {@link ErrorCodes}. */

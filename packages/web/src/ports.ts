@@ -1,0 +1,32 @@
+import type { DaemonStatus, ScaleResult } from '@aiida/daemon-client';
+import type { Engine } from '@aiida/engine';
+
+/**
+ * What the dashboard needs of the engine: reads, aggregates and process control. An `Engine` of
+ * `@aiida/engine` fits; tests may pass their own.
+ */
+export type DashboardEngine = Pick<
+  Engine,
+  | 'getProcess'
+  | 'getReports'
+  | 'listProcesses'
+  | 'queryProcesses'
+  | 'summarizeProcesses'
+  | 'processDurations'
+  | 'processActivity'
+  | 'changeToken'
+  | 'killProcess'
+  | 'pauseProcess'
+  | 'playProcess'
+>;
+
+/**
+ * What the dashboard needs of the daemon: its status and scaling. A `DaemonClient` of
+ * `@aiida/daemon-client` fits.
+ */
+export interface DashboardDaemon {
+  getStatus(options?: { timeout?: number }): Promise<DaemonStatus>;
+  increaseWorkers(n?: number): Promise<ScaleResult>;
+  decreaseWorkers(n?: number): Promise<ScaleResult>;
+  restartDaemon(options?: { wait?: boolean }): Promise<unknown>;
+}
