@@ -48,7 +48,7 @@ export interface CreateProfileInput {
 }
 
 /**
- * Creates a profile and stores it in `config.json`: a new uuid, an SQLite file under
+ * Creates a profile and stores it in our config file: a new uuid, an SQLite file under
  * `storage/<name>/aiida.sqlite`, the default broker settings overridden by `input.broker`.
  * The first profile becomes the default. Throws {@link ConfigError} `profile_name_invalid`,
  * `profile_exists`, `option_unknown`/`option_invalid`, or `config_invalid` for bad broker settings.
@@ -121,7 +121,7 @@ export function getProfile(name?: string, opts: ConfigLocationOptions = {}): Pro
   return requireProfile(config, chosen, aiidaPath, sourceText(name, envName));
 }
 
-/** Every profile in `config.json`, sorted by name. */
+/** Every profile in our config file, sorted by name. */
 export function listProfiles(opts: ConfigLocationOptions = {}): Profile[] {
   const aiidaPath = resolveAiidaPath(opts.aiidaPath);
   const config = readConfig({ aiidaPath });
@@ -148,7 +148,7 @@ export function setDefaultProfile(name: string, opts: ConfigLocationOptions = {}
 }
 
 /**
- * Removes a profile from `config.json` (and unsets the default if it was the default). Leaves
+ * Removes a profile from our config file (and unsets the default if it was the default). Leaves
  * its storage and daemon folders on disk. Throws {@link ConfigError} `profile_not_found`.
  */
 export function deleteProfile(name: string, opts: ConfigLocationOptions = {}): void {

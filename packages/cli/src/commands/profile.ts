@@ -31,7 +31,7 @@ export function registerProfileCommands(program: Command): void {
     .command('profile')
     .summary('Inspect and manage the profiles.')
     .description(
-      'Inspect and manage the profiles of $AIIDA_PATH/.aiida/config.json. A profile is one ' +
+      'Inspect and manage the profiles of $AIIDA_PATH/.aiida/aiida-ts.json. A profile is one ' +
         'independent installation: its store, its broker settings, its daemon and its options.',
     );
   withExamples(group, [
