@@ -15,7 +15,11 @@ export {
   RabbitBroker,
 } from './rabbit-broker.js';
 export { type RpcHandler, RpcServer, type RpcServerOptions } from './rpc.js';
-export { readServerVersion } from './server-version.js';
+export {
+  type ReadServerVersionOptions,
+  readServerVersion,
+  type ServerVersionSettings,
+} from './server-version.js';
 export { type StateChangedHandler, StateChangedSubscription } from './subscription.js';
 export {
   TaskConsumer,
