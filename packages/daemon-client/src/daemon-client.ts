@@ -729,7 +729,7 @@ export class DaemonClient {
     if (reading === undefined) {
       throw new DaemonNotRunningException(
         `The daemon for profile '${this.profile.name}' is not running (no state file at ` +
-          `${this.stateFilePath}). Start it with startDaemon() (\`aiida daemon start\`).`,
+          `${this.stateFilePath}).`,
         { details: { stateFile: this.stateFilePath } },
       );
     }
@@ -742,8 +742,8 @@ export class DaemonClient {
     const pid = reading.state?.pid;
     return new DaemonStalePidException(
       `The daemon for profile '${this.profile.name}' is not running: its state file ` +
-        `${this.stateFilePath} is stale (${reading.reason ?? 'its process is gone'}). ` +
-        'startDaemon() or stopDaemon() remove it.',
+        `${this.stateFilePath} is stale (${reading.reason ?? 'its process is gone'}); starting ` +
+        'or stopping the daemon removes it.',
       { details: { pid, stateFile: this.stateFilePath, reason: reading.reason } },
     );
   }
