@@ -30,7 +30,9 @@ export async function checkBroker(profile: Profile, timeout: number): Promise<Br
   } finally {
     await broker.close({ timeout: 2 }).catch(() => {});
   }
-  const version = await readServerVersion(profile.broker.config, Math.min(timeout, 3));
+  const version = await readServerVersion(profile.broker.config, Math.min(timeout, 3), {
+    connectionName: `aiida-cli ${process.pid} version probe`,
+  });
   return { ok: true, version, error: undefined };
 }
 
@@ -53,13 +55,24 @@ export async function checkBrokerOfNewProfile(
     options.discard();
     throw new CliError(
       'broker_unreachable',
-      `Could not connect to the broker at ${url}: ${check.error?.message ?? 'unknown error'}. ` +
-        `No profile was created.`,
-      { hint: options.hint },
+      `Could not connect to the broker at ${url}: ${brokerFailureReason(check.error)}. ` +
+        'No profile was created.',
+      { hint: options.hint, cause: check.error },
     );
   }
   const version = options.showVersion && check.version ? ` (${check.version})` : '';
   echo(`${okMark()}${version}`);
+}
+
+/**
+ * Why a connection to the broker failed, for a sentence that names the URL itself: the
+ * connection error alone (`connect ECONNREFUSED 127.0.0.1:5999`), without the URL the broker's
+ * error repeats, and without a final full stop.
+ */
+export function brokerFailureReason(error: Error | undefined): string {
+  const reason = (error as { details?: { reason?: unknown } } | undefined)?.details?.reason;
+  const text = typeof reason === 'string' ? reason : (error?.message ?? 'unknown error');
+  return text.replace(/\.+$/, '');
 }
 
 /**

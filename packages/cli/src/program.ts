@@ -8,7 +8,7 @@ import { registerProfileCommands } from './commands/profile.js';
 import { registerStatusCommand } from './commands/status.js';
 import { describeError, ExitCodes } from './errors.js';
 import { withExamples } from './help.js';
-import { echoError } from './output.js';
+import { disableColors, echoError } from './output.js';
 import { CLI_VERSION } from './version.js';
 
 /**
@@ -26,7 +26,11 @@ export function createProgram(): Command {
     .option(
       '-p, --profile <name>',
       'The profile to use (default: $AIIDA_PROFILE, else the default profile).',
-    );
+    )
+    .option('--no-color', 'No colours in the output (as NO_COLOR=1).');
+  program.hook('preAction', (_root, action) => {
+    if (action.optsWithGlobals<{ color?: boolean }>().color === false) disableColors();
+  });
   withExamples(program, [
     'aiida presto                       # a working profile with defaults',
     'aiida daemon start 2',
@@ -76,6 +80,9 @@ function configureErrors(command: Command, path: string): void {
  */
 export async function main(argv: string[] = process.argv): Promise<number> {
   const program = createProgram();
+  // Before parsing, so that a usage error is printed without colours too.
+  const dashDash = argv.indexOf('--');
+  if (argv.slice(2, dashDash === -1 ? undefined : dashDash).includes('--no-color')) disableColors();
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : ExitCodes.ok;
