@@ -190,3 +190,39 @@ describe('importAiidaProfile', () => {
     expect(tmp.bytes()).toEqual(ours);
   });
 });
+
+describe('a config.json written by an earlier version of this package', () => {
+  const legacy = {
+    CONFIG_VERSION: { CURRENT: 1, OLDEST_COMPATIBLE: 1 },
+    profiles: {
+      dev: {
+        PROFILE_UUID: '0b5f2d8e-5a55-4a53-9d0a-2b7c3c1e9f10',
+        storage: { backend: 'core.sqlite', config: { filepath: '/x/aiida.sqlite' } },
+        process_control: { backend: 'core.rabbitmq', config: {} },
+        plugin_base_dir: '/x',
+        options: {},
+      },
+    },
+    default_profile: 'dev',
+    options: {},
+  };
+
+  test('is named, with what to do, when we have no profiles; and left alone', () => {
+    const file = getAiidaConfigFilePath(tmp.aiidaPath);
+    writeFileSync(file, JSON.stringify(legacy, null, 4));
+    const before = readFileSync(file);
+    const error = thrown(() => getProfile(undefined, at));
+    expect(error.code).toBe(ConfigErrorCodes.profileNotFound);
+    expect(error.message).toContain(
+      `but ${file} holds profiles that an earlier version of this package wrote there (dev); ` +
+        "rename that file to aiida-ts.json to use them (it is not Python AiiDA's).",
+    );
+    expect(readFileSync(file)).toEqual(before);
+  });
+
+  test("AiiDA's own file is not mistaken for one", () => {
+    aiidaConfig(9);
+    const error = thrown(() => getProfile('x', at));
+    expect(error.message).toContain('There are no profiles yet; create one first.');
+  });
+});
