@@ -355,8 +355,8 @@ export class DaemonClient {
       spawned.release();
       throw new DaemonTimeoutException(
         `The daemon for profile '${this.profile.name}' did not report its ${numberWorkers} ` +
-          `worker(s) ready within ${deadline} s (startDaemon waits max(timeout, ` +
-          `broker.task_timeout + 5 s)); what it started was stopped. If the machine is just slow, ` +
+          `worker(s) ready within ${deadline} s (a start waits for the larger of the timeout and ` +
+          `broker.task_timeout + 5 s); what it started was stopped. If the machine is just slow, ` +
           `raise the option daemon.timeout (now ${this.settings.timeout} s) or pass a larger ` +
           `timeout. Last lines of ${this.supervisorLogFile}:\n${tailOfFile(this.supervisorLogFile)}`,
         { details: { pid: spawned.pid, timeout: deadline } },
