@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '../../../tests/support/wait-for.js';
-import { CliSandbox, collect, prestoWithTestOptions, shown } from './cli.js';
+import { CliSandbox, collect, prestoWithTestOptions, shown, TEST_OPTION_VALUES } from './cli.js';
 
 const FIXTURES = join(
   dirname(fileURLToPath(import.meta.url)),
@@ -42,6 +42,7 @@ describe.each([9, 10, 11])("AiiDA's config.json of version %i", (version) => {
     sandbox = new CliSandbox(`aiida-cli-home-v${version}-`);
   });
   afterAll(async () => {
+    // cleanUp stops by pid whatever daemon of the sandbox still runs.
     await sandbox.cleanUp();
   });
 
@@ -55,6 +56,11 @@ describe.each([9, 10, 11])("AiiDA's config.json of version %i", (version) => {
       ['config', 'set', '--global', 'daemon.default_workers', '2'],
       ['-p', 'second', 'config', 'set', 'daemon.worker_process_slots', '50'],
       ['config', 'unset', 'daemon.timeout'],
+      ...TEST_OPTION_VALUES.map(([option, value]) => ['config', 'set', option, value]),
+      ['daemon', 'start', '1'],
+      ['daemon', 'status'],
+      ['status'],
+      ['daemon', 'stop'],
       ['profile', 'set-default', 'second'],
       ['profile', 'import-aiida', 'local', '--as', 'from-aiida', '--check'],
       ['profile', 'list'],
