@@ -16,8 +16,10 @@ export {
 } from './rabbit-broker.js';
 export { type RpcHandler, RpcServer, type RpcServerOptions } from './rpc.js';
 export {
+  probeServer,
   type ReadServerVersionOptions,
   readServerVersion,
+  type ServerProbe,
   type ServerVersionSettings,
 } from './server-version.js';
 export { type StateChangedHandler, StateChangedSubscription } from './subscription.js';

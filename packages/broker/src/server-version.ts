@@ -24,15 +24,40 @@ export interface ReadServerVersionOptions {
  * Resolves undefined when the version can't be read within `timeout` seconds; once read, it is
  * returned even when the rest of the handshake fails (the failure is the broker's to log).
  */
-export function readServerVersion(
+export async function readServerVersion(
   settings: ServerVersionSettings,
   timeout: number,
   options: ReadServerVersionOptions = {},
 ): Promise<string | undefined> {
+  return (await probeServer(settings, timeout, options)).version;
+}
+
+/** What {@link probeServer} found at the broker's address. */
+export interface ServerProbe {
+  /** The server's product and version, when it answered as an AMQP 0-9-1 broker. */
+  version: string | undefined;
+  /**
+   * When something answered that is not an AMQP broker (an HTTP server, say): the start of its
+   * answer, printable, at most 60 characters. A client library fed such an answer may fail
+   * badly (rabbitmq-client reads its first bytes as a frame size), so check this first.
+   */
+  notAmqp: string | undefined;
+}
+
+/**
+ * {@link readServerVersion}, telling also whether what answered is an AMQP broker at all. Resolves
+ * at once on an answer that is not AMQP; otherwise as {@link readServerVersion} does.
+ */
+export function probeServer(
+  settings: ServerVersionSettings,
+  timeout: number,
+  options: ReadServerVersionOptions = {},
+): Promise<ServerProbe> {
   return new Promise((resolve) => {
     let buffer = Buffer.alloc(0);
     let settled = false;
     let version: string | undefined;
+    let notAmqp: string | undefined;
     const socket =
       settings.protocol === 'amqps'
         ? tlsConnect({ host: settings.host, port: settings.port, servername: settings.host })
@@ -42,7 +67,7 @@ export function readServerVersion(
       settled = true;
       clearTimeout(timer);
       socket.destroy();
-      resolve(version);
+      resolve({ version, notAmqp });
     };
     const timer = setTimeout(finish, timeout * 1000);
     socket.once(settings.protocol === 'amqps' ? 'secureConnect' : 'connect', () => {
@@ -72,8 +97,19 @@ export function readServerVersion(
         default:
       }
     };
+    let first = true;
     socket.on('data', (chunk: Buffer) => {
       buffer = Buffer.concat([buffer, chunk]);
+      if (first) {
+        first = false;
+        // A broker answers with a method frame (type 1), or with its own protocol header
+        // ("AMQP...") when it speaks another version.
+        if (buffer[0] !== 1 && buffer[0] !== 0x41) {
+          notAmqp = printable(buffer.subarray(0, 60));
+          finish();
+          return;
+        }
+      }
       try {
         for (;;) {
           if (buffer.length < 7) return;
@@ -93,6 +129,13 @@ export function readServerVersion(
     socket.on('error', finish);
     socket.on('close', finish);
   });
+}
+
+function printable(bytes: Buffer): string {
+  return bytes
+    .toString('latin1')
+    .replace(/[^\x20-\x7e]+/g, ' ')
+    .trim();
 }
 
 function shortString(text: string): Buffer {

@@ -1,5 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import { readServerVersion } from '../src/server-version.js';
+import { probeServer, readServerVersion } from '../src/server-version.js';
 
 /** An AMQP field table holding the given long strings and one nested table of booleans. */
 function table(strings: Record<string, string>, nested?: Record<string, boolean>): Buffer {
@@ -182,6 +182,24 @@ describe('readServerVersion', () => {
     server = fake.server;
     await expect(readServerVersion(settings(fake.port), 2)).resolves.toBe('RabbitMQ 3.12.1');
     expect(fake.received.map((f) => f.id)).toEqual(['10.11', '10.51']);
+  });
+
+  it('tells a server that is not an AMQP broker, with the start of what it said', async () => {
+    const fake = await fakeServer((socket) =>
+      socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n'),
+    );
+    server = fake.server;
+    await expect(probeServer(settings(fake.port), 2)).resolves.toEqual({
+      version: undefined,
+      notAmqp: 'HTTP/1.1 400 Bad Request Content-Length: 0',
+    });
+    const broker = await fakeServer((socket) => socket.write(START), brokerSide);
+    server.close();
+    server = broker.server;
+    await expect(probeServer(settings(broker.port), 2)).resolves.toEqual({
+      version: 'RabbitMQ 3.12.1',
+      notAmqp: undefined,
+    });
   });
 
   it('resolves undefined when the server hangs up without a connection.start', async () => {

@@ -287,6 +287,37 @@ describe('messages users saw wrong', () => {
   });
 });
 
+describe('presto against a server that is not a broker', () => {
+  let sandbox: CliSandbox;
+  let server: Server | undefined;
+  beforeAll(() => {
+    sandbox = new CliSandbox('aiida-cli-notamqp-');
+  });
+  afterAll(async () => {
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    await sandbox.cleanUp();
+  });
+
+  it('says what answered instead of crashing, and leaves no profile', async () => {
+    server = createServer((socket) => {
+      socket.on('error', () => {});
+      socket.once('data', () => socket.end('HTTP/1.1 400 Bad Request\r\n\r\n'));
+    });
+    await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    const result = await sandbox.run(['presto'], { env: { AIIDA_BROKER_PORT: String(port) } });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(
+      new RegExp(
+        `^Error: Could not connect to the broker at amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:${port}/\\?heartbeat=600: what answers at 127\\.0\\.0\\.1:${port} is not an AMQP 0-9-1 broker \\(it said "HTTP/1\\.1 400 Bad Request"\\)\\. No profile was created\\.$`,
+        'm',
+      ),
+    );
+    expect(result.stderr).not.toContain('    at ');
+    expect(sandbox.profiles()).toEqual([]);
+  });
+});
+
 /** RabbitMQ's log files (`AIIDA_TEST_RABBITMQ_LOG`, else /var/log/rabbitmq/*.log). */
 function rabbitLogText(): string {
   const files =
