@@ -15,7 +15,13 @@ export {
   RabbitBroker,
 } from './rabbit-broker.js';
 export { type RpcHandler, RpcServer, type RpcServerOptions } from './rpc.js';
-export { readServerVersion } from './server-version.js';
+export {
+  probeServer,
+  type ReadServerVersionOptions,
+  readServerVersion,
+  type ServerProbe,
+  type ServerVersionSettings,
+} from './server-version.js';
 export { type StateChangedHandler, StateChangedSubscription } from './subscription.js';
 export {
   TaskConsumer,

@@ -630,15 +630,19 @@ export class RabbitBroker {
 
   #unreachable(error: unknown): BrokerError {
     const cause = (error as { cause?: unknown })?.cause ?? error;
-    const text =
+    const text = (
       error instanceof Error && error.message.startsWith('no connection within')
         ? error.message
-        : describeError(cause);
+        : describeError(cause)
+    )
+      // rabbitmq-client writes a refused login as "undefined: ACCESS_REFUSED - ... logfile."
+      .replace(/^undefined: /, '')
+      .replace(/\.+$/, '');
     return new BrokerError(
       'broker_unreachable',
       `cannot connect to RabbitMQ at ${this.redactedUrl} for profile ${this.#profile.name}: ${text}. ` +
         "Check that RabbitMQ is running and that the profile's broker settings are right.",
-      { cause },
+      { cause, details: { reason: text, url: this.redactedUrl } },
     );
   }
 

@@ -1,4 +1,4 @@
-import { RabbitBroker, readServerVersion } from '@aiida/broker';
+import { probeServer, RabbitBroker } from '@aiida/broker';
 import { getRedactedBrokerUrl, type Profile } from '@aiida/config';
 import { CliError } from './errors.js';
 import { echo, echoInline, failedMark, okMark } from './output.js';
@@ -13,11 +13,26 @@ export interface BrokerCheck {
 }
 
 /**
- * Connects to the profile's broker as every client of the profile does (credentials checked, the
- * profile's topology declared), reads the server's version, and closes again, within `timeout`
- * seconds.
+ * Reads the server's version (and that it is an AMQP broker at all), then connects to the
+ * profile's broker as every client of the profile does (credentials checked, the profile's
+ * topology declared) and closes again, within `timeout` seconds.
  */
 export async function checkBroker(profile: Profile, timeout: number): Promise<BrokerCheck> {
+  // The probe goes first: it tells a server that is not an AMQP broker (a web server on that
+  // port, say) from one, which the client library can't be given safely.
+  const probe = await probeServer(profile.broker.config, Math.min(timeout, 3), {
+    connectionName: `aiida-cli ${process.pid} version probe`,
+  });
+  if (probe.notAmqp !== undefined) {
+    const { host, port } = profile.broker.config;
+    return {
+      ok: false,
+      version: undefined,
+      error: new Error(
+        `what answers at ${host}:${port} is not an AMQP 0-9-1 broker (it said "${probe.notAmqp}")`,
+      ),
+    };
+  }
   const broker = quietBroker(profile);
   try {
     await broker.connect({ timeout });
@@ -30,8 +45,7 @@ export async function checkBroker(profile: Profile, timeout: number): Promise<Br
   } finally {
     await broker.close({ timeout: 2 }).catch(() => {});
   }
-  const version = await readServerVersion(profile.broker.config, Math.min(timeout, 3));
-  return { ok: true, version, error: undefined };
+  return { ok: true, version: probe.version, error: undefined };
 }
 
 /**
@@ -53,13 +67,24 @@ export async function checkBrokerOfNewProfile(
     options.discard();
     throw new CliError(
       'broker_unreachable',
-      `Could not connect to the broker at ${url}: ${check.error?.message ?? 'unknown error'}. ` +
-        `No profile was created.`,
-      { hint: options.hint },
+      `Could not connect to the broker at ${url}: ${brokerFailureReason(check.error)}. ` +
+        'No profile was created.',
+      { hint: options.hint, cause: check.error },
     );
   }
   const version = options.showVersion && check.version ? ` (${check.version})` : '';
   echo(`${okMark()}${version}`);
+}
+
+/**
+ * Why a connection to the broker failed, for a sentence that names the URL itself: the
+ * connection error alone (`connect ECONNREFUSED 127.0.0.1:5999`), without the URL the broker's
+ * error repeats, and without a final full stop.
+ */
+export function brokerFailureReason(error: Error | undefined): string {
+  const reason = (error as { details?: { reason?: unknown } } | undefined)?.details?.reason;
+  const text = typeof reason === 'string' ? reason : (error?.message ?? 'unknown error');
+  return text.replace(/\.+$/, '');
 }
 
 /**

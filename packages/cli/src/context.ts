@@ -22,7 +22,7 @@ export function globalOptions(command: Command): GlobalOptions {
 
 /**
  * The profile a command acts on: `-p/--profile`, else `AIIDA_PROFILE`, else the default profile
- * of `$AIIDA_PATH/.aiida/config.json`. Throws `ConfigError` `profile_not_found`.
+ * of `$AIIDA_PATH/.aiida/aiida-ts.json`. Throws `ConfigError` `profile_not_found`.
  */
 export function loadProfile(command: Command): Profile {
   return getProfile(globalOptions(command).profile);

@@ -64,6 +64,9 @@ const HINTS: Record<string, { hint: string; exitCode?: ExitCode }> = {
   profile_not_found: {
     hint: 'List the profiles with `aiida profile list`, or create one with `aiida presto`.',
   },
+  profile_without_broker: {
+    hint: "Give AiiDA's profile a RabbitMQ first, or create one of ours with `aiida presto`.",
+  },
   profile_exists: { hint: 'Choose another name with `-p NAME`, or see `aiida profile list`.' },
   profile_name_invalid: {
     hint: 'Use letters, digits, `.`, `_` and `-` only.',

@@ -3,11 +3,20 @@ import { styleText } from 'node:util';
 /** A text style the command line uses; applied only when the stream is a terminal. */
 export type Style = 'green' | 'red' | 'yellow' | 'blue' | 'bold' | 'dim';
 
+let colorsOff = false;
+
+/** `--no-color`: no colours on any stream, whatever the environment says. */
+export function disableColors(): void {
+  colorsOff = true;
+}
+
 /**
- * Whether text written to `stream` gets colours: `FORCE_COLOR` (non-empty, not `0`) forces them,
+ * Whether text written to `stream` gets colours: `--no-color` ({@link disableColors}) removes
+ * them, else `FORCE_COLOR` (non-empty, not `0`) forces them,
  * `NO_COLOR` (non-empty) removes them, otherwise only a terminal gets them.
  */
 function colorsEnabled(stream: NodeJS.WriteStream): boolean {
+  if (colorsOff) return false;
   const force = process.env.FORCE_COLOR;
   if (force !== undefined && force !== '' && force !== '0') return true;
   if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') return false;

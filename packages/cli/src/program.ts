@@ -10,7 +10,7 @@ import { registerStatusCommand } from './commands/status.js';
 import { registerWebCommand } from './commands/web.js';
 import { describeError, ExitCodes } from './errors.js';
 import { withExamples } from './help.js';
-import { echoError } from './output.js';
+import { disableColors, echoError } from './output.js';
 import { CLI_VERSION } from './version.js';
 
 /**
@@ -26,9 +26,13 @@ export function createProgram(): Command {
     .helpOption('-h, --help', 'Show help for the command, with examples.')
     .helpCommand('help [command]', 'Show help for a command.')
     .option('-p, --profile <name>', PROFILE_HELP)
+    .option('--no-color', NO_COLOR_HELP)
     // Options of `aiida` itself only before the subcommand, so that a subcommand may give `-p`
     // another meaning, as verdi does: `aiida -p PROFILE process list -p 1` (past days).
     .enablePositionalOptions();
+  program.hook('preAction', (_root, action) => {
+    if (action.optsWithGlobals<{ color?: boolean }>().color === false) disableColors();
+  });
   withExamples(program, [
     'aiida presto                       # a working profile with defaults',
     'aiida daemon start 2',
@@ -53,10 +57,12 @@ export function createProgram(): Command {
 }
 
 const PROFILE_HELP = 'The profile to use (default: $AIIDA_PROFILE, else the default profile).';
+const NO_COLOR_HELP = 'No colours in the output (as NO_COLOR=1).';
 
 /**
- * Lets every command take `-p/--profile NAME` after its name too (`aiida daemon status -p NAME`);
- * a command that uses `-p` for something else takes `--profile NAME` only.
+ * Lets every command take `-p/--profile NAME` and `--no-color` after its name too (`aiida daemon
+ * status -p NAME --no-color`); a command that uses `-p` for something else takes `--profile NAME`
+ * only.
  */
 function addProfileOption(command: Command): void {
   for (const sub of command.commands) {
@@ -66,6 +72,7 @@ function addProfileOption(command: Command): void {
     }
     const taken = sub.options.some((option) => option.short === '-p');
     sub.option(taken ? '--profile <name>' : '-p, --profile <name>', PROFILE_HELP);
+    sub.option('--no-color', NO_COLOR_HELP);
   }
 }
 
@@ -99,6 +106,9 @@ function configureErrors(command: Command, path: string): void {
  */
 export async function main(argv: string[] = process.argv): Promise<number> {
   const program = createProgram();
+  // Before parsing, so that a usage error is printed without colours too.
+  const dashDash = argv.indexOf('--');
+  if (argv.slice(2, dashDash === -1 ? undefined : dashDash).includes('--no-color')) disableColors();
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : ExitCodes.ok;

@@ -52,8 +52,9 @@ describe('aiida daemon', () => {
     expect(text.code).toBe(3);
     expect(text.stdout).toBe(`Profile: ${PROFILE}\n`);
     const lines = text.stderr.trim().split('\n');
-    expect(lines).toHaveLength(1);
+    expect(lines).toHaveLength(2);
     expect(lines[0]).toMatch(/^Error: The daemon for profile 'daemon-test' is not running/);
+    expect(lines[1]).toBe('Hint: Start it with `aiida daemon start`.');
     const { code, json } = await status();
     expect(code).toBe(3);
     expect(json).toMatchObject({ profile: PROFILE, running: false, status: null });

@@ -16,7 +16,7 @@ async function closedPort(): Promise<number> {
 
 describe('aiida presto, profile and config', () => {
   let sandbox: CliSandbox;
-  const configFile = () => join(sandbox.aiidaPath, '.aiida', 'config.json');
+  const configFile = () => join(sandbox.aiidaPath, '.aiida', 'aiida-ts.json');
 
   beforeAll(() => {
     sandbox = new CliSandbox('aiida-cli-profile-');

@@ -49,7 +49,7 @@ const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
 
 /**
- * Reads, migrates (in memory) and validates `config.json`. A missing file is an empty config.
+ * Reads, migrates (in memory) and validates our config file, `aiida-ts.json`. A missing file is an empty config.
  * Never writes, truncates or repairs the file: a bad file is a {@link ConfigError} naming the
  * file, the JSON path and what was expected.
  */
@@ -127,8 +127,8 @@ export function parseConfigText(
 }
 
 /**
- * Changes `config.json` safely: takes the write lock, re-reads the file inside it (so changes of
- * concurrent writers are kept), lets `mutate` change the config in place, validates the result
+ * Changes our config file (`aiida-ts.json`, never AiiDA's `config.json`) safely: takes the write
+ * lock, re-reads the file inside it (so changes of concurrent writers are kept), lets `mutate` change the config in place, validates the result
  * and replaces the file atomically (temporary file in the same folder, fsync, rename). Creates
  * the folder (0700) and the file (0600) on first write. When `mutate` changes nothing, nothing
  * is written. Returns what `mutate` returned.

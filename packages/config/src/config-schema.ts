@@ -42,7 +42,7 @@ const brokerConfigFileSchema = z.strictObject({
     .default({ ...DEFAULT_BROKER_PARAMETERS }),
 });
 
-/** One profile as stored in `config.json`. */
+/** One profile as stored in our config file (`aiida-ts.json`). */
 const profileFileSchema = z.strictObject({
   PROFILE_UUID: z.uuid(),
   storage: z.strictObject({
@@ -57,7 +57,7 @@ const profileFileSchema = z.strictObject({
   options: optionsSchema('profile').default({}),
 });
 
-/** The whole `config.json` at {@link CONFIG_VERSION}. */
+/** Our whole config file (`aiida-ts.json`) at {@link CONFIG_VERSION}. */
 export const configFileSchema = z.strictObject({
   CONFIG_VERSION: z.strictObject({
     CURRENT: z.number().int().min(1),
@@ -73,11 +73,11 @@ export const configFileSchema = z.strictObject({
   options: optionsSchema('global').default({}),
 });
 
-/** `config.json` as stored: AiiDA's shape and key names. */
+/** Our config file as stored: AiiDA's shape and key names, but its own file and version line. */
 export type ConfigFile = z.output<typeof configFileSchema>;
-/** One profile as stored in `config.json`. */
+/** One profile as stored in our config file (`aiida-ts.json`). */
 export type ProfileFile = z.output<typeof profileFileSchema>;
-/** A profile's broker block as stored in `config.json`. */
+/** A profile's broker block as stored in our config file (`aiida-ts.json`). */
 export type BrokerConfigFile = z.output<typeof brokerConfigFileSchema>;
 
 /** The config of a missing file: no profiles, no default, no options. */

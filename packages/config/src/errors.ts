@@ -15,6 +15,8 @@ export const ConfigErrorCodes = {
   configVersionUnsupported: 'config_version_unsupported',
   /** No profile of that name, or no profile given and no default set. */
   profileNotFound: 'profile_not_found',
+  /** Python AiiDA's profile has no RabbitMQ broker whose settings could be imported. */
+  profileWithoutBroker: 'profile_without_broker',
   /** A profile of that name already exists. */
   profileExists: 'profile_exists',
   /** The profile name is not a safe file name. */

@@ -68,6 +68,21 @@ function issueMessage(issue: z.core.$ZodIssue): string {
       return `expected ${issue.expected === 'int' ? 'integer' : issue.expected}, got ${describeInput(issue.input)}`;
     case 'invalid_value':
       return `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${describeInput(issue.input)}`;
+    case 'too_small':
+    case 'too_big':
+      if (issue.origin === 'number' || issue.origin === 'int' || issue.origin === 'bigint') {
+        const bound = issue.code === 'too_small' ? issue.minimum : issue.maximum;
+        const op =
+          issue.code === 'too_small'
+            ? issue.inclusive
+              ? '>='
+              : '>'
+            : issue.inclusive
+              ? '<='
+              : '<';
+        return `must be ${op} ${String(bound)}, got ${describeInput(issue.input)}`;
+      }
+      return issue.message;
     default:
       return issue.message;
   }

@@ -1,8 +1,16 @@
 /**
- * @aiida/config: profiles, the option registry and `$AIIDA_PATH/.aiida/config.json`, plus the
- * paths of a profile's files. This list is the package's whole public API.
+ * @aiida/config: profiles, the option registry and `$AIIDA_PATH/.aiida/aiida-ts.json` (beside
+ * Python AiiDA's `config.json`, which is only ever read), plus the paths of a profile's files.
+ * This list is the package's whole public API.
  */
 
+export {
+  type AiidaBrokerSettings,
+  type AiidaConfigLocationOptions,
+  type ImportAiidaProfileInput,
+  importAiidaProfile,
+  readAiidaBrokerSettings,
+} from './aiida-config.js';
 export {
   type BrokerSettings,
   brokerSettingsSchema,
@@ -65,8 +73,10 @@ export {
   type OptionValue,
 } from './options.js';
 export {
+  AIIDA_CONFIG_FILE_NAME,
   CONFIG_DIR_NAME,
   CONFIG_FILE_NAME,
+  getAiidaConfigFilePath,
   getConfigDir,
   getConfigFilePath,
   getDaemonDir,
@@ -74,6 +84,7 @@ export {
   getStorageDir,
   type ProfileLocation,
   resolveAiidaPath,
+  resolveConfigDirFromList,
 } from './paths.js';
 export {
   assertValidProfileName,

@@ -1,3 +1,4 @@
+import type { z } from 'zod';
 import { ConfigError, ConfigErrorCodes } from './errors.js';
 import { formatProblems, zodIssuesToProblems } from './format-issues.js';
 import {
@@ -71,9 +72,16 @@ export function parseOptionValue(
     if (decodedOk) {
       const parsed = definition.schema.safeParse(decoded, { reportInput: true });
       if (parsed.success) return parsed.data;
+      // '-5' on a command line is the number -5: say which rule the number broke (a range, a
+      // whole number), not that a string is not a number.
+      if (typeof decoded !== 'string') return invalidValue(name, value, parsed.error);
     }
   }
-  const problems = zodIssuesToProblems(direct.error.issues);
+  return invalidValue(name, value, direct.error);
+}
+
+function invalidValue(name: OptionName, value: unknown, error: z.ZodError): never {
+  const problems = zodIssuesToProblems(error.issues);
   const detail =
     problems.length === 1 && problems[0]?.path === ''
       ? ` ${problems[0].message}`
@@ -81,7 +89,7 @@ export function parseOptionValue(
   throw new ConfigError(
     ConfigErrorCodes.optionInvalid,
     `Invalid value ${describeValue(value)} for option '${name}'${unitText(name)}:${detail}`,
-    { cause: direct.error },
+    { cause: error },
   );
 }
 

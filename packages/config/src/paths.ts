@@ -1,10 +1,16 @@
+import { statSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, delimiter, dirname, join, resolve } from 'node:path';
 
-/** Name of the folder under `AIIDA_PATH` that holds the config file, daemons and storage. */
+/** Name of the folder under `AIIDA_PATH` that holds the config files, daemons and storage. */
 export const CONFIG_DIR_NAME = '.aiida';
-/** Name of the config file inside the config folder. */
-export const CONFIG_FILE_NAME = 'config.json';
+/**
+ * Name of our config file inside the config folder. Python AiiDA keeps its own `config.json` in
+ * the same folder; we never write that file (see the package README for why).
+ */
+export const CONFIG_FILE_NAME = 'aiida-ts.json';
+/** Name of Python AiiDA's config file in the config folder: read (never written) by import. */
+export const AIIDA_CONFIG_FILE_NAME = 'config.json';
 
 /** The part of a profile that locates its files: its name and the `AIIDA_PATH` it came from. */
 export interface ProfileLocation {
@@ -13,12 +19,43 @@ export interface ProfileLocation {
 }
 
 /**
- * The `AIIDA_PATH` to use: the argument, else the environment variable `AIIDA_PATH`, else the
- * home directory (as in AiiDA). Always absolute.
+ * The config folder that an `AIIDA_PATH` value selects, by Python AiiDA's rules
+ * (`aiida.manage.configuration.settings`):
+ *
+ * - the value is a list separated by `:` (the platform's path delimiter); empty entries are
+ *   skipped; `~` at the start of an entry is the home directory;
+ * - an entry whose last component is `.aiida` is the config folder itself; any other entry is a
+ *   folder that holds `.aiida`;
+ * - the first entry whose config folder exists (as a folder) wins; if none exists, the last
+ *   entry's is used (and created on the first write);
+ * - with no entries at all (unset, empty, or only separators) it is `~/.aiida`.
+ *
+ * `value` defaults to the environment variable `AIIDA_PATH`. Always absolute.
+ */
+export function resolveConfigDirFromList(
+  value: string | undefined = process.env.AIIDA_PATH,
+): string {
+  const entries = (value ?? '').split(delimiter).filter((entry) => entry !== '');
+  let chosen: string | undefined;
+  for (const entry of entries) {
+    chosen = configDirOfEntry(entry);
+    if (isFolder(chosen)) break;
+  }
+  return chosen ?? join(homedir(), CONFIG_DIR_NAME);
+}
+
+/**
+ * The `AIIDA_PATH` to use, as the folder that holds `.aiida`: for an argument, that one folder
+ * (either the folder holding `.aiida` or the `.aiida` folder itself); else the environment
+ * variable `AIIDA_PATH` read by AiiDA's rules ({@link resolveConfigDirFromList}); else the home
+ * directory. Always absolute.
  */
 export function resolveAiidaPath(aiidaPath?: string): string {
-  const chosen = aiidaPath ?? nonEmpty(process.env.AIIDA_PATH) ?? homedir();
-  return resolve(chosen);
+  const configDir =
+    aiidaPath === undefined || aiidaPath === ''
+      ? resolveConfigDirFromList()
+      : configDirOfEntry(aiidaPath);
+  return dirname(configDir);
 }
 
 /** The config folder, `<aiidaPath>/.aiida`. */
@@ -26,9 +63,14 @@ export function getConfigDir(aiidaPath?: string): string {
   return join(resolveAiidaPath(aiidaPath), CONFIG_DIR_NAME);
 }
 
-/** The config file, `<aiidaPath>/.aiida/config.json`. */
+/** Our config file, `<aiidaPath>/.aiida/aiida-ts.json`. */
 export function getConfigFilePath(aiidaPath?: string): string {
   return join(getConfigDir(aiidaPath), CONFIG_FILE_NAME);
+}
+
+/** Python AiiDA's config file in the same folder, `<aiidaPath>/.aiida/config.json`. */
+export function getAiidaConfigFilePath(aiidaPath?: string): string {
+  return join(getConfigDir(aiidaPath), AIIDA_CONFIG_FILE_NAME);
 }
 
 /** The daemon folder of a profile, `<cfg>/daemon/<profile>`: state file, socket, logs. */
@@ -46,6 +88,22 @@ export function getStorageDir(profile: ProfileLocation): string {
   return join(getConfigDir(profile.aiidaPath), 'storage', profile.name);
 }
 
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value === '' ? undefined : value;
+/** One `AIIDA_PATH` entry's config folder: the entry itself if it is named `.aiida`. */
+function configDirOfEntry(entry: string): string {
+  const path = resolve(expandHome(entry));
+  return basename(path) === CONFIG_DIR_NAME ? path : join(path, CONFIG_DIR_NAME);
+}
+
+function expandHome(entry: string): string {
+  if (entry === '~') return homedir();
+  if (entry.startsWith('~/')) return join(homedir(), entry.slice(2));
+  return entry;
+}
+
+function isFolder(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }

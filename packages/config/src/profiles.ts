@@ -11,8 +11,15 @@ import { type ConfigLocationOptions, readConfig, updateConfig } from './config-f
 import type { ConfigFile, ProfileFile } from './config-schema.js';
 import { ConfigError, ConfigErrorCodes } from './errors.js';
 import { formatProblems, zodIssuesToProblems } from './format-issues.js';
+import { findLegacyProfiles } from './legacy-config.js';
 import { assertLeaseRule, parseOptionValue } from './option-values.js';
-import { getConfigFilePath, getStorageDir, resolveAiidaPath } from './paths.js';
+import {
+  CONFIG_FILE_NAME,
+  getAiidaConfigFilePath,
+  getConfigFilePath,
+  getStorageDir,
+  resolveAiidaPath,
+} from './paths.js';
 import { assertValidProfileName } from './profile-name.js';
 
 /** A profile: one independent AiiDA installation (its storage, broker, daemon and options). */
@@ -48,7 +55,7 @@ export interface CreateProfileInput {
 }
 
 /**
- * Creates a profile and stores it in `config.json`: a new uuid, an SQLite file under
+ * Creates a profile and stores it in our config file: a new uuid, an SQLite file under
  * `storage/<name>/aiida.sqlite`, the default broker settings overridden by `input.broker`.
  * The first profile becomes the default. Throws {@link ConfigError} `profile_name_invalid`,
  * `profile_exists`, `option_unknown`/`option_invalid`, or `config_invalid` for bad broker settings.
@@ -114,14 +121,14 @@ export function getProfile(name?: string, opts: ConfigLocationOptions = {}): Pro
     throw new ConfigError(
       ConfigErrorCodes.profileNotFound,
       `No profile given, AIIDA_PROFILE is not set and ${filePath} has no default profile. ` +
-        `${knownProfilesText(config)} Pass a profile name, or set a default profile.`,
+        `${knownProfilesText(config, aiidaPath)} Pass a profile name, or set a default profile.`,
       { filePath },
     );
   }
   return requireProfile(config, chosen, aiidaPath, sourceText(name, envName));
 }
 
-/** Every profile in `config.json`, sorted by name. */
+/** Every profile in our config file, sorted by name. */
 export function listProfiles(opts: ConfigLocationOptions = {}): Profile[] {
   const aiidaPath = resolveAiidaPath(opts.aiidaPath);
   const config = readConfig({ aiidaPath });
@@ -148,7 +155,7 @@ export function setDefaultProfile(name: string, opts: ConfigLocationOptions = {}
 }
 
 /**
- * Removes a profile from `config.json` (and unsets the default if it was the default). Leaves
+ * Removes a profile from our config file (and unsets the default if it was the default). Leaves
  * its storage and daemon folders on disk. Throws {@link ConfigError} `profile_not_found`.
  */
 export function deleteProfile(name: string, opts: ConfigLocationOptions = {}): void {
@@ -175,7 +182,7 @@ export function requireProfile(
     const filePath = getConfigFilePath(aiidaPath);
     throw new ConfigError(
       ConfigErrorCodes.profileNotFound,
-      `Profile '${name}'${source} not found in ${filePath}. ${knownProfilesText(config)}`,
+      `Profile '${name}'${source} not found in ${filePath}. ${knownProfilesText(config, aiidaPath)}`,
       { filePath },
     );
   }
@@ -214,11 +221,16 @@ function withoutUndefined<T extends object>(value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-function knownProfilesText(config: ConfigFile): string {
+function knownProfilesText(config: ConfigFile, aiidaPath: string): string {
   const names = Object.keys(config.profiles).sort();
-  return names.length === 0
-    ? 'There are no profiles yet; create one first.'
-    : `Known profiles: ${names.join(', ')}.`;
+  if (names.length > 0) return `Known profiles: ${names.join(', ')}.`;
+  const legacy = findLegacyProfiles(aiidaPath);
+  if (legacy === undefined) return 'There are no profiles yet; create one first.';
+  return (
+    `There are no profiles yet, but ${getAiidaConfigFilePath(aiidaPath)} holds profiles that an ` +
+    `earlier version of this package wrote there (${legacy.join(', ')}); rename that file to ` +
+    `${CONFIG_FILE_NAME} to use them (it is not Python AiiDA's).`
+  );
 }
 
 function sourceText(name: string | undefined, envName: string | undefined): string {

@@ -128,6 +128,6 @@ test('two processes writing 20 options each at the same time lose none', async (
     }
   }
   expect(lost).toEqual([]);
-  expect(tmp.entries()).toEqual(['config.json']);
+  expect(tmp.entries()).toEqual(['aiida-ts.json']);
   expect(statSync(tmp.configFile).mode & 0o777).toBe(0o600);
 });

@@ -145,7 +145,7 @@ describe('file and folder modes', () => {
     }
     expect(statSync(tmp.configDir).mode & 0o777).toBe(0o700);
     expect(statSync(tmp.configFile).mode & 0o777).toBe(0o600);
-    expect(tmp.entries()).toEqual(['config.json']);
+    expect(tmp.entries()).toEqual(['aiida-ts.json']);
   });
 
   test('a rewrite keeps the file 0600 even if someone loosened it', () => {
@@ -307,7 +307,7 @@ describe('bad config files: a clear error and the file left byte-identical', () 
     const afterStat = statSync(tmp.configFile);
     expect(afterStat.mode).toBe(beforeStat.mode);
     expect(afterStat.ino).toBe(beforeStat.ino);
-    expect(tmp.entries()).toEqual(['config.json']);
+    expect(tmp.entries()).toEqual(['aiida-ts.json']);
   });
 
   test('a file from a newer version is refused with both versions named', () => {
@@ -387,7 +387,7 @@ describe('updateConfig', () => {
       ),
     ).toThrow('changed my mind');
     expect(tmp.bytes().equals(before)).toBe(true);
-    expect(tmp.entries()).toEqual(['config.json']);
+    expect(tmp.entries()).toEqual(['aiida-ts.json']);
     setOption('daemon.timeout', 21, { aiidaPath: tmp.aiidaPath });
     expect(getOption('daemon.timeout', { aiidaPath: tmp.aiidaPath })).toBe(21);
   });
@@ -430,6 +430,6 @@ describe('updateConfig', () => {
     utimesSync(lockDir, longAgo, longAgo);
     setOption('daemon.timeout', 21, { aiidaPath: tmp.aiidaPath });
     expect(getOption('daemon.timeout', { aiidaPath: tmp.aiidaPath })).toBe(21);
-    expect(tmp.entries()).toEqual(['config.json']);
+    expect(tmp.entries()).toEqual(['aiida-ts.json']);
   });
 });

@@ -34,6 +34,7 @@ describe('ConfigError', () => {
       configUnreadable: 'config_unreadable',
       configVersionUnsupported: 'config_version_unsupported',
       profileNotFound: 'profile_not_found',
+      profileWithoutBroker: 'profile_without_broker',
       profileExists: 'profile_exists',
       profileNameInvalid: 'profile_name_invalid',
       optionUnknown: 'option_unknown',

@@ -131,9 +131,12 @@ describe('values are checked with the option type', () => {
 
   test.each([
     ['daemon.timeout', 'abc', /expected number, got string "abc"/],
-    ['daemon.timeout', -1, />0/],
+    ['daemon.timeout', -1, /: must be > 0, got number -1$/],
+    ['daemon.timeout', '-5', /: must be > 0, got number -5$/],
+    ['daemon.timeout', '0', /: must be > 0, got number 0$/],
     ['daemon.default_workers', 1.5, /integer/],
-    ['daemon.default_workers', '0', /expected number, got string "0"|>=1/],
+    ['daemon.default_workers', '2.5', /: expected integer, got number 2\.5$/],
+    ['daemon.default_workers', '0', /: must be >= 1, got number 0$/],
     ['engine.plugins', 'my-plugin', /expected array, got string/],
     ['engine.plugins', [''], /\[0\]/],
     ['logging.level', 'loud', /expected one of "error", "warn", "info", "debug", "trace"/],

@@ -7,7 +7,7 @@ export interface TempAiidaPath {
   aiidaPath: string;
   configDir: string;
   configFile: string;
-  /** Raw bytes of config.json. */
+  /** Raw bytes of our config file (aiida-ts.json). */
   bytes(): Buffer;
   /** Names in the config folder (to see leftover temp or lock files). */
   entries(): string[];
@@ -17,7 +17,7 @@ export interface TempAiidaPath {
 export function makeTempAiidaPath(): TempAiidaPath {
   const aiidaPath = mkdtempSync(join(tmpdir(), 'aiida-config-test-'));
   const configDir = join(aiidaPath, '.aiida');
-  const configFile = join(configDir, 'config.json');
+  const configFile = join(configDir, 'aiida-ts.json');
   return {
     aiidaPath,
     configDir,

@@ -355,8 +355,8 @@ export class DaemonClient {
       spawned.release();
       throw new DaemonTimeoutException(
         `The daemon for profile '${this.profile.name}' did not report its ${numberWorkers} ` +
-          `worker(s) ready within ${deadline} s (startDaemon waits max(timeout, ` +
-          `broker.task_timeout + 5 s)); what it started was stopped. If the machine is just slow, ` +
+          `worker(s) ready within ${deadline} s (a start waits for the larger of the timeout and ` +
+          `broker.task_timeout + 5 s); what it started was stopped. If the machine is just slow, ` +
           `raise the option daemon.timeout (now ${this.settings.timeout} s) or pass a larger ` +
           `timeout. Last lines of ${this.supervisorLogFile}:\n${tailOfFile(this.supervisorLogFile)}`,
         { details: { pid: spawned.pid, timeout: deadline } },
@@ -729,7 +729,7 @@ export class DaemonClient {
     if (reading === undefined) {
       throw new DaemonNotRunningException(
         `The daemon for profile '${this.profile.name}' is not running (no state file at ` +
-          `${this.stateFilePath}). Start it with startDaemon() (\`aiida daemon start\`).`,
+          `${this.stateFilePath}).`,
         { details: { stateFile: this.stateFilePath } },
       );
     }
@@ -742,8 +742,8 @@ export class DaemonClient {
     const pid = reading.state?.pid;
     return new DaemonStalePidException(
       `The daemon for profile '${this.profile.name}' is not running: its state file ` +
-        `${this.stateFilePath} is stale (${reading.reason ?? 'its process is gone'}). ` +
-        'startDaemon() or stopDaemon() remove it.',
+        `${this.stateFilePath} is stale (${reading.reason ?? 'its process is gone'}); starting ` +
+        'or stopping the daemon removes it.',
       { details: { pid, stateFile: this.stateFilePath, reason: reading.reason } },
     );
   }

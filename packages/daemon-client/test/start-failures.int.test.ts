@@ -124,6 +124,11 @@ describe('starts that fail or race', () => {
       const seconds = (performance.now() - started) / 1000;
       expect(error).toBeInstanceOf(DaemonTimeoutException);
       expect((error as Error).message).toContain(`within ${deadline} s`);
+      // The command line shows this message: it names options, not library calls.
+      expect((error as Error).message).toContain(
+        'a start waits for the larger of the timeout and broker.task_timeout + 5 s',
+      );
+      expect((error as Error).message).not.toMatch(/startDaemon|[a-z]\(\)|max\(/);
       expect(seconds).toBeGreaterThanOrEqual(deadline - 0.05);
       expect(seconds).toBeLessThan(deadline + client.settings.gracefulTimeout + 8);
       const pid = (error as DaemonException).details?.pid as number;

@@ -27,6 +27,7 @@ export const ErrorCodes = {
   configLocked: 'config_locked',
   configVersionUnsupported: 'config_version_unsupported',
   profileNotFound: 'profile_not_found',
+  profileWithoutBroker: 'profile_without_broker',
   profileExists: 'profile_exists',
   profileNameInvalid: 'profile_name_invalid',
   optionUnknown: 'option_unknown',

@@ -10,6 +10,8 @@ import {
   getProfile,
   getRedactedBrokerUrl,
   getStorageDir,
+  importAiidaProfile,
+  isConfigError,
   listProfiles,
   type Profile,
   setDefaultProfile,
@@ -25,18 +27,19 @@ import { echo, echoJson, echoReport, echoSuccess, echoWarning, paint } from '../
 import { parseChoice, parseKeyValue, parsePort, parseSeconds } from '../parse.js';
 import { initialiseStorage } from '../storage-check.js';
 
-/** `aiida profile list|show|setup|set-default|delete`. */
+/** `aiida profile list|show|setup|import-aiida|set-default|delete`. */
 export function registerProfileCommands(program: Command): void {
   const group = program
     .command('profile')
     .summary('Inspect and manage the profiles.')
     .description(
-      'Inspect and manage the profiles of $AIIDA_PATH/.aiida/config.json. A profile is one ' +
+      'Inspect and manage the profiles of $AIIDA_PATH/.aiida/aiida-ts.json. A profile is one ' +
         'independent installation: its store, its broker settings, its daemon and its options.',
     );
   withExamples(group, [
     'aiida profile list',
     'aiida profile show',
+    'aiida profile import-aiida research',
     'aiida profile set-default work',
   ]);
 
@@ -163,6 +166,53 @@ export function registerProfileCommands(program: Command): void {
     'aiida profile setup ci -o daemon.default_workers=2 -o daemon.timeout=20 --check',
   ]);
 
+  const importAiida = group
+    .command('import-aiida')
+    .description(
+      "Create a profile that uses the RabbitMQ of one of Python AiiDA's profiles: its broker " +
+        'settings (protocol, user, password, host, port, virtual host, parameters) are copied from ' +
+        "AiiDA's $AIIDA_PATH/.aiida/config.json, which is only read. The rest is a new profile's " +
+        'default (an SQLite store of its own).',
+    )
+    .argument('[aiida-profile]', "AiiDA's profile (default: AiiDA's default profile).")
+    .option('--as <name>', "Name of the new profile. (default: the AiiDA profile's name)")
+    .option(
+      '--broker-queue-type <type>',
+      'Type of the process queue, fixed once created: classic or quorum. (default: classic)',
+      parseChoice(['classic', 'quorum']),
+    )
+    .option(
+      '--plugin-base-dir <dir>',
+      'Folder that plugin modules are resolved from. (default: the current folder)',
+    )
+    .option('--set-default', 'Make it the default profile.')
+    .option('--check', 'Check that the broker answers; on failure nothing is created.')
+    .option('-t, --timeout <seconds>', 'How long --check waits for the broker.', parseSeconds, 5)
+    .action(async (aiidaProfile: string | undefined, options: ImportAiidaOptions) => {
+      const { profile, source } = importFromAiida(aiidaProfile, options);
+      if (options.check) {
+        await checkBrokerOfNewProfile(profile, options.timeout, {
+          discard: () => deleteProfile(profile.name),
+          hint: "Is AiiDA's RabbitMQ running? `verdi status` checks it from AiiDA's side.",
+          showVersion: false,
+        });
+      }
+      await initialiseStorage(profile);
+      if (options.setDefault) setDefaultProfile(profile.name);
+      echoSuccess(
+        `Created new profile \`${profile.name}\` with the broker of AiiDA profile ` +
+          `\`${source.profile}\` (${source.filePath}, config version ${source.configVersion}): ` +
+          `${getRedactedBrokerUrl(profile)}.`,
+      );
+      if (options.setDefault || getDefaultProfileName() === profile.name) {
+        echoSuccess(`\`${profile.name}\` is the default profile.`);
+      }
+    });
+  withExamples(importAiida, [
+    'aiida profile import-aiida',
+    'aiida profile import-aiida research --as research-ts --check --set-default',
+  ]);
+
   const setDefault = group
     .command('set-default')
     .description('Make a profile the default one.')
@@ -232,6 +282,42 @@ interface SetupOptions {
   setDefault?: boolean;
   check?: boolean;
   timeout: number;
+}
+
+interface ImportAiidaOptions {
+  as?: string;
+  brokerQueueType?: 'classic' | 'quorum';
+  pluginBaseDir?: string;
+  setDefault?: boolean;
+  check?: boolean;
+  timeout: number;
+}
+
+/** {@link importAiidaProfile} with hints for the command line on the errors it can throw. */
+function importFromAiida(
+  aiidaProfile: string | undefined,
+  options: ImportAiidaOptions,
+): ReturnType<typeof importAiidaProfile> {
+  try {
+    return importAiidaProfile({
+      aiidaProfile,
+      name: options.as,
+      queueType: options.brokerQueueType,
+      pluginBaseDir: options.pluginBaseDir ?? process.cwd(),
+      // As createProfile: the first profile becomes the default; --set-default waits for --check.
+    });
+  } catch (error) {
+    if (!isConfigError(error) || error.code === 'profile_exists') throw error;
+    const hints: Record<string, string> = {
+      config_unreadable:
+        'Point AIIDA_PATH at the folder `verdi` uses (`verdi status` shows its config folder).',
+      config_invalid: "Check AiiDA's config file with `verdi status`; nothing was imported.",
+      profile_not_found: "See AiiDA's profiles with `verdi profile list`.",
+      profile_without_broker:
+        "Give AiiDA's profile a RabbitMQ first, or create one of ours with `aiida presto`.",
+    };
+    throw new CliError(error.code, error.message, { hint: hints[error.code], cause: error });
+  }
 }
 
 /** A profile as JSON for people and scripts: the broker password replaced by `***`. */

@@ -1,6 +1,6 @@
 import { getConfigDir, getConfigFilePath, getRedactedBrokerUrl, type Profile } from '@aiida/config';
 import type { Command } from 'commander';
-import { checkBroker } from '../broker-check.js';
+import { brokerFailureReason, checkBroker } from '../broker-check.js';
 import { globalOptions, loadProfile } from '../context.js';
 import { daemonClientFor } from '../daemon-access.js';
 import { codeOf, describeError, ExitCodes } from '../errors.js';
@@ -113,7 +113,7 @@ async function brokerCheck(profile: Profile, timeout: number): Promise<ServiceCh
   return {
     service: 'broker',
     state: 'error',
-    message: `Unable to connect to the broker at ${url}: ${check.error?.message ?? 'unknown error'}`,
+    message: `Unable to connect to the broker at ${url}: ${brokerFailureReason(check.error)}`,
   };
 }
 
@@ -122,9 +122,19 @@ async function daemonCheck(profile: Profile, timeout: number): Promise<ServiceCh
     const status = await daemonClientFor(profile).getStatus({ timeout });
     const ready = status.workers.filter((w) => w.state === 'ready').length;
     const looping = status.workers.filter((w) => w.state === 'crash-looping').length;
+    if (status.workers.length === 0) {
+      // A daemon without workers runs nothing: submitted processes wait.
+      return {
+        service: 'daemon',
+        state: 'warning',
+        message:
+          `Daemon is running with PID ${status.pid} but has no workers: submitted processes ` +
+          'will not run. Add workers with `aiida daemon incr`.',
+      };
+    }
     return {
       service: 'daemon',
-      state: looping > 0 ? 'warning' : 'up',
+      state: looping > 0 || ready === 0 ? 'warning' : 'up',
       message:
         `Daemon is running with PID ${status.pid}, ${plural(ready, 'worker')} ready` +
         (looping > 0 ? `, ${looping} crash-looping (see \`aiida daemon status\`)` : ''),
@@ -132,7 +142,13 @@ async function daemonCheck(profile: Profile, timeout: number): Promise<ServiceCh
   } catch (error) {
     const code = codeOf(error);
     const message = describeError(error).message;
-    if (code === 'not_running') return { service: 'daemon', state: 'warning', message };
+    if (code === 'not_running') {
+      return {
+        service: 'daemon',
+        state: 'warning',
+        message: `${message} Start it with \`aiida daemon start\`.`,
+      };
+    }
     return { service: 'daemon', state: 'error', message };
   }
 }
