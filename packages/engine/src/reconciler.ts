@@ -25,11 +25,23 @@ export interface ReconcilerOptions {
    * @default 600
    */
   staleDispatchAfter?: number | null;
+  /**
+   * Backoff, in seconds, of the re-sends of a process whose owner's lease expired and that no live
+   * worker claimed yet: its task is published again once the time since the last send reaches half
+   * the time since the lease expired, clamped to `[min, max]`, until a worker claims it. One
+   * re-send is not enough: the transport may hand it to the stalled owner, which holds it without
+   * acking until its connection is declared dead. `null` sends it once only.
+   * @default { min: 1, max: 30 }
+   */
+  expiredRedispatch?: { min: number; max: number } | null;
   /** Most tasks published per tick. @default 1000 */
   batchSize?: number;
   control?: ControlChannel;
   logger?: EngineLogger;
 }
+
+/** Default backoff of {@link ReconcilerOptions.expiredRedispatch}, in seconds. */
+const DEFAULT_EXPIRED_REDISPATCH = { min: 1, max: 30 } as const;
 
 /** What one {@link Reconciler.tick} did. */
 export interface ReconcileReport {
@@ -44,7 +56,8 @@ export interface ReconcileReport {
 /**
  * The reconciler: one worker at a time (elected through a lease row in the store) re-publishes
  * tasks of processes that are runnable and unowned and were never dispatched (after a grace) or
- * whose owner's lease expired, and kills unowned processes past their time limit. The worker calls
+ * whose owner's lease expired (again, with a short backoff, until a live worker claims them), and
+ * kills unowned processes past their time limit. The worker calls
  * {@link Reconciler.tick} periodically (e.g. every heartbeat or every few seconds).
  */
 export class Reconciler {
@@ -78,6 +91,10 @@ export class Reconciler {
             this.options.staleDispatchAfter === null
               ? undefined
               : (this.options.staleDispatchAfter ?? 600),
+          expiredRedispatchSeconds:
+            this.options.expiredRedispatch === null
+              ? undefined
+              : (this.options.expiredRedispatch ?? DEFAULT_EXPIRED_REDISPATCH),
           limit: this.options.batchSize ?? 1000,
         })),
       ]),
