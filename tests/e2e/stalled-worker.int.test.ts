@@ -133,6 +133,7 @@ test('a worker stopped with SIGSTOP for 30 s: its processes finish on the other 
     const stoppedAt = Date.now();
     process.kill(victim.pid, 'SIGSTOP');
     let heldRows: ProcessRecord[] = [];
+    let slowestTakeover = 0;
     try {
       expect(procState(victim.pid)).toBe('T');
       await waitFor(
@@ -151,13 +152,12 @@ test('a worker stopped with SIGSTOP for 30 s: its processes finish on the other 
       const rows = await e2e.rows();
       heldRows = held.map((pk) => rows.get(pk)!);
       const all = starts(e2e.events());
-      const late = held
-        .map((pk) => {
-          const again = all.get(pk)?.find((e) => e.pid !== victim.pid);
-          return { pk, after: again ? (again.t - stoppedAt) / 1000 : Number.POSITIVE_INFINITY };
-        })
-        .filter(({ after }) => after > TAKEOVER_BOUND);
-      expect(late).toEqual([]);
+      const takeovers = held.map((pk) => {
+        const again = all.get(pk)?.find((e) => e.pid !== victim.pid);
+        return { pk, after: again ? (again.t - stoppedAt) / 1000 : Number.POSITIVE_INFINITY };
+      });
+      expect(takeovers.filter(({ after }) => after > TAKEOVER_BOUND)).toEqual([]);
+      slowestTakeover = Math.max(...takeovers.map(({ after }) => after));
       for (const pk of held) {
         const restarts = all.get(pk)!.filter((e) => e.pid !== victim.pid);
         expect(restarts.map((e) => e.pid)).toEqual([other.pid]);
@@ -193,8 +193,8 @@ test('a worker stopped with SIGSTOP for 30 s: its processes finish on the other 
     const others = pks.filter((pk) => !held.includes(pk));
     expect(others.map((pk) => starts(e2e.events()).get(pk)?.length)).toEqual(others.map(() => 1));
     console.log(
-      `stalled-worker (SIGSTOP): ${held.length} processes of worker ${victim.index} taken over; ` +
-        `supervisor log: ${supervisorLog.split('\n').filter((l) => l.includes('unresponsive')).length} lines on it`,
+      `stalled-worker (SIGSTOP): ${held.length} processes of worker ${victim.index} taken over, ` +
+        `the last restarted ${slowestTakeover.toFixed(1)} s after the stop (bound ${TAKEOVER_BOUND} s)`,
     );
     await client.stopDaemon();
   });
