@@ -143,7 +143,11 @@ export class RabbitBroker {
       this.topology,
       options.profile.broker.config.queueType,
     );
-    this.redactedUrl = getRedactedBrokerUrl(options.profile);
+    // The heartbeat we connect with, not the profile's (see DEFAULT_BROKER_HEARTBEAT).
+    this.redactedUrl = getRedactedBrokerUrl(options.profile).replace(
+      /([?&]heartbeat=)\d+/,
+      `$1${Math.max(0, Math.round(options.heartbeat ?? DEFAULT_BROKER_HEARTBEAT))}`,
+    );
     this.taskTimeout =
       options.taskTimeout ??
       getOption('broker.task_timeout', {

@@ -73,6 +73,8 @@ describe('RabbitBroker.connect', () => {
     expect(getBrokerUrl(test.profile)).toContain('heartbeat=600');
     expect(DEFAULT_BROKER_HEARTBEAT).toBe(5);
     expect(await connectionHeartbeats('broker-connect-test')).toEqual([DEFAULT_BROKER_HEARTBEAT]);
+    // Logs name the heartbeat in use.
+    expect(broker.redactedUrl).toBe('amqp://guest:***@127.0.0.1:5672/?heartbeat=5');
     const other = new RabbitBroker({
       profile: test.profile,
       logger: silent,
