@@ -12,7 +12,10 @@ export const SECTIONS = [
   'memory',
   'scale',
   'web',
+  'soak',
 ] as const;
+/** Sections a run without `--only` leaves out (the soak lasts half an hour). */
+export const OPT_IN_SECTIONS: readonly Section[] = ['soak'];
 export type Section = (typeof SECTIONS)[number];
 
 /** What one run measures, and how often. */
@@ -33,6 +36,8 @@ export interface BenchConfig {
   latencyRate: number;
   latencyWorkers: number;
   scaleN: number;
+  /** Minutes of the soak run (`--only soak`). */
+  soakMinutes: number;
   /** Record CPU profiles of a worker and the supervisor and summarise them. */
   cpuProfile: boolean;
   outDir: string;
@@ -51,6 +56,8 @@ Options:
   --n <n>            processes per throughput repetition (default 10000, quick 1000)
   --scale-n <n>      queued processes in the scale run (default 100000, quick 5000)
   --latency-workers <n>  workers in the latency run (default 2)
+  --soak-minutes <n> length of the soak run (default 30); the soak runs only when named in
+                     --only (e.g. --only soak --soak-minutes 2 --out /tmp/soak)
   --cpu-profile      also record and summarise CPU profiles of a worker and the supervisor
   --render-only      rewrite benchmarks.md and the chart from <out>/benchmarks.json, run nothing
   --out <dir>        where benchmarks.json/.md/.svg go (default docs/; quick: a temp folder)
@@ -83,7 +90,7 @@ export function parseConfig(argv: string[]): BenchConfig {
     }
     return n;
   };
-  let sections: Section[] = [...SECTIONS];
+  let sections: Section[] = SECTIONS.filter((s) => !OPT_IN_SECTIONS.includes(s));
   if (values.only !== undefined) {
     const names = values.only.split(',').map((s) => s.trim());
     const unknown = names.filter((n) => !(SECTIONS as readonly string[]).includes(n));
@@ -106,6 +113,7 @@ export function parseConfig(argv: string[]): BenchConfig {
     latencyRate: 50,
     latencyWorkers: int(values['latency-workers'], 2, 'latency-workers'),
     scaleN: int(values['scale-n'], quick ? 5000 : 100_000, 'scale-n'),
+    soakMinutes: int(values['soak-minutes'], 30, 'soak-minutes'),
     cpuProfile: values['cpu-profile'] === true,
     outDir: resolve(
       values.out ?? (quick ? join(tmpdir(), 'aiida-bench-out') : join(REPO_ROOT, 'docs')),
@@ -124,6 +132,7 @@ function parse(argv: string[]) {
       n: { type: 'string' },
       'scale-n': { type: 'string' },
       'latency-workers': { type: 'string' },
+      'soak-minutes': { type: 'string' },
       'cpu-profile': { type: 'boolean' },
       out: { type: 'string' },
       'render-only': { type: 'boolean' },

@@ -19,6 +19,7 @@ import { benchProfiles } from './profile.js';
 import { previousAnalysis, renderMarkdown } from './report.js';
 import type { BenchResults, Figure } from './results.js';
 import { benchScale } from './scale.js';
+import { benchSoak } from './soak.js';
 import { benchPublish, benchThroughput } from './throughput.js';
 import { benchWeb } from './web.js';
 
@@ -65,6 +66,7 @@ const results: BenchResults = {
     'latency submit rate (/s)': config.latencyRate,
     'latency workers': config.latencyWorkers,
     'scale N': config.scaleN,
+    ...(config.sections.includes('soak') ? { 'soak minutes': config.soakMinutes } : {}),
   },
   machine: describeMachine(),
   versions: await collectVersions(config.repoRoot),
@@ -133,6 +135,11 @@ try {
     return figures;
   });
   await section('web', () => benchWeb(config));
+  await section('soak', async () => {
+    const { figures, soak } = await benchSoak(config);
+    results.soak = soak;
+    return figures;
+  });
   if (config.cpuProfile) {
     log('--- cpu profiles ---');
     try {
@@ -151,8 +158,40 @@ try {
 
 results.finishedAt = new Date().toISOString();
 results.machine.loadAverageAtEnd = describeMachine().loadAverage;
-writeOutputs(config.outDir, results, config.throughputN);
-process.exit(results.errors.length > 0 ? 1 : 0);
+const failed = results.errors.length > 0;
+writeOutputs(
+  config.outDir,
+  config.sections.join() === 'soak' ? withEarlierRun(config.outDir, results) : results,
+  config.throughputN,
+);
+process.exit(failed ? 1 : 0);
+
+/**
+ * A soak-only run (half an hour, run on its own) adds its figures to the report of the last full
+ * run in `outDir` instead of replacing it: the other sections, machine and versions stay those
+ * of that run, and a note says which run the soak figures come from.
+ */
+function withEarlierRun(outDir: string, soakRun: BenchResults): BenchResults {
+  let earlier: BenchResults;
+  try {
+    earlier = JSON.parse(readFileSync(join(outDir, 'benchmarks.json'), 'utf8')) as BenchResults;
+  } catch {
+    return soakRun;
+  }
+  const soakNote = 'The soak figures come from a separate run';
+  return {
+    ...earlier,
+    figures: [...earlier.figures.filter((f) => f.section !== 'soak'), ...soakRun.figures],
+    soak: soakRun.soak,
+    notes: [
+      ...earlier.notes.filter((n) => !n.startsWith(soakNote)),
+      `${soakNote} (\`${soakRun.command}\`, ${soakRun.startedAt} to ${soakRun.finishedAt}, ` +
+        `load average ${JSON.stringify(soakRun.machine.loadAverage)} at start, ` +
+        `${JSON.stringify(soakRun.machine.loadAverageAtEnd)} at end).`,
+    ],
+    errors: [...earlier.errors.filter((e) => !e.startsWith('soak:')), ...soakRun.errors],
+  };
+}
 
 /** Writes benchmarks.json, benchmarks.md (keeping its analysis block) and the chart. */
 function writeOutputs(outDir: string, results: BenchResults, throughputN: number): void {

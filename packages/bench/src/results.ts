@@ -1,3 +1,4 @@
+import type { SoakResult } from './soak.js';
 import type { Summary } from './stats.js';
 
 /** A goal a figure is held to, and whether this run met it (null: not measured). */
@@ -97,6 +98,8 @@ export interface BenchResults {
     };
   };
   profiles: ProfileSummary[];
+  /** The soak run's counts and samples, when it ran. */
+  soak?: SoakResult;
   notes: string[];
   errors: string[];
 }

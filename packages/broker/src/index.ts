@@ -11,6 +11,7 @@ export {
   type BrokerOptions,
   type BrokerState,
   type ConnectOptions,
+  DEFAULT_BROKER_HEARTBEAT,
   type QueueCounts,
   RabbitBroker,
 } from './rabbit-broker.js';

@@ -45,6 +45,31 @@ export interface BrokerOptions {
   reconnectDelay?: { min: number; max: number };
   /** Tasks in flight at once in {@link RabbitBroker.publishContinueMany}. @default 1000 */
   publishWindow?: number;
+  /**
+   * AMQP heartbeat, seconds: a peer silent for about twice this long is dead, and RabbitMQ puts
+   * its unacked deliveries back in the queue. Replaces the profile URL's `heartbeat` parameter
+   * (AiiDA's 600 s, meant for its own client that held a delivery for a process's whole life);
+   * RabbitMQ uses the lower of this and its own `heartbeat` setting. `0` turns heartbeats off
+   * (only if the server's setting is 0 too).
+   * @default 5 ({@link DEFAULT_BROKER_HEARTBEAT})
+   */
+  heartbeat?: number;
+}
+
+/**
+ * Default AMQP heartbeat in seconds. A stopped or blocked peer is found dead after about two
+ * heartbeats (~10 s), close to the default `daemon.lease_timeout` (10 s): its deliveries go back
+ * to the queue about when its leases expire. A worker acks each task at once and holds nothing
+ * for a process's life, so a short heartbeat costs nothing but a frame every 2.5 s; a body that
+ * blocks the event loop longer only costs a reconnect.
+ */
+export const DEFAULT_BROKER_HEARTBEAT = 5;
+
+/** The profile's broker URL with its `heartbeat` parameter replaced by `seconds`. */
+function urlWithHeartbeat(url: string, seconds: number): string {
+  const parsed = new URL(url);
+  parsed.searchParams.set('heartbeat', String(Math.max(0, Math.round(seconds))));
+  return parsed.toString();
 }
 
 /** Options of {@link RabbitBroker.connect}. */
@@ -118,7 +143,11 @@ export class RabbitBroker {
       this.topology,
       options.profile.broker.config.queueType,
     );
-    this.redactedUrl = getRedactedBrokerUrl(options.profile);
+    // The heartbeat we connect with, not the profile's (see DEFAULT_BROKER_HEARTBEAT).
+    this.redactedUrl = getRedactedBrokerUrl(options.profile).replace(
+      /([?&]heartbeat=)\d+/,
+      `$1${Math.max(0, Math.round(options.heartbeat ?? DEFAULT_BROKER_HEARTBEAT))}`,
+    );
     this.taskTimeout =
       options.taskTimeout ??
       getOption('broker.task_timeout', {
@@ -175,7 +204,10 @@ export class RabbitBroker {
     let connection: Connection;
     try {
       connection = new Connection({
-        url: getBrokerUrl(this.#profile),
+        url: urlWithHeartbeat(
+          getBrokerUrl(this.#profile),
+          this.#options.heartbeat ?? DEFAULT_BROKER_HEARTBEAT,
+        ),
         connectionName: this.#options.connectionName,
         connectionTimeout: Math.max(1, Math.round(timeout * 1000)),
         retryLow: Math.max(1, Math.round(delay.min * 1000)),

@@ -1,8 +1,8 @@
 import { createServer } from 'node:net';
-import { isBrokerError, RabbitBroker } from '@aiida/broker';
+import { DEFAULT_BROKER_HEARTBEAT, isBrokerError, RabbitBroker } from '@aiida/broker';
 import { createProfile, getBrokerUrl } from '@aiida/config';
 import { Connection } from 'rabbitmq-client';
-import { listQueues } from './rabbitmqctl.js';
+import { connectionHeartbeats, listQueues } from './rabbitmqctl.js';
 import { createTempProfile, type TempProfile, waitFor } from './support.js';
 
 const silent = { info: () => {}, warn: () => {}, error: () => {} };
@@ -67,6 +67,26 @@ describe('RabbitBroker.connect', () => {
       arguments: { 'x-queue-type': 'classic' },
     });
     await expect(broker.queueCounts()).resolves.toEqual({ tasks: 0, deadLetters: 0 });
+  });
+
+  it("negotiates a heartbeat of a few seconds, not the profile URL's 600", async () => {
+    expect(getBrokerUrl(test.profile)).toContain('heartbeat=600');
+    expect(DEFAULT_BROKER_HEARTBEAT).toBe(5);
+    expect(await connectionHeartbeats('broker-connect-test')).toEqual([DEFAULT_BROKER_HEARTBEAT]);
+    // Logs name the heartbeat in use.
+    expect(broker.redactedUrl).toBe('amqp://guest:***@127.0.0.1:5672/?heartbeat=5');
+    const other = new RabbitBroker({
+      profile: test.profile,
+      logger: silent,
+      connectionName: 'broker-connect-heartbeat-test',
+      heartbeat: 3,
+    });
+    try {
+      await other.connect({ timeout: 10 });
+      expect(await connectionHeartbeats('broker-connect-heartbeat-test')).toEqual([3]);
+    } finally {
+      await other.close({ timeout: 5 });
+    }
   });
 
   it('connects a second time to an existing topology (identical declarations)', async () => {

@@ -55,3 +55,16 @@ export async function closeConnectionNamed(
     await run('rabbitmqctl', ['close_connection', pid, reason], { timeout: 30_000 });
   return pids.length;
 }
+
+/** The negotiated heartbeat (`timeout`, seconds) of each connection whose client-given name is `connectionName`. */
+export async function connectionHeartbeats(connectionName: string): Promise<number[]> {
+  const { stdout } = await run(
+    'rabbitmqctl',
+    ['list_connections', '-q', 'timeout', 'client_properties'],
+    { timeout: 30_000 },
+  );
+  return stdout
+    .split('\n')
+    .filter((line) => line.includes(`{"connection_name","${connectionName}"}`))
+    .map((line) => Number(line.split('\t')[0]));
+}

@@ -46,7 +46,7 @@ function stateText(state: WorkerStatus['state']): string {
 /**
  * The body of `aiida daemon status` for a running daemon, in the spirit of `verdi daemon status`:
  * the supervisor's pid and start, a table of workers (pid, state, cpu, memory, started, uptime,
- * restarts, slots), then the log folder. Warnings (slots, crash loops) are returned separately,
+ * restarts with the last reason, e.g. `2 (unresponsive)`, slots), then the log folder. Warnings (slots, crash loops) are returned separately,
  * for standard error.
  */
 export function renderDaemonStatus(
@@ -72,7 +72,7 @@ export function renderDaemonStatus(
       w.memory === null ? '-' : formatBytes(w.memory),
       w.startedAt === null ? '-' : formatLocalTime(w.startedAt),
       uptime(w.startedAt),
-      w.restarts,
+      w.restarts > 0 && w.lastRestartReason ? `${w.restarts} (${w.lastRestartReason})` : w.restarts,
       `${w.slotsUsed} / ${w.slotsTotal}`,
     ]);
     lines.push(

@@ -118,6 +118,7 @@ function worker(index: number, overrides: Partial<DaemonStatus['workers'][number
     state: 'ready' as const,
     startedAt: '2024-05-01T10:00:00.000Z',
     restarts: 0,
+    lastRestartReason: null,
     lastHeartbeatAt: null,
     cpu: 1.25,
     memory: 50 * 1024 * 1024,
@@ -151,6 +152,13 @@ describe('the daemon status view', () => {
     expect(text).toContain('Slots in use: 0 of 20');
     expect(text).toContain('Log folder: /logs');
     expect(warnings).toEqual([]);
+  });
+
+  it('shows the reason of the last restart next to the count', () => {
+    const replaced = worker(1, { restarts: 2, lastRestartReason: 'unresponsive' });
+    const { text } = renderDaemonStatus({ ...base, workers: [worker(0), replaced] }, now);
+    expect(text).toMatch(/^1\s+1001\s+ready\s.*\s2 \(unresponsive\)\s+0 \/ 10$/m);
+    expect(text).toMatch(/^0\s+1000\s+ready\s.*\s0\s+0 \/ 10$/m);
   });
 
   it('warns above 90 % slot use, not at 90 %', () => {

@@ -44,6 +44,7 @@ const status: DaemonStatus = {
       state: 'ready',
       startedAt: '2025-01-01T00:00:01.000Z',
       restarts: 0,
+      lastRestartReason: null,
       lastHeartbeatAt: null,
       cpu: null,
       memory: null,

@@ -54,6 +54,7 @@ describe('crashes of workers and of the supervisor', () => {
       );
       const replaced = after.workers.find((w) => w.index === victim.index);
       expect(replaced?.restarts).toBeGreaterThanOrEqual(1);
+      expect(replaced?.lastRestartReason).toBe('exited');
       expect(isAlive(victim.pid)).toBe(false);
       // The other worker and the supervisor were not touched.
       expect(after.pid).toBe(before.pid);
@@ -61,6 +62,53 @@ describe('crashes of workers and of the supervisor', () => {
       await client.stopDaemon();
     });
   }, 60_000);
+
+  it('replaces a worker stopped (SIGSTOP) past daemon.lease_timeout: SIGTERM, SIGKILL after the grace, restart reason unresponsive', async () => {
+    await withLogs(tp, async () => {
+      const client = new DaemonClient(tp.profile, {
+        env: { AIIDA_DAEMON_WORKER_PROGRAM: FAKE_WORKER },
+      });
+      await client.startDaemon({ numberWorkers: 2 });
+      const before = await client.getStatus();
+      const victim = before.workers[0];
+      const bystander = before.workers[1];
+      if (!victim?.pid || !bystander?.pid) throw new Error('expected two workers with pids');
+      const stoppedAt = Date.now();
+      process.kill(victim.pid, 'SIGSTOP');
+      try {
+        const after = await waitFor(
+          async () => {
+            const status = await client.getStatus();
+            const slot = status.workers.find((w) => w.index === victim.index);
+            return slot && slot.pid !== victim.pid && slot.state === 'ready' ? status : undefined;
+          },
+          { timeout: 40, what: `stopped worker ${victim.index} to be replaced` },
+        );
+        const tookSeconds = (Date.now() - stoppedAt) / 1000;
+        const replaced = after.workers.find((w) => w.index === victim.index);
+        expect(replaced).toMatchObject({ restarts: 1, lastRestartReason: 'unresponsive' });
+        // Not before its heartbeats had been missing for the lease timeout (5 s in test
+        // profiles), then the graceful timeout (3 s) for SIGKILL, as a stopped process ignores
+        // SIGTERM.
+        expect(tookSeconds).toBeGreaterThanOrEqual(5);
+        expect(isAlive(victim.pid)).toBe(false);
+        expect(after.pid).toBe(before.pid);
+        const other = after.workers.find((w) => w.index === bystander.index);
+        expect(other).toMatchObject({ pid: bystander.pid, restarts: 0, lastRestartReason: null });
+        const log = readFileSync(client.supervisorLogFile, 'utf8');
+        expect(log).toContain(`worker ${victim.index} (pid ${victim.pid}) is unresponsive`);
+        expect(log).toContain(`still runs 3 s after SIGTERM: SIGKILL`);
+        expect(log).toMatch(
+          new RegExp(
+            `worker ${victim.index} started \\(pid \\d+, restart 1, reason unresponsive\\)`,
+          ),
+        );
+      } finally {
+        if (isAlive(victim.pid)) process.kill(victim.pid, 'SIGCONT');
+      }
+      await client.stopDaemon();
+    });
+  }, 90_000);
 
   it('after SIGKILL of the supervisor: workers gone within 10 s, stale state, and a new start works', async () => {
     await withLogs(tp, async () => {

@@ -86,6 +86,8 @@ export interface Supervisor {
 /** The profile options the supervisor uses, resolved once at start. */
 export interface SupervisorSettings {
   gracefulTimeout: number;
+  /** `daemon.lease_timeout`: a worker silent for longer is unresponsive and replaced. */
+  leaseTimeout: number;
   maxMemory: number;
   logMaxBytes: number;
   logBackups: number;
@@ -97,6 +99,7 @@ function resolveSupervisorSettings(profile: Profile): SupervisorSettings {
   const opts = { profile };
   return {
     gracefulTimeout: getOption('daemon.graceful_timeout', opts),
+    leaseTimeout: getOption('daemon.lease_timeout', opts),
     maxMemory: getOption('daemon.worker_max_memory', opts),
     logMaxBytes: getOption('daemon.log_max_bytes', opts),
     logBackups: getOption('daemon.log_backups', opts),
@@ -242,6 +245,7 @@ class SupervisorRuntime implements Supervisor {
         logRotation: { maxBytes: this.settings.logMaxBytes, backups: this.settings.logBackups },
         maxMemory: this.settings.maxMemory,
         gracefulTimeout: this.settings.gracefulTimeout,
+        unresponsiveTimeout: this.settings.leaseTimeout,
         logger: this.logger,
         onUnexpectedExit: (_slot, worker) => {
           if (!this.starting) return true;

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { ErrorCodes, type WorkerStatus } from '@aiida/ipc';
+import { ErrorCodes, type RestartReason, type WorkerStatus } from '@aiida/ipc';
 import pidusage from 'pidusage';
 import { type CrashBackoffOptions, crashBackoffDelay, nextFailureCount } from './backoff.js';
 import { SupervisorError } from './errors.js';
@@ -23,6 +23,13 @@ export interface WorkerPoolOptions {
   sampleInterval?: number;
   /** Seconds after which SIGKILL follows a `shutdown` that did not end a worker. */
   gracefulTimeout: number;
+  /**
+   * Seconds without a heartbeat after which a ready worker is unresponsive
+   * (`daemon.lease_timeout`: by then its leases are lost anyway): it gets SIGTERM, then SIGKILL
+   * after `gracefulTimeout`, and is revived as a restart with the reason `unresponsive`.
+   * 0 = never. @default 0
+   */
+  unresponsiveTimeout?: number;
   logger: Logger;
   backoff?: CrashBackoffOptions;
   /**
@@ -47,6 +54,8 @@ export class WorkerSlot {
   readonly retiring = new Set<WorkerProcess>();
   /** Times this slot's worker was started again after dying. */
   restarts = 0;
+  /** Why its worker was last started again (null before the first restart). */
+  lastRestartReason: RestartReason | null = null;
   /** Consecutive quick failures (death before ready or within a second of it). */
   failures = 0;
   /** Stderr tail of the last worker that failed, shown while crash-looping. */
@@ -55,6 +64,8 @@ export class WorkerSlot {
   retryTimer: NodeJS.Timeout | undefined;
   /** Set once the slot is being removed (decr, stop): nothing is revived any more. */
   removed = false;
+  /** Why the worker that just died will be started again (set at its exit). */
+  pendingRestartReason: RestartReason | undefined;
   /** Set while a replacement for the memory cap is queued or running. */
   replacing = false;
   private readonly waiters = new Set<{
@@ -114,6 +125,8 @@ export class WorkerPool {
   private readonly live = new Set<WorkerProcess>();
   private readonly logs = new Map<number, RotatingLog>();
   private readonly sampler: NodeJS.Timeout;
+  private readonly watchdog: NodeJS.Timeout | undefined;
+  private lastWatchAt = Date.now();
   private lastSampleAt = 0;
   private sampling: Promise<void> | undefined;
   private stopping = false;
@@ -121,6 +134,11 @@ export class WorkerPool {
   constructor(private readonly options: WorkerPoolOptions) {
     this.sampler = setInterval(() => void this.sample(), (options.sampleInterval ?? 2) * 1000);
     this.sampler.unref();
+    const timeout = options.unresponsiveTimeout ?? 0;
+    if (timeout > 0) {
+      this.watchdog = setInterval(() => this.watch(), watchInterval(timeout) * 1000);
+      this.watchdog.unref();
+    }
   }
 
   /** Number of slots (the number of workers the daemon is meant to run). */
@@ -220,6 +238,7 @@ export class WorkerPool {
   async stopAll(gracefulTimeout: number): Promise<number> {
     this.stopping = true;
     clearInterval(this.sampler);
+    clearInterval(this.watchdog);
     const slots = [...this.slots.values()];
     this.slots.clear();
     for (const slot of slots) slot.removed = true;
@@ -232,6 +251,7 @@ export class WorkerPool {
   killAll(): void {
     this.stopping = true;
     clearInterval(this.sampler);
+    clearInterval(this.watchdog);
     for (const slot of this.slots.values()) {
       slot.removed = true;
       if (slot.retryTimer) clearTimeout(slot.retryTimer);
@@ -247,6 +267,7 @@ export class WorkerPool {
       const base = {
         index: slot.index,
         restarts: slot.restarts,
+        lastRestartReason: slot.lastRestartReason,
         lastStderr: crashLooping ? [...slot.lastFailureStderr] : [],
         nextAttemptAt:
           crashLooping && slot.current === undefined && slot.nextAttemptAt
@@ -314,6 +335,43 @@ export class WorkerPool {
     return this.sampling;
   }
 
+  /**
+   * Finds ready workers whose last heartbeat (or ready message) is older than
+   * `unresponsiveTimeout`: SIGTERM now, SIGKILL after `gracefulTimeout` (a stopped process only
+   * dies of SIGKILL). Their exit is then a restart with the reason `unresponsive`. A tick that
+   * comes much too late means the supervisor itself was stalled (a loaded machine, a suspended
+   * daemon): it judges no one then, since the silence may be its own.
+   */
+  private watch(): void {
+    const timeout = this.options.unresponsiveTimeout ?? 0;
+    const now = Date.now();
+    const late = now - this.lastWatchAt - watchInterval(timeout) * 1000;
+    this.lastWatchAt = now;
+    if (this.stopping || timeout <= 0 || late > (timeout * 1000) / 2) return;
+    for (const worker of this.processes()) {
+      if (worker.state !== 'ready' || !worker.alive || worker.unresponsiveFor !== undefined)
+        continue;
+      const last = worker.lastHeartbeatAt ?? worker.readyAt;
+      if (last === undefined) continue;
+      const silent = (now - last.getTime()) / 1000;
+      if (silent <= timeout) continue;
+      worker.unresponsiveFor = silent;
+      const grace = this.options.gracefulTimeout;
+      this.options.logger.warn(
+        `worker ${worker.index} (pid ${worker.pid}) is unresponsive: no heartbeat for ${silent.toFixed(1)} s ` +
+          `(daemon.lease_timeout is ${timeout} s): SIGTERM, SIGKILL in ${grace} s if it is still there`,
+      );
+      worker.signal('SIGTERM');
+      setTimeout(() => {
+        if (!worker.alive) return;
+        this.options.logger.warn(
+          `worker ${worker.index} (pid ${worker.pid}) still runs ${grace} s after SIGTERM: SIGKILL`,
+        );
+        worker.signal('SIGKILL');
+      }, grace * 1000).unref();
+    }
+  }
+
   private checkMemory(worker: WorkerProcess): void {
     const max = this.options.maxMemory;
     if (max <= 0 || worker.state !== 'ready' || worker.memory === null) return;
@@ -333,7 +391,11 @@ export class WorkerPool {
   private startWorker(slot: WorkerSlot, isRestart: boolean, asSuccessor = false): WorkerProcess {
     slot.retryTimer = undefined;
     slot.nextAttemptAt = undefined;
-    if (isRestart) slot.restarts++;
+    if (isRestart) {
+      slot.restarts++;
+      slot.lastRestartReason = slot.pendingRestartReason ?? 'exited';
+    }
+    slot.pendingRestartReason = undefined;
     const worker = new WorkerProcess(slot.index, this.options.spawn, this.logFor(slot.index), {
       onReady: (w) => {
         const listener = this.readyListeners.get(w);
@@ -357,7 +419,7 @@ export class WorkerPool {
     if (asSuccessor) slot.successor = worker;
     else slot.current = worker;
     this.options.logger.info(
-      `worker ${slot.index} started (pid ${worker.pid ?? '?'}${isRestart ? `, restart ${slot.restarts}` : ''}${asSuccessor ? ', as replacement' : ''})`,
+      `worker ${slot.index} started (pid ${worker.pid ?? '?'}${isRestart ? `, restart ${slot.restarts}, reason ${slot.lastRestartReason}` : ''}${asSuccessor ? ', as replacement' : ''})`,
     );
     return worker;
   }
@@ -399,6 +461,7 @@ export class WorkerPool {
       this.options.logger.warn(`worker ${slot.index} died during its replacement: ${failure}`);
       return;
     }
+    slot.pendingRestartReason = worker.unresponsiveFor === undefined ? 'exited' : 'unresponsive';
     const delay = crashBackoffDelay(slot.failures, this.options.backoff);
     if (delay === 0) {
       this.options.logger.warn(`${failure}; reviving it`);
@@ -479,6 +542,11 @@ export class WorkerPool {
       throw new SupervisorError(ErrorCodes.shuttingDown, 'the daemon is shutting down');
     }
   }
+}
+
+/** Seconds between two unresponsiveness checks: a quarter of the timeout, within [0.25, 1]. */
+function watchInterval(timeout: number): number {
+  return Math.min(1, Math.max(0.25, timeout / 4));
 }
 
 function age(slot: WorkerSlot): number {

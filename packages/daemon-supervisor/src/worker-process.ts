@@ -53,6 +53,11 @@ export class WorkerProcess {
   activePks: number[] = [];
   /** Consecutive memory samples above the cap. */
   overMemorySamples = 0;
+  /**
+   * Set when the supervisor found this worker unresponsive (no heartbeat for longer than
+   * `daemon.lease_timeout`) and signalled it: the seconds it had been silent.
+   */
+  unresponsiveFor: number | undefined;
   /** The text of a `fatal` message, if one came. */
   fatal: string | undefined;
   readonly stderrTail: string[] = [];
@@ -166,6 +171,10 @@ export class WorkerProcess {
   describeFailure(): string {
     const who = `worker ${this.index} (pid ${this.pid ?? '?'})`;
     if (this.fatal !== undefined) return `${who} failed: ${this.fatal}`;
+    if (this.unresponsiveFor !== undefined) {
+      const how = this.exit ? describeExit(this.exit) : 'was signalled';
+      return `${who} was unresponsive (no heartbeat for ${this.unresponsiveFor.toFixed(1)} s) and ${how}`;
+    }
     const how = this.exit ? describeExit(this.exit) : 'did not start';
     const before = this.readyAt === undefined ? ' before it was ready' : '';
     const tail = this.stderrTail.length

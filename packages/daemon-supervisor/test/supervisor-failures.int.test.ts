@@ -63,7 +63,8 @@ writeFileSync(marker, String(process.pid));
 process.send({ v: 1, type: 'ready', pid: process.pid, slotsTotal: 1 });
 process.on('message', () => process.exit(0));
 process.on('disconnect', () => process.exit(0));
-setInterval(() => {}, 1000);
+// Heartbeats, as every worker sends them: without, the supervisor would replace it as unresponsive.
+setInterval(() => process.send({ v: 1, type: 'heartbeat', slotsUsed: 0, slotsTotal: 1, activePks: [], eventLoopLag: 0, memory: 0 }), 500);
 `;
 
 function pidsOfChildren(pid: number): number[] {
@@ -282,7 +283,8 @@ const STUBBORN = `
 process.send({ v: 1, type: 'ready', pid: process.pid, slotsTotal: 1 });
 process.on('message', () => process.stderr.write('stubborn worker: ignoring shutdown\\n'));
 process.on('SIGTERM', () => process.stderr.write('stubborn worker: ignoring SIGTERM\\n'));
-setInterval(() => {}, 1000);
+// Heartbeats, as every worker sends them: without, the supervisor would replace it as unresponsive.
+setInterval(() => process.send({ v: 1, type: 'heartbeat', slotsUsed: 0, slotsTotal: 1, activePks: [], eventLoopLag: 0, memory: 0 }), 500);
 `;
 
 test('stop: a worker still there after the graceful timeout is SIGKILLed, then the answer', async () => {

@@ -412,11 +412,16 @@ export interface ProcessStore {
    * Runnable, unpaused, non-terminal processes that need a task: unowned and never dispatched for
    * `neverDispatchedGraceSeconds` since they became runnable, or owned by an expired lease and not
    * dispatched since it expired; with `staleDispatchSeconds`, also those dispatched that long ago
-   * and still unclaimed.
+   * and still unclaimed. With `expiredRedispatchSeconds`, a process whose owner's lease expired
+   * and that no one claimed since is returned again and again, each time once the time since its
+   * last dispatch reaches half the time since the lease expired, clamped to `[min, max]` (a
+   * backoff that needs no extra column): the transport may hand a re-sent task back to the stalled
+   * owner, so one re-send is not enough.
    */
   findDispatchable(options: {
     neverDispatchedGraceSeconds: number;
     staleDispatchSeconds?: number;
+    expiredRedispatchSeconds?: { min: number; max: number };
     limit?: number;
   }): Promise<number[]>;
   /** Records that the tasks of `pks` were confirmed by the broker. */

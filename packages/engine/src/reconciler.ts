@@ -25,11 +25,24 @@ export interface ReconcilerOptions {
    * @default 600
    */
   staleDispatchAfter?: number | null;
+  /**
+   * Backoff, in seconds, of the re-sends of a process whose owner's lease expired and that no live
+   * worker claimed yet: its task is published again once the time since the last send reaches half
+   * the time since the lease expired, clamped to `[min, max]`, until a worker claims it. One
+   * re-send is not enough: the transport may hand it to the stalled owner, which holds it without
+   * acking until its connection is declared dead. Each re-send publishes two copies in a row,
+   * which RabbitMQ's round-robin hands to two different consumers. `null` sends it once only.
+   * @default { min: 1, max: 30 }
+   */
+  expiredRedispatch?: { min: number; max: number } | null;
   /** Most tasks published per tick. @default 1000 */
   batchSize?: number;
   control?: ControlChannel;
   logger?: EngineLogger;
 }
+
+/** Default backoff of {@link ReconcilerOptions.expiredRedispatch}, in seconds. */
+const DEFAULT_EXPIRED_REDISPATCH = { min: 1, max: 30 } as const;
 
 /** What one {@link Reconciler.tick} did. */
 export interface ReconcileReport {
@@ -44,12 +57,15 @@ export interface ReconcileReport {
 /**
  * The reconciler: one worker at a time (elected through a lease row in the store) re-publishes
  * tasks of processes that are runnable and unowned and were never dispatched (after a grace) or
- * whose owner's lease expired, and kills unowned processes past their time limit. The worker calls
+ * whose owner's lease expired (again, with a short backoff, until a live worker claims them), and
+ * kills unowned processes past their time limit. The worker calls
  * {@link Reconciler.tick} periodically (e.g. every heartbeat or every few seconds).
  */
 export class Reconciler {
   private readonly options: ReconcilerOptions;
   private readonly logger: EngineLogger;
+  /** Pks this reconciler published lately, with when (to tell a re-send from a first send). */
+  private readonly sent = new Map<number, number>();
 
   constructor(options: ReconcilerOptions) {
     this.options = options;
@@ -78,18 +94,33 @@ export class Reconciler {
             this.options.staleDispatchAfter === null
               ? undefined
               : (this.options.staleDispatchAfter ?? 600),
+          expiredRedispatchSeconds:
+            this.options.expiredRedispatch === null
+              ? undefined
+              : (this.options.expiredRedispatch ?? DEFAULT_EXPIRED_REDISPATCH),
           limit: this.options.batchSize ?? 1000,
         })),
       ]),
     ];
     if (pks.length === 0) return report;
+    const now = Date.now();
+    const memory = (this.options.expiredRedispatch?.max ?? DEFAULT_EXPIRED_REDISPATCH.max) * 2000;
+    for (const [pk, at] of this.sent) if (now - at > memory) this.sent.delete(pk);
+    // A pk sent lately and due again is a re-send of an expired lease that no live worker
+    // claimed: RabbitMQ may have handed the last copy to the stalled owner. Two copies in a row go
+    // to two different consumers (round-robin), so with two workers one reaches the live one.
+    const resent = pks.filter((pk) => this.sent.has(pk));
+    const tasks = pks.flatMap((pk) => (this.sent.has(pk) ? [pk, pk] : [pk]));
     try {
-      await dispatcher.publishContinueMany(pks);
+      await dispatcher.publishContinueMany(tasks);
       await store.markDispatched(pks);
+      for (const pk of pks) this.sent.set(pk, now);
       report.dispatched = pks;
-      this.logger.info(`reconciler dispatched ${pks.length} process(es)`, {
-        pks: pks.slice(0, 20),
-      });
+      this.logger.info(
+        `reconciler dispatched ${pks.length} process(es)` +
+          (resent.length > 0 ? `, ${resent.length} of them again (not claimed yet)` : ''),
+        { pks: pks.slice(0, 20) },
+      );
     } catch (error) {
       this.logger.warn(`reconciler could not publish tasks: ${describeError(error).message}`);
     }

@@ -347,6 +347,10 @@ export class SqliteProcessStore implements ProcessStore {
            (owner IS NULL AND dispatched_at IS NULL AND modified_at <= @grace_cutoff)
            OR (owner IS NOT NULL AND lease_expires_at < @now
                AND (dispatched_at IS NULL OR dispatched_at < lease_expires_at))
+           OR (@redispatch_min IS NOT NULL AND owner IS NOT NULL AND lease_expires_at < @now
+               AND dispatched_at >= lease_expires_at
+               AND @now - dispatched_at >= MIN(@redispatch_max,
+                     MAX(@redispatch_min, (@now - lease_expires_at) / 2)))
            OR (@stale_cutoff IS NOT NULL AND dispatched_at IS NOT NULL AND dispatched_at < @stale_cutoff
                AND (owner IS NULL OR lease_expires_at < @now))
          )
@@ -1138,13 +1142,19 @@ export class SqliteProcessStore implements ProcessStore {
   async findDispatchable(options: {
     neverDispatchedGraceSeconds: number;
     staleDispatchSeconds?: number;
+    expiredRedispatchSeconds?: { min: number; max: number };
     limit?: number;
   }): Promise<number[]> {
     return this.read(() => {
       const now = this.now();
+      const redispatch = options.expiredRedispatchSeconds;
       return (
         this.stmts.dispatchable.all({
           now,
+          redispatch_min: redispatch ? Math.round(redispatch.min * 1000) : null,
+          redispatch_max: redispatch
+            ? Math.round(Math.max(redispatch.min, redispatch.max) * 1000)
+            : null,
           grace_cutoff: now - options.neverDispatchedGraceSeconds * 1000,
           stale_cutoff:
             options.staleDispatchSeconds === undefined

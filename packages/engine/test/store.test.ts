@@ -437,6 +437,39 @@ describe('SqliteProcessStore', () => {
       ).toEqual([a!.pk, b!.pk, c!.pk]);
     });
 
+    test('findDispatchable with expiredRedispatchSeconds: an expired, unclaimed row comes back with a doubling backoff until claimed', async () => {
+      const [a] = await store.createProcesses([add]);
+      await store.claim(a!.pk, 'w1', 10, { maxAttempts: 5 });
+      const find = () =>
+        store.findDispatchable({
+          neverDispatchedGraceSeconds: 5,
+          expiredRedispatchSeconds: { min: 1, max: 4 },
+        });
+      clock.advance(11); // the lease expired 1 s ago
+      expect(await find()).toEqual([a!.pk]);
+      await store.markDispatched([a!.pk]);
+      // Without the option, one send after the expiry is all.
+      clock.advance(10);
+      expect(await store.findDispatchable({ neverDispatchedGraceSeconds: 5 })).toEqual([]);
+      // With it: sent at expiry + 1; again once the time since the send reaches half the time
+      // since the expiry, at least 1 s, at most 4 s.
+      clock.advance(-10);
+      const sends: number[] = [];
+      for (let t = 2; t <= 20; t++) {
+        clock.advance(1);
+        if ((await find()).includes(a!.pk)) {
+          sends.push(t);
+          await store.markDispatched([a!.pk]);
+        }
+      }
+      expect(sends).toEqual([2, 4, 8, 12, 16, 20]);
+      // A live worker claims it: no more sends.
+      const claimed = await store.claim(a!.pk, 'w2', 10, { maxAttempts: 5 });
+      expect(claimed).toMatchObject({ ok: true, ownerLost: true });
+      clock.advance(5);
+      expect(await find()).toEqual([]);
+    });
+
     test('killExpired kills unowned processes past their time limit', async () => {
       const [a, b] = await store.createProcesses([
         { ...add, timeLimit: 5 },

@@ -133,6 +133,31 @@ describe('Engine.submit and queries', () => {
     expect((await other.tick()).leader).toBe(false);
   });
 
+  test('the reconciler re-sends an expired, unclaimed process with a backoff, two copies per re-send, until a live worker claims it', async () => {
+    const { pk } = await engine.submit('core.arithmetic.add', { x: 1, y: 2 });
+    await store.claim(pk, 'stalled', 5, { maxAttempts: 5 });
+    const reconciler = new Reconciler({
+      store,
+      dispatcher: broker,
+      ownerId: 'w1',
+      leaseTimeout: 5,
+    });
+    broker.published = [];
+    clock.advance(6); // the stalled owner's lease expired 1 s ago: first send, one copy
+    expect((await reconciler.tick()).dispatched).toEqual([pk]);
+    expect(broker.published).toEqual([pk]);
+    clock.advance(0.5); // too soon for a re-send
+    expect((await reconciler.tick()).dispatched).toEqual([]);
+    clock.advance(1.5); // 2 s since the send, 3 s since the expiry: re-send, two copies in a row
+    expect((await reconciler.tick()).dispatched).toEqual([pk]);
+    expect(broker.published).toEqual([pk, pk, pk]);
+    // A live worker claims it: nothing more is sent.
+    expect(await store.claim(pk, 'live', 5, { maxAttempts: 5 })).toMatchObject({ ok: true });
+    clock.advance(4);
+    expect((await reconciler.tick()).dispatched).toEqual([]);
+    expect(broker.published).toHaveLength(3);
+  });
+
   test('submitMany validates all first, commits all, publishes them in one call', async () => {
     const bad = await errorOf(
       engine.submitMany([

@@ -65,6 +65,10 @@ export const CONTROL_REQUEST_TYPES: readonly ControlRequestType[] = [
 export const workerStateSchema = z.enum(['starting', 'ready', 'stopping', 'crash-looping']);
 export type WorkerState = z.infer<typeof workerStateSchema>;
 
+/** Why the supervisor started a slot's worker again. */
+export const restartReasonSchema = z.enum(['exited', 'unresponsive']);
+export type RestartReason = z.infer<typeof restartReasonSchema>;
+
 /** Everything a status screen shows about one worker. */
 export const workerStatusSchema = z.object({
   /** Stable slot number of this worker in the daemon (0-based); a revived worker keeps it. */
@@ -73,8 +77,14 @@ export const workerStatusSchema = z.object({
   pid: z.number().int().positive().nullable(),
   state: workerStateSchema,
   startedAt: isoTimestamp.nullable(),
-  /** How often this slot's worker was started again after dying. */
+  /** How often this slot's worker was started again after dying (or being killed as unresponsive). */
   restarts: z.number().int().nonnegative(),
+  /**
+   * Why this slot's worker was last started again: `exited` (it died: crash, exit, a signal from
+   * outside) or `unresponsive` (its heartbeats stopped for longer than `daemon.lease_timeout`, so
+   * the supervisor killed it); null before the first restart. Absent from older supervisors.
+   */
+  lastRestartReason: restartReasonSchema.nullable().default(null),
   lastHeartbeatAt: isoTimestamp.nullable(),
   /** CPU use in percent of one core, or null when not sampled yet. */
   cpu: z.number().nonnegative().nullable(),

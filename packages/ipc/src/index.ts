@@ -48,6 +48,8 @@ export {
   type PingResult,
   pingRequestSchema,
   pingResultSchema,
+  type RestartReason,
+  restartReasonSchema,
   restartRequestSchema,
   type ScaleResult,
   type StopResult,

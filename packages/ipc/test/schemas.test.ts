@@ -93,9 +93,12 @@ const cases: Array<{ name: string; schema: z.ZodType; valid: unknown[]; invalid:
         lastStderr: ['Error: boom'],
         nextAttemptAt: now,
       },
+      { ...worker, lastRestartReason: 'unresponsive' },
+      { ...worker, lastRestartReason: 'exited' },
     ],
     invalid: [
       { ...worker, state: 'sleeping' },
+      { ...worker, lastRestartReason: 'bored' },
       { ...worker, pid: -1 },
       { ...worker, startedAt: 'yesterday' },
       { ...worker, activePks: [0] },
