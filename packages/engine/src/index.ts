@@ -76,6 +76,13 @@ export {
   pluginApi,
 } from './plugins.js';
 export type { ControlChannel, TaskDispatcher } from './ports.js';
+export { POSTGRES_MIGRATIONS, POSTGRES_SCHEMA_VERSION } from './postgres-migrations.js';
+export {
+  describePostgresConnection,
+  type PostgresConnection,
+  PostgresProcessStore,
+  type PostgresStoreOptions,
+} from './postgres-process-store.js';
 export {
   isProcessAlive,
   killProcessGroup,
@@ -97,6 +104,7 @@ export type {
   ProcessReport,
   ProcessStore,
   ReportLevel,
+  StorageBackendName,
   TerminalEffects,
   TerminalResult,
 } from './process-store.js';

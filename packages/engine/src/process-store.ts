@@ -16,6 +16,9 @@ export interface ProcessGroupRecord {
   marker: string;
 }
 
+/** The storage backends of a profile (AiiDA's names). */
+export type StorageBackendName = 'core.sqlite' | 'core.psql';
+
 /** One process row, as read from the store. Times are ISO 8601 strings. */
 export interface ProcessRecord {
   pk: number;
@@ -204,6 +207,10 @@ export type DeleteSelection =
  * `EngineError('lease_lost')` once someone else claimed it, it was released, or it became terminal.
  */
 export interface ProcessStore {
+  /** Which backend holds the processes: AiiDA's storage backend name. */
+  readonly backend: StorageBackendName;
+  /** Version of the database engine (SQLite library or PostgreSQL server). */
+  readonly serverVersion: string;
   /** Schema version of the store this code wrote or found. */
   readonly schemaVersion: number;
   /** Where the store lives, for messages. */

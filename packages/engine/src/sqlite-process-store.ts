@@ -169,7 +169,9 @@ export function openStore(
  * `BEGIN IMMEDIATE` transaction; several processes (workers, clients) share the file.
  */
 export class SqliteProcessStore implements ProcessStore {
+  readonly backend = 'core.sqlite' as const;
   readonly location: string;
+  readonly serverVersion: string;
   readonly schemaVersion: number;
   private readonly db: Database.Database;
   private readonly clock: Clock;
@@ -198,6 +200,9 @@ export class SqliteProcessStore implements ProcessStore {
       this.db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
       this.db.pragma('foreign_keys = OFF');
       this.schemaVersion = this.migrate();
+      this.serverVersion = (
+        this.db.prepare('SELECT sqlite_version() AS v').get() as { v: string }
+      ).v;
       this.stmts = this.prepare();
     } catch (error) {
       this.db.close();
