@@ -23,6 +23,17 @@ export interface TestDatabase {
   username: string;
   password: string;
   database: string;
+  /** The `storage` of a `core.psql` profile on this database. */
+  storage: {
+    backend: 'core.psql';
+    config: {
+      database_hostname: string;
+      database_port: number;
+      database_username: string;
+      database_password: string;
+      database_name: string;
+    };
+  };
   /** Runs SQL as the superuser inside this database. */
   admin(sql: string, params?: unknown[]): Promise<pg.QueryResult>;
   /** Drops the database (closing its connections) and the role. */
@@ -53,6 +64,16 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     username: name,
     password,
     database: name,
+    storage: {
+      backend: 'core.psql',
+      config: {
+        database_hostname: PG_ADMIN.host,
+        database_port: PG_ADMIN.port,
+        database_username: name,
+        database_password: password,
+        database_name: name,
+      },
+    },
     admin: (sql, params) => asAdmin(name, (c) => c.query(sql, params)),
     drop: () => dropDatabase(name),
   };

@@ -69,6 +69,7 @@ export {
   openEngine,
   readEngineOptions,
 } from './open-engine.js';
+export { type OpenProcessStoreOptions, openProcessStore } from './open-store.js';
 export {
   loadPlugins,
   type PluginApi,

@@ -228,7 +228,9 @@ export class PostgresProcessStore implements ProcessStore {
         server_version: string;
       };
       const schemaVersion = await migrate(pool, location);
-      return new PostgresProcessStore(pool, location, schemaVersion, version.server_version);
+      // "15.20 (Debian 15.20-0+deb12u1)": the version number only.
+      const serverVersion = version.server_version.split(' ')[0] ?? version.server_version;
+      return new PostgresProcessStore(pool, location, schemaVersion, serverVersion);
     } catch (error) {
       await pool.end().catch(() => undefined);
       if (error instanceof EngineError) throw error;

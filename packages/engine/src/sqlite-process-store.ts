@@ -61,7 +61,9 @@ export interface SqliteStoreOptions {
 
 /** What `openStore` needs of a profile (a `Profile` of `@aiida/config` fits). */
 export interface StoreProfile {
-  storage: { config: { filepath: string } };
+  storage:
+    | { backend?: 'core.sqlite'; config: { filepath: string } }
+    | { backend: 'core.psql'; config: object };
 }
 
 interface ProcessRow {
@@ -161,7 +163,15 @@ export function openStore(
   profile: StoreProfile,
   options: Omit<SqliteStoreOptions, 'filepath'> = {},
 ): SqliteProcessStore {
-  return new SqliteProcessStore({ ...options, filepath: profile.storage.config.filepath });
+  const storage = profile.storage;
+  if (storage.backend === 'core.psql') {
+    throw new EngineError(
+      EngineErrorCodes.storeError,
+      'openStore opens SQLite stores only, and this profile keeps its processes in PostgreSQL ' +
+        '(core.psql): open it with openProcessStore(profile)',
+    );
+  }
+  return new SqliteProcessStore({ ...options, filepath: storage.config.filepath });
 }
 
 /**
