@@ -264,6 +264,12 @@ export class PostgresProcessStore implements ProcessStore {
         throw storeError(this.location, error);
       }
       let broken = false;
+      // The pool listens for errors of idle connections only: without this, a connection the
+      // server drops (a restart) while checked out between two queries would crash the process.
+      const onError = () => {
+        broken = true;
+      };
+      client.on('error', onError);
       try {
         const begun = (await client.query(
           `BEGIN; SELECT ${NOW_SQL} AS now`,
@@ -281,6 +287,7 @@ export class PostgresProcessStore implements ProcessStore {
         if (error instanceof EngineError) throw error;
         throw storeError(this.location, error);
       } finally {
+        client.removeListener('error', onError);
         client.release(broken);
       }
     }
@@ -873,6 +880,8 @@ function storeError(location: string, error: unknown, what = 'process store'): E
 /** Applies the missing migrations in one transaction, under an advisory lock; refuses a newer schema. */
 async function migrate(pool: pg.Pool, location: string): Promise<number> {
   const c = await pool.connect();
+  const onError = () => undefined;
+  c.on('error', onError);
   try {
     await c.query('BEGIN');
     await c.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
@@ -907,6 +916,7 @@ async function migrate(pool: pg.Pool, location: string): Promise<number> {
     await c.query('ROLLBACK').catch(() => undefined);
     throw error;
   } finally {
+    c.removeListener('error', onError);
     c.release();
   }
 }
