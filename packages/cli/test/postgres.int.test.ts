@@ -32,6 +32,19 @@ async function databasesLike(fragment: string): Promise<string[]> {
   }
 }
 
+async function rolesLike(fragment: string): Promise<string[]> {
+  const client = new pg.Client(PG_ADMIN);
+  await client.connect();
+  try {
+    const r = await client.query('SELECT rolname FROM pg_roles WHERE rolname LIKE $1', [
+      `%${fragment}%`,
+    ]);
+    return r.rows.map((row: { rolname: string }) => row.rolname);
+  } finally {
+    await client.end();
+  }
+}
+
 test('presto --use-postgres: a role and database of its own; status shows them; delete --delete-data drops it', async () => {
   const name = `${runDatabasePrefix()}cli`;
   const adminPassword = 'admin-pw-not-to-show';
@@ -90,7 +103,7 @@ test('presto --use-postgres: a role and database of its own; status shows them; 
   }
 }, 120_000);
 
-test('presto --use-postgres with an unreachable server: an error naming it, no profile, no database', async () => {
+test('presto --use-postgres with an unreachable server or a taken name: an error, nothing left behind', async () => {
   const name = `${runDatabasePrefix()}down`;
   const result = await sandbox.run([
     '-p',
@@ -109,6 +122,23 @@ test('presto --use-postgres with an unreachable server: an error naming it, no p
   expect(result.stderr).toContain('--postgres-hostname');
   expect(sandbox.profiles()).toEqual([]);
   expect(await databasesLike(`aiida_${name}`)).toEqual([]);
+  expect(await rolesLike(`aiida_${name}`)).toEqual([]);
+
+  // A name that is taken: the database and role made for it are dropped again.
+  const taken = `${runDatabasePrefix()}taken`;
+  expect((await sandbox.run(['profile', 'setup', taken])).code).toBe(0);
+  const again = await sandbox.run([
+    '-p',
+    taken,
+    'presto',
+    '--use-postgres',
+    '--postgres-hostname',
+    PG_ADMIN.host,
+  ]);
+  expect(again.code).toBe(1);
+  expect(again.stderr).toContain(`A profile named '${taken}' already exists`);
+  expect(await databasesLike(`aiida_${taken}`)).toEqual([]);
+  expect(await rolesLike(`aiida_${taken}`)).toEqual([]);
 
   const stray = await sandbox.run(['presto', '--postgres-port', '5432']);
   expect(stray.code).toBe(2);

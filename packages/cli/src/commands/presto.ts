@@ -22,6 +22,7 @@ import {
   createPostgresDatabase,
   dropPostgresDatabase,
   POSTGRES_ADMIN_DEFAULTS,
+  type PostgresAdmin,
 } from '../postgres-setup.js';
 import { initialiseStorage } from '../storage-check.js';
 
@@ -136,19 +137,18 @@ export async function presto(
     }
   }
   // The database first: when it can't be made, no profile entry is written at all.
-  const storage = options.usePostgres
+  const admin = options.usePostgres
+    ? {
+        hostname: options.postgresHostname ?? POSTGRES_ADMIN_DEFAULTS.hostname,
+        port: options.postgresPort ?? POSTGRES_ADMIN_DEFAULTS.port,
+        username: options.postgresUsername ?? POSTGRES_ADMIN_DEFAULTS.username,
+        password: options.postgresPassword,
+      }
+    : undefined;
+  const storage = admin
     ? {
         backend: 'core.psql' as const,
-        config: await createPostgresDatabase(
-          {
-            hostname: options.postgresHostname ?? POSTGRES_ADMIN_DEFAULTS.hostname,
-            port: options.postgresPort ?? POSTGRES_ADMIN_DEFAULTS.port,
-            username: options.postgresUsername ?? POSTGRES_ADMIN_DEFAULTS.username,
-            password: options.postgresPassword,
-          },
-          name,
-          options.timeout,
-        ),
+        config: await createPostgresDatabase(admin, name, options.timeout),
       }
     : undefined;
   let profile: Profile;
@@ -161,11 +161,13 @@ export async function presto(
       pluginBaseDir: process.cwd(),
     });
   } catch (error) {
-    if (storage) await dropPostgresDatabase(storage.config, options.timeout).catch(() => undefined);
+    if (storage) {
+      await dropPostgresDatabase(storage.config, options.timeout, admin).catch(() => undefined);
+    }
     throw error;
   }
   await checkBrokerOfNewProfile(profile, options.timeout, {
-    discard: () => removeProfileEverywhere(profile, options.timeout),
+    discard: () => removeProfileEverywhere(profile, options.timeout, admin),
     hint:
       'Is RabbitMQ running there? Point to it with AIIDA_BROKER_HOST/_PORT/_USERNAME/' +
       '_PASSWORD/_VIRTUAL_HOST or --broker-host/--broker-port.',
@@ -174,7 +176,7 @@ export async function presto(
   try {
     await initialiseStorage(profile);
   } catch (error) {
-    await removeProfileEverywhere(profile, options.timeout);
+    await removeProfileEverywhere(profile, options.timeout, admin);
     throw error;
   }
   setDefaultProfile(name);
@@ -225,8 +227,15 @@ export function brokerSettingsFromEnvironment(
   return settings;
 }
 
-/** Removes a profile that must not stay: its config entry, any folder and database made for it. */
-async function removeProfileEverywhere(profile: Profile, timeout: number): Promise<void> {
+/**
+ * Removes a profile that must not stay: its config entry, any folder made for it, and its
+ * database and role (dropped as `admin`, who created them).
+ */
+async function removeProfileEverywhere(
+  profile: Profile,
+  timeout: number,
+  admin: PostgresAdmin | undefined,
+): Promise<void> {
   try {
     deleteProfile(profile.name);
   } catch {
@@ -235,6 +244,6 @@ async function removeProfileEverywhere(profile: Profile, timeout: number): Promi
   rmSync(getStorageDir(profile), { recursive: true, force: true });
   rmSync(getDaemonDir(profile), { recursive: true, force: true });
   if (profile.storage.backend === 'core.psql') {
-    await dropPostgresDatabase(profile.storage.config, timeout).catch(() => undefined);
+    await dropPostgresDatabase(profile.storage.config, timeout, admin).catch(() => undefined);
   }
 }
