@@ -86,10 +86,71 @@ for (const name of selected) {
       `stray processes outlived the ${name} tests and were killed: ${strays.join(', ')}`,
     );
   }
+  const databases = await dropStrayDatabases(runId);
+  if (databases.length > 0) {
+    anyRunFailed = true;
+    failed += 1;
+    console.error(
+      `PostgreSQL databases or roles of the ${name} tests were left behind and dropped: ${databases.join(', ')}`,
+    );
+  }
 }
 
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(anyRunFailed || failed > 0 ? 1 : 0);
+
+/**
+ * Drops the PostgreSQL databases and roles this run's tests made and left behind: their names
+ * contain `aiidat_<tag>_`, the tag being the run id's last 16 letters and digits (the same rule
+ * as `runDatabasePrefix` in tests/support/postgres.ts). A server that does not answer is skipped
+ * with a note: the tests that needed it have failed already.
+ */
+async function dropStrayDatabases(marker) {
+  const tag = marker
+    .replace(/[^a-zA-Z0-9]/g, '')
+    .toLowerCase()
+    .slice(-16);
+  const pattern = `%aiidat\\_${tag}\\_%`;
+  let pg;
+  try {
+    pg = (await import('pg')).default;
+  } catch {
+    return [];
+  }
+  const client = new pg.Client({
+    host: '127.0.0.1',
+    port: 5432,
+    user: 'postgres',
+    database: 'postgres',
+    connectionTimeoutMillis: 5000,
+  });
+  client.on('error', () => {});
+  const dropped = [];
+  try {
+    await client.connect();
+    const dbs = await client.query('SELECT datname FROM pg_database WHERE datname LIKE $1', [
+      pattern,
+    ]);
+    for (const { datname } of dbs.rows) {
+      await client.query(
+        `DROP DATABASE IF EXISTS ${client.escapeIdentifier(datname)} WITH (FORCE)`,
+      );
+      dropped.push(`database ${datname}`);
+    }
+    const roles = await client.query('SELECT rolname FROM pg_roles WHERE rolname LIKE $1', [
+      pattern,
+    ]);
+    for (const { rolname } of roles.rows) {
+      await client.query(`DROP ROLE IF EXISTS ${client.escapeIdentifier(rolname)}`);
+      dropped.push(`role ${rolname}`);
+    }
+  } catch (error) {
+    console.error(`could not check PostgreSQL for databases left behind: ${error.message}`);
+  } finally {
+    await client.end().catch(() => {});
+  }
+  return dropped;
+}
 
 /** Kills (SIGKILL, by pid) every process whose environment carries this run's marker. */
 function killStrays(marker) {

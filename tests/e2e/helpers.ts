@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { RabbitBroker } from '@aiida/broker';
+import type { PsqlStorageConfig } from '@aiida/config';
 import { DaemonClient } from '@aiida/daemon-client';
 import { type Engine, openEngine, type ProcessRecord, silentLogger } from '@aiida/engine';
 import type * as RabbitClient from 'rabbitmq-client';
@@ -69,11 +70,14 @@ export async function setupE2E(init: {
   options?: Record<string, unknown>;
   plugins?: string[];
   env?: NodeJS.ProcessEnv;
+  /** A `core.psql` store; default: SQLite. */
+  storage?: { backend: 'core.psql'; config: PsqlStorageConfig };
 }): Promise<E2E> {
   const plugins = init.plugins ?? [TEST_PLUGIN];
   const tp = createTestProfile({
     name: init.name,
     options: { 'engine.plugins': plugins, ...init.options },
+    storage: init.storage,
   });
   for (const file of ['test-plugin.mjs', 'broken-plugin.mjs', 'fragile-plugin.mjs']) {
     copyFileSync(join(FIXTURES, file), join(tp.aiidaPath, file));

@@ -1,7 +1,12 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createProfile, getDaemonLogDir, type Profile } from '@aiida/config';
+import {
+  createProfile,
+  getDaemonLogDir,
+  type Profile,
+  type PsqlStorageConfig,
+} from '@aiida/config';
 
 /** Short, safe timings for tests on a 2-core machine (see TESTING.md). */
 export const TEST_OPTIONS: Record<string, unknown> = {
@@ -30,6 +35,8 @@ export function createTestProfile(
     name?: string;
     options?: Record<string, unknown>;
     broker?: Partial<Profile['broker']['config']>;
+    /** A `core.psql` store (see `createTestDatabase`); default: the profile's own SQLite file. */
+    storage?: { backend: 'core.psql'; config: PsqlStorageConfig };
   } = {},
 ): TestProfile {
   const aiidaPath = mkdtempSync(join(tmpdir(), 'aiida-test-'));
@@ -39,6 +46,7 @@ export function createTestProfile(
       name: init.name ?? 'test',
       options: { ...TEST_OPTIONS, ...init.options },
       broker: init.broker,
+      storage: init.storage,
       pluginBaseDir: aiidaPath,
       setDefault: true,
     },
@@ -75,4 +83,12 @@ export async function withLogTails<T>(logTails: () => string, body: () => Promis
     if (error instanceof Error) error.message = `${error.message}\n\n${logTails()}`;
     throw error;
   }
+}
+
+/** The SQLite file of a `core.sqlite` profile (throws for another backend). */
+export function sqliteFilepath(profile: Profile): string {
+  if (profile.storage.backend !== 'core.sqlite') {
+    throw new Error(`profile '${profile.name}' keeps its processes in ${profile.storage.backend}`);
+  }
+  return profile.storage.config.filepath;
 }

@@ -57,14 +57,14 @@ export async function checkBroker(profile: Profile, timeout: number): Promise<Br
 export async function checkBrokerOfNewProfile(
   profile: Profile,
   timeout: number,
-  options: { discard: () => void; hint: string; showVersion: boolean },
+  options: { discard: () => void | Promise<void>; hint: string; showVersion: boolean },
 ): Promise<void> {
   const url = getRedactedBrokerUrl(profile);
   echoInline(`Checking the broker at ${url}... `);
   const check = await checkBroker(profile, timeout);
   if (!check.ok) {
     echo(failedMark());
-    options.discard();
+    await options.discard();
     throw new CliError(
       'broker_unreachable',
       `Could not connect to the broker at ${url}: ${brokerFailureReason(check.error)}. ` +

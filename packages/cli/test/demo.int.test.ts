@@ -4,6 +4,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getProfile } from '@aiida/config';
+import { sqliteFilepath } from '../../../tests/support/test-profile.js';
 import { CliSandbox, collect, shown } from './cli.js';
 
 describe('aiida demo', () => {
@@ -51,7 +52,7 @@ describe('aiida demo', () => {
 
     // It used the folder it was given, left the profile there, and no daemon runs.
     const profile = getProfile(undefined, { aiidaPath: demoPath });
-    expect(existsSync(profile.storage.config.filepath)).toBe(true);
+    expect(existsSync(sqliteFilepath(profile))).toBe(true);
     const demoSandboxStatus = await sandbox.run(['daemon', 'status', '--json'], {
       env: { AIIDA_PATH: demoPath },
     });

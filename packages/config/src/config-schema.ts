@@ -42,13 +42,28 @@ const brokerConfigFileSchema = z.strictObject({
     .default({ ...DEFAULT_BROKER_PARAMETERS }),
 });
 
+/** The `storage.config` block of a `core.psql` profile (AiiDA's key names). */
+export const psqlStorageConfigSchema = z.strictObject({
+  database_engine: z.literal('postgresql_psycopg').optional(),
+  database_hostname: z.string().min(1),
+  database_port: z.number().int().min(1).max(65535),
+  database_username: z.string().min(1),
+  database_password: z.string(),
+  database_name: z.string().min(1),
+  /** AiiDA's file repository; kept as written, not used by the daemon. */
+  repository_uri: z.string().optional(),
+});
+
 /** One profile as stored in our config file (`aiida-ts.json`). */
 const profileFileSchema = z.strictObject({
   PROFILE_UUID: z.uuid(),
-  storage: z.strictObject({
-    backend: z.literal('core.sqlite'),
-    config: z.strictObject({ filepath: z.string().min(1) }),
-  }),
+  storage: z.discriminatedUnion('backend', [
+    z.strictObject({
+      backend: z.literal('core.sqlite'),
+      config: z.strictObject({ filepath: z.string().min(1) }),
+    }),
+    z.strictObject({ backend: z.literal('core.psql'), config: psqlStorageConfigSchema }),
+  ]),
   process_control: z.strictObject({
     backend: z.literal('core.rabbitmq'),
     config: brokerConfigFileSchema,

@@ -95,9 +95,12 @@ export {
   type CreateProfileInput,
   createProfile,
   deleteProfile,
+  describeStorage,
   getDefaultProfileName,
   getProfile,
   listProfiles,
   type Profile,
+  type PsqlStorageConfig,
+  type StorageSettings,
   setDefaultProfile,
 } from './profiles.js';

@@ -8,7 +8,7 @@ import {
   defaultBrokerSettings,
 } from './broker-settings.js';
 import { type ConfigLocationOptions, readConfig, updateConfig } from './config-file.js';
-import type { ConfigFile, ProfileFile } from './config-schema.js';
+import { type ConfigFile, type ProfileFile, psqlStorageConfigSchema } from './config-schema.js';
 import { ConfigError, ConfigErrorCodes } from './errors.js';
 import { formatProblems, zodIssuesToProblems } from './format-issues.js';
 import { findLegacyProfiles } from './legacy-config.js';
@@ -22,14 +22,36 @@ import {
 } from './paths.js';
 import { assertValidProfileName } from './profile-name.js';
 
+/** A `core.psql` profile's database (AiiDA's key names). */
+export interface PsqlStorageConfig {
+  database_hostname: string;
+  database_port: number;
+  database_username: string;
+  /** Never print it: use {@link describeStorage}. */
+  database_password: string;
+  database_name: string;
+}
+
+/** Where a profile's processes are stored (AiiDA's `storage` block). */
+export type StorageSettings =
+  | { backend: 'core.sqlite'; config: { filepath: string } }
+  | { backend: 'core.psql'; config: PsqlStorageConfig };
+
+/** The storage of a profile in words, for output and logs: never the password. */
+export function describeStorage(storage: StorageSettings): string {
+  if (storage.backend === 'core.sqlite') return `SQLite at ${storage.config.filepath}`;
+  const c = storage.config;
+  return `PostgreSQL ${c.database_username}@${c.database_hostname}:${c.database_port}/${c.database_name}`;
+}
+
 /** A profile: one independent AiiDA installation (its storage, broker, daemon and options). */
 export interface Profile {
   /** Unique name, a safe file name. */
   name: string;
   /** UUID given at creation; the broker prefix is `aiida-<uuid>`. */
   uuid: string;
-  /** Where its processes are stored. */
-  storage: { backend: 'core.sqlite'; config: { filepath: string } };
+  /** Where its processes are stored: an SQLite file (the default) or a PostgreSQL database. */
+  storage: StorageSettings;
   /** Its message broker. */
   broker: { backend: 'core.rabbitmq'; config: BrokerSettings };
   /** Folder that plugin module specifiers (`engine.plugins`) are resolved from. */
@@ -48,6 +70,11 @@ export interface CreateProfileInput {
   broker?: Partial<BrokerSettings>;
   /** Folder that plugins are resolved from. @default process.cwd() */
   pluginBaseDir?: string;
+  /**
+   * Where processes are stored. @default an SQLite file at `storage/<name>/aiida.sqlite`. A
+   * `core.psql` database must exist already (`aiida presto --use-postgres` creates one).
+   */
+  storage?: { backend: 'core.psql'; config: PsqlStorageConfig };
   /** Initial option overrides of the profile, checked like {@link setOption}. @default {} */
   options?: Record<string, unknown>;
   /** Make it the default profile. @default true if there is no default yet, else false */
@@ -76,10 +103,20 @@ export function createProfile(
   }
   const stored: ProfileFile = {
     PROFILE_UUID: randomUUID(),
-    storage: {
-      backend: 'core.sqlite',
-      config: { filepath: join(getStorageDir({ name: input.name, aiidaPath }), 'aiida.sqlite') },
-    },
+    storage: input.storage
+      ? {
+          backend: 'core.psql',
+          config: {
+            database_engine: 'postgresql_psycopg',
+            ...checkPsqlConfig(input.name, input.storage.config),
+          },
+        }
+      : {
+          backend: 'core.sqlite',
+          config: {
+            filepath: join(getStorageDir({ name: input.name, aiidaPath }), 'aiida.sqlite'),
+          },
+        },
     process_control: { backend: 'core.rabbitmq', config: brokerSettingsToFile(broker) },
     plugin_base_dir: resolve(input.pluginBaseDir ?? process.cwd()),
     options,
@@ -193,7 +230,19 @@ function profileFromFile(name: string, stored: ProfileFile, aiidaPath: string): 
   return {
     name,
     uuid: stored.PROFILE_UUID,
-    storage: { backend: 'core.sqlite', config: { filepath: stored.storage.config.filepath } },
+    storage:
+      stored.storage.backend === 'core.sqlite'
+        ? { backend: 'core.sqlite', config: { filepath: stored.storage.config.filepath } }
+        : {
+            backend: 'core.psql',
+            config: {
+              database_hostname: stored.storage.config.database_hostname,
+              database_port: stored.storage.config.database_port,
+              database_username: stored.storage.config.database_username,
+              database_password: stored.storage.config.database_password,
+              database_name: stored.storage.config.database_name,
+            },
+          },
     broker: {
       backend: 'core.rabbitmq',
       config: brokerSettingsFromFile(stored.process_control.config),
@@ -215,6 +264,21 @@ function checkBrokerSettings(profileName: string, settings: BrokerSettings): Bro
     );
   }
   return parsed.data;
+}
+
+function checkPsqlConfig(profileName: string, config: PsqlStorageConfig): PsqlStorageConfig {
+  const parsed = psqlStorageConfigSchema.safeParse(config);
+  if (!parsed.success) {
+    // Not reportInput: the input holds the password.
+    throw new ConfigError(
+      ConfigErrorCodes.configInvalid,
+      `Invalid PostgreSQL storage settings for profile '${profileName}':\n` +
+        formatProblems(zodIssuesToProblems(parsed.error.issues, ['storage', 'config'])),
+      { cause: parsed.error },
+    );
+  }
+  const { database_engine: _engine, repository_uri: _uri, ...fields } = parsed.data;
+  return fields;
 }
 
 function withoutUndefined<T extends object>(value: T): Partial<T> {

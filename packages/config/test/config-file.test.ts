@@ -261,7 +261,7 @@ describe('bad config files: a clear error and the file left byte-identical', () 
         }),
       ),
       path: 'profiles.foo.storage.backend',
-      fragment: /profiles\.foo\.storage\.backend: expected one of "core\.sqlite"/,
+      fragment: /profiles\.foo\.storage\.backend: .*'core\.sqlite' \| 'core\.psql'/,
     },
     {
       kind: 'an unsafe profile name',

@@ -1,8 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   ConfigErrorCodes,
   createProfile,
   deleteProfile,
+  describeStorage,
   getDaemonDir,
   getDaemonLogDir,
   getDefaultProfileName,
@@ -27,6 +29,48 @@ afterEach(() => {
   tmp.remove();
   if (savedProfileEnv === undefined) delete process.env.AIIDA_PROFILE;
   else process.env.AIIDA_PROFILE = savedProfileEnv;
+});
+
+describe('a core.psql profile', () => {
+  const psql = {
+    database_hostname: 'db.example',
+    database_port: 5433,
+    database_username: 'aiida_p',
+    database_password: 's3cret-pw',
+    database_name: 'aiida_p',
+  };
+
+  test("is stored with AiiDA's fields and read back; describeStorage never shows the password", () => {
+    const created = createProfile(
+      { name: 'p', storage: { backend: 'core.psql', config: psql } },
+      at,
+    );
+    expect(created.storage).toEqual({ backend: 'core.psql', config: psql });
+    expect(getProfile('p', at).storage).toEqual({ backend: 'core.psql', config: psql });
+    const file = JSON.parse(readFileSync(tmp.configFile, 'utf8')) as {
+      profiles: Record<string, { storage: unknown }>;
+    };
+    expect(file.profiles.p!.storage).toEqual({
+      backend: 'core.psql',
+      config: { database_engine: 'postgresql_psycopg', ...psql },
+    });
+    const text = describeStorage(created.storage);
+    expect(text).toBe('PostgreSQL aiida_p@db.example:5433/aiida_p');
+    expect(text).not.toContain('s3cret-pw');
+  });
+
+  test('bad fields are refused naming them, without the password, and nothing is written', () => {
+    const error = thrown(() =>
+      createProfile(
+        { name: 'p', storage: { backend: 'core.psql', config: { ...psql, database_port: 0 } } },
+        at,
+      ),
+    );
+    expect(error).toMatchObject({ code: ConfigErrorCodes.configInvalid });
+    expect((error as Error).message).toContain('storage.config.database_port');
+    expect((error as Error).message).not.toContain('s3cret-pw');
+    expect(listProfiles(at)).toEqual([]);
+  });
 });
 
 describe('createProfile', () => {

@@ -170,13 +170,19 @@ class ActiveProcess {
   resolveDone!: (outcome: RunOutcome) => void;
   readonly done: Promise<RunOutcome>;
   state: ProcessState = 'running';
+  /**
+   * When the lease expires by this host's clock, counted from before the claim was asked for:
+   * `lease.expiresAt` is the store's clock (the database's, for PostgreSQL), which this host's
+   * clock may not agree with.
+   */
   leaseExpiresAt: number;
 
   constructor(
     readonly lease: Lease,
     public record: ProcessRecord,
+    localLeaseExpiresAt: number,
   ) {
-    this.leaseExpiresAt = lease.expiresAt;
+    this.leaseExpiresAt = localLeaseExpiresAt;
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
     });
@@ -337,6 +343,7 @@ export class ProcessExecutor {
       return { claimed: false, pk, reason: 'draining' };
     }
     if (this.active.has(pk)) return { claimed: false, pk, reason: 'active_here' };
+    const askedAt = this.clock.now();
     const result = this.claims
       ? await this.claims.submit(pk)
       : await this.store.claim(pk, this.ownerId, this.leaseTimeout, {
@@ -361,7 +368,7 @@ export class ProcessExecutor {
       }
       return { claimed: false, pk, reason: 'draining' };
     }
-    const active = this.adopt(result.lease, result.record);
+    const active = this.adopt(result.lease, result.record, askedAt);
     this.emit(pk, result.previousState, 'running');
     if (result.ownerLost) {
       this.logger.warn(
@@ -394,11 +401,12 @@ export class ProcessExecutor {
    * as `run()` does). Resolves when it ends.
    */
   runClaimed(lease: Lease, record: ProcessRecord): Promise<RunOutcome> {
-    return this.start(this.adopt(lease, record));
+    return this.start(this.adopt(lease, record, this.clock.now()));
   }
 
-  private adopt(lease: Lease, record: ProcessRecord): ActiveProcess {
-    const active = new ActiveProcess(lease, record);
+  /** `askedAt`: this host's time before the lease was asked for (the lease counts from after). */
+  private adopt(lease: Lease, record: ProcessRecord, askedAt: number): ActiveProcess {
+    const active = new ActiveProcess(lease, record, askedAt + this.leaseTimeout * 1000);
     this.active.set(lease.pk, active);
     active.done.then(() => {
       if (this.active.get(lease.pk) === active) this.active.delete(lease.pk);

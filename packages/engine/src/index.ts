@@ -69,6 +69,7 @@ export {
   openEngine,
   readEngineOptions,
 } from './open-engine.js';
+export { type OpenProcessStoreOptions, openProcessStore } from './open-store.js';
 export {
   loadPlugins,
   type PluginApi,
@@ -76,6 +77,13 @@ export {
   pluginApi,
 } from './plugins.js';
 export type { ControlChannel, TaskDispatcher } from './ports.js';
+export { POSTGRES_MIGRATIONS, POSTGRES_SCHEMA_VERSION } from './postgres-migrations.js';
+export {
+  describePostgresConnection,
+  type PostgresConnection,
+  PostgresProcessStore,
+  type PostgresStoreOptions,
+} from './postgres-process-store.js';
 export {
   isProcessAlive,
   killProcessGroup,
@@ -104,6 +112,7 @@ export type {
   ProcessStore,
   ProcessSummary,
   ReportLevel,
+  StorageBackendName,
   TerminalEffects,
   TerminalResult,
 } from './process-store.js';

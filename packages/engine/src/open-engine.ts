@@ -2,11 +2,11 @@ import { getOption, type Profile } from '@aiida/config';
 import type { Clock } from './clock.js';
 import { Engine } from './engine.js';
 import { type EngineLogger, stderrLogger } from './logger.js';
+import { openProcessStore } from './open-store.js';
 import { loadPlugins } from './plugins.js';
 import type { ControlChannel, TaskDispatcher } from './ports.js';
 import { ProfileBroker } from './profile-broker.js';
 import { ProcessRegistry } from './registry.js';
-import { openStore } from './sqlite-process-store.js';
 
 /** The engine-related options of a profile, resolved through `@aiida/config`. */
 export interface EngineProfileOptions {
@@ -44,7 +44,7 @@ export interface OpenEngineOptions {
 }
 
 /**
- * Opens the engine of a profile: its SQLite store, a registry with the built-ins and the plugins of
+ * Opens the engine of a profile: its store (SQLite or PostgreSQL, by `storage.backend`), a registry with the built-ins and the plugins of
  * `engine.plugins` (resolved from `profile.pluginBaseDir`), and the profile's lease options.
  * Plugins that fail to load are logged and listed in `engine.pluginErrors`; nothing throws for them.
  */
@@ -56,7 +56,10 @@ export async function openEngine(
   const logger = options.logger ?? stderrLogger;
   const registry = new ProcessRegistry();
   await loadPlugins(registry, resolved.plugins, profile.pluginBaseDir, logger);
-  const store = openStore(profile, { clock: options.clock });
+  const store = await openProcessStore(profile, {
+    clock: options.clock,
+    onIdleError: (error) => logger.warn(`store connection dropped: ${error.message}`),
+  });
   const needsBroker = options.dispatcher === undefined || options.control === undefined;
   const broker = needsBroker ? new ProfileBroker(profile, logger) : undefined;
   return new Engine({

@@ -16,6 +16,9 @@ export interface ProcessGroupRecord {
   marker: string;
 }
 
+/** The storage backends of a profile (AiiDA's names). */
+export type StorageBackendName = 'core.sqlite' | 'core.psql';
+
 /** One process row, as read from the store. Times are ISO 8601 strings. */
 export interface ProcessRecord {
   pk: number;
@@ -191,6 +194,16 @@ export interface ProcessFilter {
 /** Columns {@link ProcessQuery} can sort by. */
 export type ProcessSortKey = 'pk' | 'type' | 'state' | 'created' | 'modified' | 'finished';
 
+/** The column behind each sort key, the same in every backend; ties are broken by pk. */
+export const PROCESS_SORT_COLUMNS: Readonly<Record<ProcessSortKey, string>> = {
+  pk: 'pk',
+  type: 'type',
+  state: 'state',
+  created: 'created_at',
+  modified: 'modified_at',
+  finished: 'finished_at',
+};
+
 /** A filtered, sorted page of processes: {@link ProcessStore.queryProcesses}. */
 export interface ProcessQuery {
   states?: readonly ProcessState[];
@@ -288,6 +301,10 @@ export type DeleteSelection =
  * `EngineError('lease_lost')` once someone else claimed it, it was released, or it became terminal.
  */
 export interface ProcessStore {
+  /** Which backend holds the processes: AiiDA's storage backend name. */
+  readonly backend: StorageBackendName;
+  /** Version of the database engine (SQLite library or PostgreSQL server). */
+  readonly serverVersion: string;
   /** Schema version of the store this code wrote or found. */
   readonly schemaVersion: number;
   /** Where the store lives, for messages. */

@@ -24,14 +24,27 @@ import type {
   ProcessQuery,
   ProcessRecord,
   ProcessReport,
-  ProcessSortKey,
   ProcessStore,
   ProcessSummary,
   ReportLevel,
   TerminalEffects,
   TerminalResult,
 } from './process-store.js';
+import { PROCESS_SORT_COLUMNS } from './process-store.js';
 import { STORE_MIGRATIONS, STORE_SCHEMA_VERSION } from './store-migrations.js';
+import * as rules from './store-rules.js';
+import {
+  fenceViolation,
+  type KillIntent,
+  leaseExpiry,
+  leaseOf,
+  mergeKillIntents,
+  type Rule,
+  type RuleRow,
+  renewalOf,
+  runRuleSync,
+  type StoreOp,
+} from './store-rules.js';
 
 /** Options of {@link SqliteProcessStore}. */
 export interface SqliteStoreOptions {
@@ -55,7 +68,9 @@ export interface SqliteStoreOptions {
 
 /** What `openStore` needs of a profile (a `Profile` of `@aiida/config` fits). */
 export interface StoreProfile {
-  storage: { config: { filepath: string } };
+  storage:
+    | { backend?: 'core.sqlite'; config: { filepath: string } }
+    | { backend: 'core.psql'; config: object };
 }
 
 interface ProcessRow {
@@ -90,26 +105,30 @@ interface ProcessRow {
 
 const TERMINAL_SQL = `('${TERMINAL_STATES.join("', '")}')`;
 
-/** The column behind each sort key; ties are broken by pk so pages never overlap. */
-const SORT_COLUMNS: Record<ProcessSortKey, string> = {
-  pk: 'pk',
-  type: 'type',
-  state: 'state',
-  created: 'created_at',
-  modified: 'modified_at',
-  finished: 'finished_at',
-};
-
-function isTerminal(state: ProcessState): boolean {
-  return TERMINAL_STATES.includes(state);
-}
-
 function iso(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString();
 }
 
 function parseJson<T = JsonValue>(text: string | null): T | null {
   return text === null ? null : (JSON.parse(text) as T);
+}
+
+function ruleRow(row: ProcessRow): RuleRow {
+  return {
+    pk: row.pk,
+    state: row.state,
+    paused: row.paused === 1,
+    runnable: row.runnable === 1,
+    owner: row.owner,
+    epoch: row.epoch,
+    attempts: row.attempts,
+    ownerLosses: row.owner_losses,
+    leaseExpiresAt: row.lease_expires_at,
+    createdAt: row.created_at,
+    timeLimit: row.time_limit,
+    parentPk: row.parent_pk,
+    processGroup: parseJson<ProcessGroupRecord>(row.process_group),
+  };
 }
 
 function toRecord(row: ProcessRow): ProcessRecord {
@@ -143,18 +162,6 @@ function toRecord(row: ProcessRow): ProcessRecord {
   };
 }
 
-function emptyEffects(): TerminalEffects {
-  return { terminated: [], parentsToDispatch: [], killRequested: [], orphanedGroups: [] };
-}
-
-function leaseLost(pk: number, detail: string): EngineError {
-  return new EngineError(
-    EngineErrorCodes.leaseLost,
-    `lease of process ${pk} lost: ${detail}; this holder must stop working on it`,
-    { details: { pk } },
-  );
-}
-
 /**
  * Opens (creating if needed) the SQLite store of a profile, at `profile.storage.config.filepath`.
  * Throws `EngineError('store_version_unsupported')` for a store written by a newer version.
@@ -163,7 +170,15 @@ export function openStore(
   profile: StoreProfile,
   options: Omit<SqliteStoreOptions, 'filepath'> = {},
 ): SqliteProcessStore {
-  return new SqliteProcessStore({ ...options, filepath: profile.storage.config.filepath });
+  const storage = profile.storage;
+  if (storage.backend === 'core.psql') {
+    throw new EngineError(
+      EngineErrorCodes.storeError,
+      'openStore opens SQLite stores only, and this profile keeps its processes in PostgreSQL ' +
+        '(core.psql): open it with openProcessStore(profile)',
+    );
+  }
+  return new SqliteProcessStore({ ...options, filepath: storage.config.filepath });
 }
 
 /**
@@ -171,7 +186,9 @@ export function openStore(
  * `BEGIN IMMEDIATE` transaction; several processes (workers, clients) share the file.
  */
 export class SqliteProcessStore implements ProcessStore {
+  readonly backend = 'core.sqlite' as const;
   readonly location: string;
+  readonly serverVersion: string;
   readonly schemaVersion: number;
   private readonly db: Database.Database;
   private readonly clock: Clock;
@@ -202,6 +219,9 @@ export class SqliteProcessStore implements ProcessStore {
       this.db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
       this.db.pragma('foreign_keys = OFF');
       this.schemaVersion = this.migrate();
+      this.serverVersion = (
+        this.db.prepare('SELECT sqlite_version() AS v').get() as { v: string }
+      ).v;
       this.stmts = this.prepare();
     } catch (error) {
       this.db.close();
@@ -262,11 +282,7 @@ export class SqliteProcessStore implements ProcessStore {
       fence: db.prepare('SELECT owner, epoch, state FROM processes WHERE pk = ?'),
       childBySpawnKey: db.prepare('SELECT * FROM processes WHERE parent_pk = ? AND spawn_key = ?'),
       liveChildren: db.prepare(
-        `SELECT pk, owner, lease_expires_at, process_group, state FROM processes
-         WHERE parent_pk = ? AND state NOT IN ${TERMINAL_SQL}`,
-      ),
-      countLiveChildren: db.prepare(
-        `SELECT COUNT(*) AS n FROM processes WHERE parent_pk = ? AND state NOT IN ${TERMINAL_SQL}`,
+        `SELECT * FROM processes WHERE parent_pk = ? AND state NOT IN ${TERMINAL_SQL}`,
       ),
       terminalize: db.prepare(
         `UPDATE processes SET state = @state, outputs = @outputs, exit_status = @exit_status,
@@ -335,6 +351,7 @@ export class SqliteProcessStore implements ProcessStore {
       setPaused: db.prepare(
         'UPDATE processes SET paused = ?, process_status = ?, modified_at = ? WHERE pk = ?',
       ),
+      setLosses: db.prepare('UPDATE processes SET owner_losses = ?, attempts = ? WHERE pk = ?'),
       undispatch: db.prepare('UPDATE processes SET dispatched_at = NULL WHERE pk = ?'),
       leader: db.prepare('SELECT owner, lease_expires_at FROM leader_lease WHERE id = 1'),
       setLeader: db.prepare(
@@ -435,25 +452,110 @@ export class SqliteProcessStore implements ProcessStore {
     return this.stmts.get.get(pk) as ProcessRow | undefined;
   }
 
-  private checkFence(fence: LeaseFence): ProcessRow {
-    const row = this.getRow(fence.pk);
-    if (!row) throw leaseLost(fence.pk, 'the process no longer exists');
-    if (isTerminal(row.state)) throw leaseLost(fence.pk, `it is already ${row.state}`);
-    if (row.owner !== fence.ownerId || row.epoch !== fence.epoch) {
-      throw leaseLost(
-        fence.pk,
-        `held by ${row.owner ?? 'no one'} at epoch ${row.epoch}, not ${fence.ownerId} at epoch ${fence.epoch}`,
-      );
-    }
-    return row;
-  }
-
   private fencedParams(fence: LeaseFence) {
     return { pk: fence.pk, owner: fence.ownerId, epoch: fence.epoch, now: this.now() };
   }
 
-  private ownerAlive(row: { owner: string | null; lease_expires_at: number | null }): boolean {
-    return row.owner !== null && row.lease_expires_at !== null && row.lease_expires_at > this.now();
+  /** Throws `lease_lost` unless `fence` holds (after a fenced UPDATE changed nothing). */
+  private checkFence(fence: LeaseFence): void {
+    const row = this.getRow(fence.pk);
+    const violation = fenceViolation(row && ruleRow(row), fence);
+    if (violation) throw violation;
+  }
+
+  /** Runs a rule of `store-rules.ts` in the current transaction. */
+  private run<T>(rule: Rule<T>): T {
+    return runRuleSync(rule, (op) => this.exec(op));
+  }
+
+  /** The SQL of each operation a rule asks for. */
+  private exec(op: StoreOp): unknown {
+    const s = this.stmts;
+    switch (op.op) {
+      case 'row': {
+        const row = this.getRow(op.pk);
+        return row && ruleRow(row);
+      }
+      case 'liveChildren':
+        return (s.liveChildren.all(op.pk) as ProcessRow[]).map(ruleRow);
+      case 'pendingKill': {
+        const intent = s.killIntent.get(op.pk) as
+          | { message: string | null; force: number }
+          | undefined;
+        return intent ? { message: intent.message, force: intent.force === 1 } : null;
+      }
+      case 'terminalize': {
+        const r = op.result;
+        s.terminalize.run({
+          pk: op.pk,
+          state: r.state,
+          outputs: r.outputs === undefined || r.outputs === null ? null : JSON.stringify(r.outputs),
+          exit_status: r.exitStatus ?? null,
+          exit_message: r.exitMessage ?? null,
+          exception: r.exception ?? null,
+          process_status: r.processStatus ?? null,
+          now: op.now,
+        });
+        s.deleteIntents.run(op.pk);
+        return undefined;
+      }
+      case 'setLosses':
+        s.setLosses.run(op.ownerLosses, op.attempts, op.pk);
+        return undefined;
+      case 'intent':
+        s.insertIntent.run(op.pk, op.intent, op.message, op.force ? 1 : 0, op.now);
+        return undefined;
+      case 'wake':
+        s.wakeParent.run(op.now, op.pk);
+        return undefined;
+      case 'claim':
+        return toRecord(
+          s.claim.get({
+            pk: op.pk,
+            owner: op.owner,
+            lease: op.leaseExpiresAt,
+            attempts: op.attempts,
+            losses: op.ownerLosses,
+            now: op.now,
+          }) as ProcessRow,
+        );
+      case 'park':
+        s.park.run({
+          pk: op.pk,
+          checkpoint: JSON.stringify(op.checkpoint),
+          status: op.processStatus,
+          now: op.now,
+        });
+        return undefined;
+      case 'keepCheckpoint':
+        s.keepCheckpoint.run({ pk: op.pk, checkpoint: JSON.stringify(op.checkpoint), now: op.now });
+        return undefined;
+      case 'setPaused':
+        s.setPaused.run(op.paused ? 1 : 0, op.processStatus, op.now, op.pk);
+        return undefined;
+      case 'undispatch':
+        s.undispatch.run(op.pk);
+        return undefined;
+      case 'oldTerminal':
+        return (s.oldTerminal.all(op.cutoff, JSON.stringify(op.states)) as { pk: number }[]).map(
+          (r) => r.pk,
+        );
+      case 'tree':
+        return (
+          s.descendants.all(JSON.stringify(op.roots)) as {
+            pk: number;
+            state: ProcessState;
+            parent_pk: number | null;
+          }[]
+        ).map((r) => ({ pk: r.pk, state: r.state, parentPk: r.parent_pk }));
+      case 'deleteRows': {
+        const doomed = JSON.stringify(op.pks);
+        s.deleteRowIntents.run(doomed);
+        s.deleteRowReports.run(doomed);
+        s.deleteRows.run(doomed);
+        return undefined;
+      }
+    }
   }
 
   private insertRow(
@@ -477,78 +579,11 @@ export class SqliteProcessStore implements ProcessStore {
       owner: extra.owner ?? null,
       epoch: owned ? 1 : 0,
       attempts: owned ? 1 : 0,
-      lease_expires_at: owned ? now + (extra.leaseSeconds ?? 0) * 1000 : null,
+      lease_expires_at: owned ? leaseExpiry(now, extra.leaseSeconds ?? 0) : null,
       time_limit: process.timeLimit ?? null,
       now,
       started_at: owned ? now : null,
     }) as ProcessRow;
-  }
-
-  /**
-   * Makes `pk` terminal (if it is not already) and carries out the consequences in the same
-   * transaction: kill live children of a killed/excepted workflow, wake a parent whose children are
-   * all done. `byOwner` is false when the row is ended without its holder (kill, poison, limit).
-   */
-  private terminalize(
-    pk: number,
-    result: TerminalResult,
-    effects: TerminalEffects,
-    byOwner: boolean,
-  ): void {
-    const row = this.getRow(pk);
-    if (!row || isTerminal(row.state)) return;
-    const now = this.now();
-    this.stmts.terminalize.run({
-      pk,
-      state: result.state,
-      outputs:
-        result.outputs === undefined || result.outputs === null
-          ? null
-          : JSON.stringify(result.outputs),
-      exit_status: result.exitStatus ?? null,
-      exit_message: result.exitMessage ?? null,
-      exception: result.exception ?? null,
-      process_status: result.processStatus ?? null,
-      now,
-    });
-    this.stmts.deleteIntents.run(pk);
-    effects.terminated.push({ pk, state: result.state, from: row.state });
-    if (!byOwner && row.process_group !== null) {
-      effects.orphanedGroups.push(JSON.parse(row.process_group) as ProcessGroupRecord);
-    }
-    if (result.state !== 'finished') {
-      const reason = `parent process ${pk} was ${result.state}`;
-      for (const child of this.stmts.liveChildren.all(pk) as ProcessRow[]) {
-        if (this.ownerAlive(child)) {
-          this.stmts.insertIntent.run(child.pk, 'kill', reason, 0, now);
-          effects.killRequested.push({ pk: child.pk, owner: child.owner!, message: reason });
-        } else {
-          this.terminalize(
-            child.pk,
-            { state: 'killed', processStatus: `Killed: ${reason}` },
-            effects,
-            false,
-          );
-        }
-      }
-    }
-    if (row.parent_pk !== null) this.wakeParent(row.parent_pk, effects);
-  }
-
-  private wakeParent(parentPk: number, effects: TerminalEffects): void {
-    const parent = this.getRow(parentPk);
-    if (!parent || isTerminal(parent.state) || parent.runnable === 1) return;
-    const { n } = this.stmts.countLiveChildren.get(parentPk) as { n: number };
-    if (n > 0) return;
-    this.stmts.wakeParent.run(this.now(), parentPk);
-    if (parent.paused === 0 && !this.ownerAlive(parent)) effects.parentsToDispatch.push(parentPk);
-  }
-
-  private pendingKill(pk: number): { message: string | null; force: boolean } | null {
-    const intent = this.stmts.killIntent.get(pk) as
-      | { message: string | null; force: number }
-      | undefined;
-    return intent ? { message: intent.message, force: intent.force === 1 } : null;
   }
 
   // --- creation -------------------------------------------------------------------------------
@@ -564,7 +599,8 @@ export class SqliteProcessStore implements ProcessStore {
   ): Promise<{ record: ProcessRecord; lease: Lease }> {
     return this.tx(() => {
       const row = this.insertRow(process, { owner: ownerId, leaseSeconds });
-      return { record: toRecord(row), lease: leaseOf(row) };
+      const record = toRecord(row);
+      return { record, lease: leaseOf(record) };
     });
   }
 
@@ -586,7 +622,8 @@ export class SqliteProcessStore implements ProcessStore {
         owner: claimFor?.ownerId ?? null,
         leaseSeconds: claimFor?.leaseSeconds,
       });
-      return { record: toRecord(row), created: true, lease: claimFor ? leaseOf(row) : null };
+      const record = toRecord(row);
+      return { record, created: true, lease: claimFor ? leaseOf(record) : null };
     });
   }
 
@@ -632,14 +669,7 @@ export class SqliteProcessStore implements ProcessStore {
       }
       if (filter.createdAfter !== undefined) {
         where.push('created_at >= ?');
-        const since = new Date(filter.createdAfter).getTime();
-        if (Number.isNaN(since)) {
-          throw new EngineError(
-            EngineErrorCodes.internal,
-            `listProcesses: createdAfter is not a valid time: ${String(filter.createdAfter)}`,
-          );
-        }
-        params.push(since);
+        params.push(rules.createdAfterMillis(filter.createdAfter));
       }
       const order = filter.order === 'asc' ? 'ASC' : 'DESC';
       // pk breaks ties of equal creation times, so the order is stable.
@@ -688,7 +718,7 @@ export class SqliteProcessStore implements ProcessStore {
           n: number;
         }
       ).n;
-      const column = SORT_COLUMNS[query.sort ?? 'pk'];
+      const column = PROCESS_SORT_COLUMNS[query.sort ?? 'pk'];
       const order = query.order === 'asc' ? 'ASC' : 'DESC';
       const orderBy = column === 'pk' ? `pk ${order}` : `${column} ${order}, pk ${order}`;
       const limit = Math.max(0, Math.floor(query.limit ?? 50));
@@ -809,7 +839,9 @@ export class SqliteProcessStore implements ProcessStore {
     leaseSeconds: number,
     options: { maxAttempts: number },
   ): Promise<ClaimResult> {
-    return this.tx(() => this.claimOne(pk, ownerId, leaseSeconds, options));
+    return this.tx(() =>
+      this.run(rules.claim(pk, ownerId, leaseSeconds, options.maxAttempts, this.now())),
+    );
   }
 
   async claimMany(
@@ -819,81 +851,12 @@ export class SqliteProcessStore implements ProcessStore {
     options: { maxAttempts: number },
   ): Promise<ClaimResult[]> {
     if (pks.length === 0) return [];
-    return this.tx(() => pks.map((pk) => this.claimOne(pk, ownerId, leaseSeconds, options)));
-  }
-
-  private claimOne(
-    pk: number,
-    ownerId: string,
-    leaseSeconds: number,
-    options: { maxAttempts: number },
-  ): ClaimResult {
-    const row = this.getRow(pk);
-    if (!row) return { ok: false, reason: 'not_found' };
-    if (isTerminal(row.state)) return { ok: false, reason: 'terminal' };
-    if (row.paused === 1) return { ok: false, reason: 'paused' };
-    if (row.runnable === 0) return { ok: false, reason: 'not_runnable' };
-    if (this.ownerAlive(row)) return { ok: false, reason: 'owned' };
-    const now = this.now();
-    const ownerLost = row.owner !== null;
-    const kill = this.pendingKill(pk);
-    if (kill) {
-      const effects = emptyEffects();
-      this.terminalize(
-        pk,
-        { state: 'killed', processStatus: `Killed: ${kill.message ?? 'killed by request'}` },
-        effects,
-        false,
+    return this.tx(() => {
+      const now = this.now();
+      return pks.map((pk) =>
+        this.run(rules.claim(pk, ownerId, leaseSeconds, options.maxAttempts, now)),
       );
-      return { ok: false, reason: 'killed', effects };
-    }
-    if (row.time_limit !== null && row.created_at + row.time_limit * 1000 <= now) {
-      const effects = emptyEffects();
-      this.terminalize(
-        pk,
-        { state: 'killed', processStatus: `Killed: time limit of ${row.time_limit} s exceeded` },
-        effects,
-        false,
-      );
-      return { ok: false, reason: 'killed', effects };
-    }
-    let attempts = row.attempts === 0 ? 1 : row.attempts;
-    let losses = row.owner_losses;
-    if (ownerLost) {
-      attempts = row.attempts + 1;
-      losses += 1;
-      if (losses >= options.maxAttempts) {
-        const effects = emptyEffects();
-        const reason =
-          `owner lost ${losses} times (engine.max_attempts = ${options.maxAttempts}): ` +
-          `the last owner was ${row.owner}; its body may crash or stall its worker`;
-        this.terminalize(
-          pk,
-          { state: 'excepted', exception: reason, processStatus: reason },
-          effects,
-          false,
-        );
-        this.db
-          .prepare('UPDATE processes SET owner_losses = ?, attempts = ? WHERE pk = ?')
-          .run(losses, row.attempts, pk);
-        return { ok: false, reason: 'poisoned', effects };
-      }
-    }
-    const updated = this.stmts.claim.get({
-      pk,
-      owner: ownerId,
-      lease: now + leaseSeconds * 1000,
-      attempts,
-      losses,
-      now,
-    }) as ProcessRow;
-    return {
-      ok: true,
-      lease: leaseOf(updated),
-      record: toRecord(updated),
-      previousState: row.state,
-      ownerLost,
-    };
+    });
   }
 
   async renewLeases(ownerId: string, pks: number[], leaseSeconds: number): Promise<LeaseRenewal[]> {
@@ -903,41 +866,30 @@ export class SqliteProcessStore implements ProcessStore {
       const list = JSON.stringify(pks);
       const held = new Map<
         number,
-        { paused: number; created_at: number; time_limit: number | null }
+        { paused: boolean; createdAt: number; timeLimit: number | null }
       >();
-      for (const r of this.stmts.renew.all(now + leaseSeconds * 1000, ownerId, list) as {
+      for (const r of this.stmts.renew.all(leaseExpiry(now, leaseSeconds), ownerId, list) as {
         pk: number;
         paused: number;
         created_at: number;
         time_limit: number | null;
       }[]) {
-        held.set(r.pk, r);
-      }
-      const kills = new Map<number, { message: string | null; force: boolean }>();
-      for (const k of this.stmts.killIntents.all(list) as {
-        pk: number;
-        message: string | null;
-        force: number;
-      }[]) {
-        const previous = kills.get(k.pk);
-        kills.set(k.pk, {
-          message: previous?.message ?? k.message,
-          force: (previous?.force ?? false) || k.force === 1,
+        held.set(r.pk, {
+          paused: r.paused === 1,
+          createdAt: r.created_at,
+          timeLimit: r.time_limit,
         });
       }
-      return pks.map((pk): LeaseRenewal => {
-        const r = held.get(pk);
-        if (!r) return { pk, held: false, paused: false, kill: null, timeLimitExceeded: null };
-        const exceeded =
-          r.time_limit !== null && r.created_at + r.time_limit * 1000 <= now ? r.time_limit : null;
-        return {
-          pk,
-          held: true,
-          paused: r.paused === 1,
-          kill: kills.get(pk) ?? null,
-          timeLimitExceeded: exceeded,
-        };
-      });
+      const kills = mergeKillIntents(
+        (
+          this.stmts.killIntents.all(list) as {
+            pk: number;
+            message: string | null;
+            force: number;
+          }[]
+        ).map((k) => ({ pk: k.pk, message: k.message, force: k.force === 1 })),
+      );
+      return pks.map((pk) => renewalOf(pk, held.get(pk), kills.get(pk), now));
     });
   }
 
@@ -974,7 +926,10 @@ export class SqliteProcessStore implements ProcessStore {
         process_status: options.processStatus ?? null,
       }) as { paused: number } | undefined;
       if (!r) this.checkFence(fence);
-      return { paused: r!.paused === 1, kill: this.pendingKill(fence.pk) };
+      return {
+        paused: r!.paused === 1,
+        kill: this.exec({ op: 'pendingKill', pk: fence.pk }) as KillIntent | null,
+      };
     });
   }
 
@@ -1000,85 +955,28 @@ export class SqliteProcessStore implements ProcessStore {
     checkpoint: JsonValue,
     waitingOn: number[],
   ): Promise<'parked' | 'continue'> {
-    return this.tx(() => {
-      this.checkFence(fence);
-      const now = this.now();
-      const live = this.stmts.liveChildren.all(fence.pk) as ProcessRow[];
-      const text = JSON.stringify(checkpoint);
-      if (live.length === 0) {
-        this.stmts.keepCheckpoint.run({ pk: fence.pk, checkpoint: text, now });
-        return 'continue';
-      }
-      const pks = live.map((c) => c.pk);
-      const shown = waitingOn.length > 0 ? waitingOn.filter((pk) => pks.includes(pk)) : pks;
-      this.stmts.park.run({
-        pk: fence.pk,
-        checkpoint: text,
-        status: `Waiting for ${live.length} child process${live.length === 1 ? '' : 'es'}: ${(shown.length > 0 ? shown : pks).join(', ')}`,
-        now,
-      });
-      return 'parked';
-    });
+    return this.tx(() => this.run(rules.park(fence, checkpoint, waitingOn, this.now())));
   }
 
   async complete(fence: LeaseFence, result: TerminalResult): Promise<TerminalEffects> {
-    return this.tx(() => {
-      this.checkFence(fence);
-      const effects = emptyEffects();
-      this.terminalize(fence.pk, result, effects, true);
-      return effects;
-    });
+    return this.tx(() => this.run(rules.complete(fence, result, this.now())));
   }
 
   async completeMany(
     items: { fence: LeaseFence; result: TerminalResult }[],
   ): Promise<(TerminalEffects | EngineError)[]> {
     if (items.length === 0) return [];
-    return this.tx(() =>
-      items.map(({ fence, result }) => {
-        try {
-          // checkFence throws before anything is written, so a refused item changes nothing.
-          this.checkFence(fence);
-        } catch (error) {
-          return error as EngineError;
-        }
-        const effects = emptyEffects();
-        this.terminalize(fence.pk, result, effects, true);
-        return effects;
-      }),
-    );
+    return this.tx(() => this.run(rules.completeMany(items, this.now())));
   }
 
   // --- control --------------------------------------------------------------------------------
 
   async requestPause(pk: number, message: string | null = null): Promise<ControlRequestOutcome> {
-    return this.tx((): ControlRequestOutcome => {
-      const row = this.getRow(pk);
-      if (!row) return { pk, status: 'not_found' };
-      if (isTerminal(row.state)) return { pk, status: 'terminal', state: row.state };
-      if (row.paused === 1) return { pk, status: 'unchanged' };
-      const now = this.now();
-      this.stmts.setPaused.run(1, `Paused${message ? `: ${message}` : ''}`, now, pk);
-      this.stmts.insertIntent.run(pk, 'pause', message, 0, now);
-      if (this.ownerAlive(row)) return { pk, status: 'requested', owner: row.owner! };
-      return { pk, status: 'applied' };
-    });
+    return this.tx(() => this.run(rules.requestPause(pk, message, this.now())));
   }
 
   async requestPlay(pk: number): Promise<ControlRequestOutcome> {
-    return this.tx((): ControlRequestOutcome => {
-      const row = this.getRow(pk);
-      if (!row) return { pk, status: 'not_found' };
-      if (isTerminal(row.state)) return { pk, status: 'terminal', state: row.state };
-      if (row.paused === 0) return { pk, status: 'unchanged' };
-      const now = this.now();
-      this.stmts.setPaused.run(0, null, now, pk);
-      this.stmts.insertIntent.run(pk, 'play', null, 0, now);
-      if (this.ownerAlive(row)) return { pk, status: 'requested', owner: row.owner! };
-      const dispatch = row.runnable === 1;
-      if (dispatch) this.stmts.undispatch.run(pk);
-      return { pk, status: 'applied', dispatch };
-    });
+    return this.tx(() => this.run(rules.requestPlay(pk, this.now())));
   }
 
   async requestKill(
@@ -1086,42 +984,16 @@ export class SqliteProcessStore implements ProcessStore {
     message: string | null,
     force: boolean,
   ): Promise<ControlRequestOutcome> {
-    return this.tx((): ControlRequestOutcome => {
-      const row = this.getRow(pk);
-      if (!row) return { pk, status: 'not_found' };
-      if (isTerminal(row.state)) return { pk, status: 'terminal', state: row.state };
-      const now = this.now();
-      if (this.ownerAlive(row)) {
-        this.stmts.insertIntent.run(pk, 'kill', message, force ? 1 : 0, now);
-        return { pk, status: 'requested', owner: row.owner! };
-      }
-      const effects = emptyEffects();
-      this.terminalize(
-        pk,
-        { state: 'killed', processStatus: `Killed: ${message ?? 'killed by request'}` },
-        effects,
-        false,
-      );
-      return { pk, status: 'applied', effects };
-    });
+    return this.tx(() => this.run(rules.requestKill(pk, message, force, this.now())));
   }
 
   async killExpired(): Promise<TerminalEffects> {
     return this.tx(() => {
-      const effects = emptyEffects();
-      const rows = this.stmts.expired.all({ now: this.now() }) as {
-        pk: number;
-        time_limit: number;
-      }[];
-      for (const r of rows) {
-        this.terminalize(
-          r.pk,
-          { state: 'killed', processStatus: `Killed: time limit of ${r.time_limit} s exceeded` },
-          effects,
-          false,
-        );
-      }
-      return effects;
+      const now = this.now();
+      const expired = (this.stmts.expired.all({ now }) as { pk: number; time_limit: number }[]).map(
+        (r) => ({ pk: r.pk, timeLimit: r.time_limit }),
+      );
+      return this.run(rules.killExpired(expired, now));
     });
   }
 
@@ -1133,8 +1005,9 @@ export class SqliteProcessStore implements ProcessStore {
       const row = this.stmts.leader.get() as
         | { owner: string; lease_expires_at: number }
         | undefined;
-      if (row && row.owner !== ownerId && row.lease_expires_at > now) return false;
-      this.stmts.setLeader.run(ownerId, now + leaseSeconds * 1000);
+      const current = row && { owner: row.owner, leaseExpiresAt: row.lease_expires_at };
+      if (!rules.mayLead(current, ownerId, now)) return false;
+      this.stmts.setLeader.run(ownerId, leaseExpiry(now, leaseSeconds));
       return true;
     });
   }
@@ -1178,77 +1051,7 @@ export class SqliteProcessStore implements ProcessStore {
   }
 
   async deleteProcesses(selection: DeleteSelection): Promise<number[]> {
-    return this.tx(() => {
-      let roots: number[];
-      const strict = 'pks' in selection;
-      if ('pks' in selection) {
-        roots = [...new Set(selection.pks)];
-      } else {
-        const states = selection.states ?? TERMINAL_STATES;
-        const active = states.filter((s) => !isTerminal(s));
-        if (active.length > 0) {
-          throw new EngineError(
-            EngineErrorCodes.processActive,
-            `refusing to delete processes in active state(s) ${active.join(', ')}: only terminal ` +
-              `processes (${TERMINAL_STATES.join(', ')}) can be deleted; kill them first`,
-            { details: { states: active } },
-          );
-        }
-        roots = (
-          this.stmts.oldTerminal.all(
-            this.now() - selection.olderThan * 1000,
-            JSON.stringify(states),
-          ) as { pk: number }[]
-        ).map((r) => r.pk);
-      }
-      if (roots.length === 0) return [];
-      const tree = this.stmts.descendants.all(JSON.stringify(roots)) as {
-        pk: number;
-        state: ProcessState;
-        parent_pk: number | null;
-      }[];
-      const inTree = new Set(tree.map((r) => r.pk));
-      const blocked = new Set<number>();
-      for (const r of tree) {
-        if (!isTerminal(r.state)) blocked.add(r.pk);
-        if (r.parent_pk !== null && !inTree.has(r.parent_pk)) {
-          const parent = this.getRow(r.parent_pk);
-          if (parent && !isTerminal(parent.state)) blocked.add(r.parent_pk);
-        }
-      }
-      if (blocked.size > 0) {
-        if (strict) {
-          const list = [...blocked].sort((a, b) => a - b);
-          throw new EngineError(
-            EngineErrorCodes.processActive,
-            `refusing to delete: process(es) ${list.join(', ')} are still active (not finished, ` +
-              'excepted or killed). Kill them or wait for them to end, then delete again. Nothing was deleted.',
-            { details: { pks: list } },
-          );
-        }
-        // By age: skip whole trees that touch an active process.
-        const keep = new Set<number>();
-        for (const root of roots) {
-          const sub = this.stmts.descendants.all(JSON.stringify([root])) as {
-            pk: number;
-            state: ProcessState;
-            parent_pk: number | null;
-          }[];
-          const touches = sub.some(
-            (r) =>
-              blocked.has(r.pk) ||
-              (r.parent_pk !== null && blocked.has(r.parent_pk) && r.pk === root),
-          );
-          if (touches) for (const r of sub) keep.add(r.pk);
-        }
-        for (const pk of keep) inTree.delete(pk);
-      }
-      const doomed = JSON.stringify([...inTree]);
-      this.stmts.deleteRowIntents.run(doomed);
-      this.stmts.deleteRowReports.run(doomed);
-      this.stmts.deleteRows.run(doomed);
-      return [...inTree].sort((a, b) => a - b);
-    });
+    return this.tx(() => this.run(rules.deleteProcesses(selection, this.now())));
   }
 
   async close(): Promise<void> {
@@ -1256,14 +1059,4 @@ export class SqliteProcessStore implements ProcessStore {
     this.closed = true;
     this.db.close();
   }
-}
-
-function leaseOf(row: ProcessRow): Lease {
-  return {
-    pk: row.pk,
-    ownerId: row.owner!,
-    epoch: row.epoch,
-    attempt: row.attempts,
-    expiresAt: row.lease_expires_at!,
-  };
 }

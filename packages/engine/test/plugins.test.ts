@@ -175,7 +175,10 @@ describe('plugins', () => {
     try {
       expect(engine.pluginErrors).toEqual([]);
       expect(await engine.run('plug.double', { x: 4 })).toEqual({ doubled: 8 });
-      expect(engine.store.location).toBe(profile.storage.config.filepath);
+      expect(profile.storage.backend).toBe('core.sqlite');
+      if (profile.storage.backend === 'core.sqlite') {
+        expect(engine.store.location).toBe(profile.storage.config.filepath);
+      }
     } finally {
       await engine.close();
     }

@@ -9,7 +9,7 @@ import {
   EngineErrorCodes,
   type EngineLogger,
   loadPlugins,
-  openStore,
+  openProcessStore,
   ProcessExecutor,
   ProcessRegistry,
   type ProcessStore,
@@ -470,7 +470,12 @@ export function createEngineRunner(
     open: async () => {
       const registry = new ProcessRegistry();
       await loadPlugins(registry, engineOptions.plugins, profile.pluginBaseDir, logger);
-      return { store: openStore(profile), registry };
+      return {
+        store: await openProcessStore(profile, {
+          onIdleError: (error) => logger.warn(`store connection dropped: ${error.message}`),
+        }),
+        registry,
+      };
     },
   });
 }

@@ -6,7 +6,11 @@ import { fileURLToPath } from 'node:url';
 import type { WorkerToSupervisorMessage } from '@aiida/ipc';
 import { deleteProfileTopology } from '../../../tests/support/broker-cleanup.js';
 import { isAlive, stopPid } from '../../../tests/support/processes.js';
-import { createTestProfile, type TestProfile } from '../../../tests/support/test-profile.js';
+import {
+  createTestProfile,
+  sqliteFilepath,
+  type TestProfile,
+} from '../../../tests/support/test-profile.js';
 import { waitFor } from '../../../tests/support/wait-for.js';
 
 const WORKER_BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../dist/bin.js');
@@ -102,13 +106,13 @@ test('an unreachable broker: fatal with ECONNREFUSED and the redacted URL, stder
 
 test('a store that cannot be opened: fatal naming it, exit 1, nothing taken from the queue', async () => {
   // A folder where the SQLite file should be.
-  mkdirSync(tp.profile.storage.config.filepath, { recursive: true });
+  mkdirSync(sqliteFilepath(tp.profile), { recursive: true });
   const run = startWorker();
   expect(await run.exit).toEqual({ code: 1, signal: null });
   const fatal = run.messages.find((m) => m.type === 'fatal');
   const text = fatal?.type === 'fatal' ? fatal.error : '';
   expect(text).toMatch(/^cannot start taking work: cannot open the process store at /);
-  expect(text).toContain(tp.profile.storage.config.filepath);
+  expect(text).toContain(sqliteFilepath(tp.profile));
   expect(text).not.toContain('cannot connect to the broker');
   expect(run.stderr.join('')).toContain(text);
   expect(run.messages.some((m) => m.type === 'ready')).toBe(false);

@@ -3,6 +3,7 @@ import {
   type BrokerSettings,
   createProfile,
   deleteProfile,
+  describeStorage,
   getConfigFilePath,
   getDaemonDir,
   getStorageDir,
@@ -17,6 +18,12 @@ import { CliError, ExitCodes } from '../errors.js';
 import { withExamples } from '../help.js';
 import { echoReport, echoSuccess } from '../output.js';
 import { parsePort, parseSeconds } from '../parse.js';
+import {
+  createPostgresDatabase,
+  dropPostgresDatabase,
+  POSTGRES_ADMIN_DEFAULTS,
+  type PostgresAdmin,
+} from '../postgres-setup.js';
 import { initialiseStorage } from '../storage-check.js';
 
 interface PrestoOptions {
@@ -25,6 +32,11 @@ interface PrestoOptions {
   brokerUsername?: string;
   brokerPassword?: string;
   brokerVirtualHost?: string;
+  usePostgres?: boolean;
+  postgresHostname?: string;
+  postgresPort?: number;
+  postgresUsername?: string;
+  postgresPassword?: string;
   timeout: number;
 }
 
@@ -34,7 +46,8 @@ export function registerPrestoCommand(program: Command): void {
     .command('presto')
     .summary('Create a working profile with defaults, and make it the default profile.')
     .description(
-      'Create a working profile with defaults: an SQLite store under $AIIDA_PATH/.aiida/storage, ' +
+      'Create a working profile with defaults: an SQLite store under $AIIDA_PATH/.aiida/storage ' +
+        '(or, with --use-postgres, a PostgreSQL database and role of its own), ' +
         'and RabbitMQ at 127.0.0.1:5672 (guest/guest), or what the environment variables ' +
         'AIIDA_BROKER_HOST, AIIDA_BROKER_PORT, AIIDA_BROKER_USERNAME, AIIDA_BROKER_PASSWORD and ' +
         'AIIDA_BROKER_VIRTUAL_HOST say (the --broker-* options win over them). Checks that the ' +
@@ -60,8 +73,31 @@ export function registerPrestoCommand(program: Command): void {
       'Broker virtual host (default: $AIIDA_BROKER_VIRTUAL_HOST, else the default one).',
     )
     .option(
+      '--use-postgres',
+      'Keep the processes in PostgreSQL instead of SQLite: creates a role and a database of the ' +
+        "profile's own on the server of the --postgres-* options (needed to run daemons on several hosts).",
+    )
+    .option(
+      '--postgres-hostname <host>',
+      `PostgreSQL host, with --use-postgres. (default: ${POSTGRES_ADMIN_DEFAULTS.hostname})`,
+    )
+    .option(
+      '--postgres-port <port>',
+      `PostgreSQL port, with --use-postgres. (default: ${POSTGRES_ADMIN_DEFAULTS.port})`,
+      parsePort,
+    )
+    .option(
+      '--postgres-username <name>',
+      'A PostgreSQL user that may create roles and databases, with --use-postgres. ' +
+        `(default: ${POSTGRES_ADMIN_DEFAULTS.username})`,
+    )
+    .option(
+      '--postgres-password <password>',
+      'Password of --postgres-username, with --use-postgres. (default: none)',
+    )
+    .option(
       '-t, --timeout <seconds>',
-      'How long to wait for the broker to answer, in seconds.',
+      'How long to wait for the broker (and PostgreSQL) to answer, in seconds.',
       parseSeconds,
       5,
     )
@@ -72,6 +108,7 @@ export function registerPrestoCommand(program: Command): void {
     'aiida presto',
     'aiida -p work presto',
     'AIIDA_BROKER_HOST=rabbit.local AIIDA_BROKER_PORT=5673 aiida presto',
+    'aiida presto --use-postgres --postgres-hostname db.local --postgres-password secret',
   ]);
 }
 
@@ -86,9 +123,51 @@ export async function presto(
 ): Promise<Profile> {
   const broker = brokerSettingsFromEnvironment(options);
   const name = requestedName ?? freePrestoName();
-  const profile = createProfile({ name, broker, setDefault: false, pluginBaseDir: process.cwd() });
+  if (!options.usePostgres) {
+    const stray = (
+      ['postgresHostname', 'postgresPort', 'postgresUsername', 'postgresPassword'] as const
+    )
+      .filter((key) => options[key] !== undefined)
+      .map((key) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+    if (stray.length > 0) {
+      throw new CliError('option_invalid', `${stray.join(', ')} only apply with --use-postgres.`, {
+        hint: 'Add --use-postgres to keep the processes in PostgreSQL, or drop those options.',
+        exitCode: ExitCodes.usage,
+      });
+    }
+  }
+  // The database first: when it can't be made, no profile entry is written at all.
+  const admin = options.usePostgres
+    ? {
+        hostname: options.postgresHostname ?? POSTGRES_ADMIN_DEFAULTS.hostname,
+        port: options.postgresPort ?? POSTGRES_ADMIN_DEFAULTS.port,
+        username: options.postgresUsername ?? POSTGRES_ADMIN_DEFAULTS.username,
+        password: options.postgresPassword,
+      }
+    : undefined;
+  const storage = admin
+    ? {
+        backend: 'core.psql' as const,
+        config: await createPostgresDatabase(admin, name, options.timeout),
+      }
+    : undefined;
+  let profile: Profile;
+  try {
+    profile = createProfile({
+      name,
+      broker,
+      storage,
+      setDefault: false,
+      pluginBaseDir: process.cwd(),
+    });
+  } catch (error) {
+    if (storage) {
+      await dropPostgresDatabase(storage.config, options.timeout, admin).catch(() => undefined);
+    }
+    throw error;
+  }
   await checkBrokerOfNewProfile(profile, options.timeout, {
-    discard: () => removeProfileEverywhere(profile),
+    discard: () => removeProfileEverywhere(profile, options.timeout, admin),
     hint:
       'Is RabbitMQ running there? Point to it with AIIDA_BROKER_HOST/_PORT/_USERNAME/' +
       '_PASSWORD/_VIRTUAL_HOST or --broker-host/--broker-port.',
@@ -97,11 +176,11 @@ export async function presto(
   try {
     await initialiseStorage(profile);
   } catch (error) {
-    removeProfileEverywhere(profile);
+    await removeProfileEverywhere(profile, options.timeout, admin);
     throw error;
   }
   setDefaultProfile(name);
-  echoReport(`Storage: SQLite at ${profile.storage.config.filepath}`);
+  echoReport(`Storage: ${describeStorage(profile.storage)}`);
   echoSuccess(`Created new profile \`${name}\` in ${getConfigFilePath(profile.aiidaPath)}.`);
   echoSuccess('Configured the new profile as default.');
   return profile;
@@ -148,8 +227,15 @@ export function brokerSettingsFromEnvironment(
   return settings;
 }
 
-/** Removes a profile that must not stay: its config entry and any folder made for it. */
-function removeProfileEverywhere(profile: Profile): void {
+/**
+ * Removes a profile that must not stay: its config entry, any folder made for it, and its
+ * database and role (dropped as `admin`, who created them).
+ */
+async function removeProfileEverywhere(
+  profile: Profile,
+  timeout: number,
+  admin: PostgresAdmin | undefined,
+): Promise<void> {
   try {
     deleteProfile(profile.name);
   } catch {
@@ -157,4 +243,7 @@ function removeProfileEverywhere(profile: Profile): void {
   }
   rmSync(getStorageDir(profile), { recursive: true, force: true });
   rmSync(getDaemonDir(profile), { recursive: true, force: true });
+  if (profile.storage.backend === 'core.psql') {
+    await dropPostgresDatabase(profile.storage.config, timeout, admin).catch(() => undefined);
+  }
 }

@@ -3,6 +3,7 @@ import {
   type BrokerSettings,
   createProfile,
   deleteProfile,
+  describeStorage,
   formatOptionValue,
   getConfigDir,
   getDaemonDir,
@@ -14,6 +15,7 @@ import {
   isConfigError,
   listProfiles,
   type Profile,
+  type PsqlStorageConfig,
   setDefaultProfile,
 } from '@aiida/config';
 import type { Command } from 'commander';
@@ -21,10 +23,11 @@ import { checkBrokerOfNewProfile, deleteBrokerTopology } from '../broker-check.j
 import { confirm } from '../confirm.js';
 import { globalOptions } from '../context.js';
 import { isDaemonRunning } from '../daemon-access.js';
-import { CliError } from '../errors.js';
+import { CliError, ExitCodes } from '../errors.js';
 import { withExamples } from '../help.js';
 import { echo, echoJson, echoReport, echoSuccess, echoWarning, paint } from '../output.js';
 import { parseChoice, parseKeyValue, parsePort, parseSeconds } from '../parse.js';
+import { dropPostgresDatabase } from '../postgres-setup.js';
 import { initialiseStorage } from '../storage-check.js';
 
 /** `aiida profile list|show|setup|import-aiida|set-default|delete`. */
@@ -85,7 +88,7 @@ export function registerProfileCommands(program: Command): void {
       const broker = profile.broker.config;
       const lines: [string, string][] = [
         ['uuid', profile.uuid],
-        ['storage', `${profile.storage.backend} ${profile.storage.config.filepath}`],
+        ['storage', `${profile.storage.backend} (${describeStorage(profile.storage)})`],
         ['broker', `${profile.broker.backend} ${getRedactedBrokerUrl(profile)}`],
         ['broker queue type', broker.queueType],
         ['plugin base dir', profile.pluginBaseDir],
@@ -120,6 +123,17 @@ export function registerProfileCommands(program: Command): void {
       parseChoice(['classic', 'quorum']),
     )
     .option(
+      '--storage-backend <backend>',
+      'Where processes are stored: core.sqlite (a file under $AIIDA_PATH) or core.psql (an ' +
+        'existing PostgreSQL database, given by the --database-* options). (default: core.sqlite)',
+      parseChoice(['core.sqlite', 'core.psql']),
+    )
+    .option('--database-hostname <host>', 'core.psql: PostgreSQL host. (default: localhost)')
+    .option('--database-port <port>', 'core.psql: PostgreSQL port. (default: 5432)', parsePort)
+    .option('--database-username <name>', 'core.psql: the role the daemon logs in as.')
+    .option('--database-password <password>', 'core.psql: its password. (default: none)')
+    .option('--database-name <name>', 'core.psql: the database (it must exist).')
+    .option(
       '--plugin-base-dir <dir>',
       'Folder that plugin modules are resolved from. (default: the current folder)',
     )
@@ -140,9 +154,11 @@ export function registerProfileCommands(program: Command): void {
       if (options.brokerPassword !== undefined) broker.password = options.brokerPassword;
       if (options.brokerVirtualHost !== undefined) broker.virtualHost = options.brokerVirtualHost;
       if (options.brokerQueueType) broker.queueType = options.brokerQueueType;
+      const storage = storageFromSetupOptions(options);
       const profile = createProfile({
         name,
         broker,
+        storage,
         pluginBaseDir: options.pluginBaseDir ?? process.cwd(),
         options: options.option ?? {},
         setDefault: false,
@@ -154,7 +170,13 @@ export function registerProfileCommands(program: Command): void {
           showVersion: false,
         });
       }
-      await initialiseStorage(profile);
+      try {
+        await initialiseStorage(profile);
+      } catch (error) {
+        // A database that can't be reached or used leaves no profile behind.
+        deleteProfile(name);
+        throw error;
+      }
       if (options.setDefault) setDefaultProfile(name);
       echoSuccess(`Created new profile \`${name}\`.`);
       if (options.setDefault || getDefaultProfileName() === name) {
@@ -164,6 +186,8 @@ export function registerProfileCommands(program: Command): void {
   withExamples(setup, [
     'aiida profile setup work --broker-host 10.0.0.5 --set-default',
     'aiida profile setup ci -o daemon.default_workers=2 -o daemon.timeout=20 --check',
+    'aiida profile setup shared --storage-backend core.psql --database-hostname db.local ' +
+      '--database-username aiida --database-password secret --database-name aiida',
   ]);
 
   const importAiida = group
@@ -232,7 +256,8 @@ export function registerProfileCommands(program: Command): void {
     .argument('<name...>', 'The profiles to delete.')
     .option(
       '--delete-data',
-      "Also delete the profiles' store and daemon folders, and their queues on the broker.",
+      "Also delete the profiles' store (SQLite file or PostgreSQL database) and daemon folders, " +
+        'and their queues on the broker.',
     )
     .option('-y, --yes', 'Do not ask for confirmation.')
     .action(async (names: string[], options: { deleteData?: boolean; yes?: boolean }) => {
@@ -256,6 +281,13 @@ export function registerProfileCommands(program: Command): void {
         deleteProfile(profile.name);
         if (options.deleteData) {
           await deleteBrokerTopology(profile);
+          if (profile.storage.backend === 'core.psql') {
+            const dropped = await dropPostgresDatabase(profile.storage.config, 10);
+            echoReport(
+              `Dropped the PostgreSQL ${dropped.join(' and ')}; the role ` +
+                `${profile.storage.config.database_username} stays (a superuser may DROP ROLE it).`,
+            );
+          }
           rmSync(getStorageDir(profile), { recursive: true, force: true });
           rmSync(getDaemonDir(profile), { recursive: true, force: true });
           echoSuccess(`Deleted profile \`${profile.name}\` and its data.`);
@@ -277,6 +309,12 @@ interface SetupOptions {
   brokerPassword?: string;
   brokerVirtualHost?: string;
   brokerQueueType?: 'classic' | 'quorum';
+  storageBackend?: 'core.sqlite' | 'core.psql';
+  databaseHostname?: string;
+  databasePort?: number;
+  databaseUsername?: string;
+  databasePassword?: string;
+  databaseName?: string;
   pluginBaseDir?: string;
   option?: Record<string, unknown>;
   setDefault?: boolean;
@@ -320,10 +358,67 @@ function importFromAiida(
   }
 }
 
-/** A profile as JSON for people and scripts: the broker password replaced by `***`. */
+/** The `storage` of `profile setup`: none for SQLite, the `--database-*` fields for core.psql. */
+function storageFromSetupOptions(
+  options: SetupOptions,
+): { backend: 'core.psql'; config: PsqlStorageConfig } | undefined {
+  const fields = [
+    ['databaseHostname', '--database-hostname'],
+    ['databasePort', '--database-port'],
+    ['databaseUsername', '--database-username'],
+    ['databasePassword', '--database-password'],
+    ['databaseName', '--database-name'],
+  ] as const;
+  if (options.storageBackend !== 'core.psql') {
+    const stray = fields.filter(([key]) => options[key] !== undefined).map(([, flag]) => flag);
+    if (stray.length > 0) {
+      throw new CliError(
+        'option_invalid',
+        `${stray.join(', ')} only apply with --storage-backend core.psql.`,
+        {
+          hint: 'Add --storage-backend core.psql, or drop those options.',
+          exitCode: ExitCodes.usage,
+        },
+      );
+    }
+    return undefined;
+  }
+  const missing = [
+    options.databaseUsername === undefined ? '--database-username' : undefined,
+    options.databaseName === undefined ? '--database-name' : undefined,
+  ].filter((flag) => flag !== undefined);
+  if (missing.length > 0) {
+    throw new CliError(
+      'option_invalid',
+      `--storage-backend core.psql needs ${missing.join(' and ')}: the role and the database ` +
+        'the daemon uses (the database must exist).',
+      {
+        hint: 'Or let `aiida presto --use-postgres` create a role and a database for the profile.',
+        exitCode: ExitCodes.usage,
+      },
+    );
+  }
+  return {
+    backend: 'core.psql',
+    config: {
+      database_hostname: options.databaseHostname ?? 'localhost',
+      database_port: options.databasePort ?? 5432,
+      database_username: options.databaseUsername!,
+      database_password: options.databasePassword ?? '',
+      database_name: options.databaseName!,
+    },
+  };
+}
+
+/** A profile as JSON for people and scripts: the broker and database passwords replaced by `***`. */
 function redactedProfile(profile: Profile): Record<string, unknown> {
+  const storage =
+    profile.storage.backend === 'core.psql'
+      ? { ...profile.storage, config: { ...profile.storage.config, database_password: '***' } }
+      : profile.storage;
   return {
     ...profile,
+    storage,
     broker: {
       ...profile.broker,
       config: { ...profile.broker.config, password: '***' },

@@ -1,4 +1,10 @@
-import { getConfigDir, getConfigFilePath, getRedactedBrokerUrl, type Profile } from '@aiida/config';
+import {
+  describeStorage,
+  getConfigDir,
+  getConfigFilePath,
+  getRedactedBrokerUrl,
+  type Profile,
+} from '@aiida/config';
 import type { Command } from 'commander';
 import { brokerFailureReason, checkBroker } from '../broker-check.js';
 import { globalOptions, loadProfile } from '../context.js';
@@ -99,7 +105,7 @@ async function storageCheck(profile: Profile): Promise<ServiceCheck> {
     return {
       service: 'storage',
       state: 'error',
-      message: `Unable to open the storage at ${profile.storage.config.filepath}: ${describeError(error).message}`,
+      message: `Unable to open the storage (${describeStorage(profile.storage)}): ${describeError(error).message}`,
     };
   }
 }

@@ -1,0 +1,1074 @@
+import { randomUUID } from 'node:crypto';
+import { type ProcessState, TERMINAL_STATES } from '@aiida/ipc';
+import pg from 'pg';
+import { EngineError, EngineErrorCodes } from './errors.js';
+import type { JsonValue } from './json.js';
+import { POSTGRES_MIGRATIONS, POSTGRES_SCHEMA_VERSION } from './postgres-migrations.js';
+import {
+  type ActivityBucket,
+  type CheckpointResult,
+  type ClaimResult,
+  type ControlRequestOutcome,
+  type DeleteSelection,
+  type DurationHistogram,
+  type Lease,
+  type LeaseFence,
+  type LeaseRenewal,
+  type NewProcess,
+  PROCESS_SORT_COLUMNS,
+  type ProcessDurations,
+  type ProcessFilter,
+  type ProcessGroupRecord,
+  type ProcessPage,
+  type ProcessQuery,
+  type ProcessRecord,
+  type ProcessReport,
+  type ProcessStore,
+  type ProcessSummary,
+  type ReportLevel,
+  type TerminalEffects,
+  type TerminalResult,
+} from './process-store.js';
+import * as rules from './store-rules.js';
+import {
+  fenceViolation,
+  type KillIntent,
+  leaseExpiry,
+  leaseOf,
+  mergeKillIntents,
+  type Rule,
+  type RuleRow,
+  renewalOf,
+  runRuleAsync,
+  type StoreOp,
+} from './store-rules.js';
+
+/** How to reach a PostgreSQL database (AiiDA's `core.psql` fields). */
+export interface PostgresConnection {
+  /** `database_hostname`. */
+  hostname: string;
+  /** `database_port`. */
+  port: number;
+  /** `database_username`. */
+  username: string;
+  /** `database_password`; never written to messages or logs. */
+  password?: string | null;
+  /** `database_name`. */
+  database: string;
+}
+
+/** Options of {@link PostgresProcessStore.open}. */
+export interface PostgresStoreOptions {
+  connection: PostgresConnection;
+  /**
+   * Connections in the pool.
+   * @default 4
+   */
+  poolSize?: number;
+  /**
+   * Seconds to wait for a connection before a call fails.
+   * @default 10
+   */
+  connectTimeout?: number;
+  /** Receives errors of idle connections (e.g. the server restarted); the pool replaces them. */
+  onIdleError?: (error: Error) => void;
+}
+
+interface ProcessRow {
+  pk: number;
+  uuid: string;
+  type: string;
+  state: ProcessState;
+  paused: boolean;
+  inputs: JsonValue;
+  outputs: JsonValue | null;
+  exit_status: number | null;
+  exit_message: string | null;
+  exception: string | null;
+  process_status: string | null;
+  checkpoint: JsonValue | null;
+  parent_pk: number | null;
+  spawn_key: string | null;
+  owner: string | null;
+  epoch: number;
+  attempts: number;
+  owner_losses: number;
+  lease_expires_at: number | null;
+  dispatched_at: number | null;
+  runnable: boolean;
+  time_limit: number | null;
+  created_at: number;
+  modified_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  process_group: ProcessGroupRecord | null;
+}
+
+const TERMINAL_SQL = `('${TERMINAL_STATES.join("', '")}')`;
+/** The database's clock, in milliseconds since the Unix epoch: leases never use a host's clock. */
+const NOW_SQL = '(extract(epoch FROM clock_timestamp()) * 1000)::bigint';
+/** Key of the advisory lock that serialises migrations of one database. */
+const MIGRATION_LOCK = 7_261_009;
+/** Deadlock and serialization failures: the transaction was rolled back and may be retried. */
+const RETRYABLE = new Set(['40P01', '40001']);
+const MAX_TX_ATTEMPTS = 8;
+
+/** Type parsers of the pool: `bigint` (pks, times) as numbers; they stay below 2^53. */
+const types = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === 20) return (value: string) => Number(value);
+    return pg.types.getTypeParser(oid, format as 'text');
+  },
+} as pg.CustomTypesConfig;
+
+function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
+
+function json(value: JsonValue | null | undefined): string | null {
+  return value === undefined || value === null ? null : JSON.stringify(value);
+}
+
+function toRecord(row: ProcessRow): ProcessRecord {
+  return {
+    pk: row.pk,
+    uuid: row.uuid,
+    type: row.type,
+    state: row.state,
+    paused: row.paused,
+    inputs: row.inputs,
+    outputs: row.outputs,
+    exitStatus: row.exit_status,
+    exitMessage: row.exit_message,
+    exception: row.exception,
+    processStatus: row.process_status,
+    checkpoint: row.checkpoint,
+    parentPk: row.parent_pk,
+    owner: row.owner,
+    epoch: row.epoch,
+    attempts: row.attempts,
+    ownerLosses: row.owner_losses,
+    leaseExpiresAt: iso(row.lease_expires_at),
+    dispatchedAt: iso(row.dispatched_at),
+    runnable: row.runnable,
+    timeLimit: row.time_limit,
+    createdAt: iso(row.created_at)!,
+    modifiedAt: iso(row.modified_at)!,
+    startedAt: iso(row.started_at),
+    finishedAt: iso(row.finished_at),
+    processGroup: row.process_group,
+  };
+}
+
+function ruleRow(row: ProcessRow): RuleRow {
+  return {
+    pk: row.pk,
+    state: row.state,
+    paused: row.paused,
+    runnable: row.runnable,
+    owner: row.owner,
+    epoch: row.epoch,
+    attempts: row.attempts,
+    ownerLosses: row.owner_losses,
+    leaseExpiresAt: row.lease_expires_at,
+    createdAt: row.created_at,
+    timeLimit: row.time_limit,
+    parentPk: row.parent_pk,
+    processGroup: row.process_group,
+  };
+}
+
+/** `postgresql://user@host:port/db`: where a store lives, without its password. */
+export function describePostgresConnection(c: PostgresConnection): string {
+  return `postgresql://${c.username}@${c.hostname}:${c.port}/${c.database}`;
+}
+
+type Queryable = Pick<pg.PoolClient, 'query'>;
+
+/**
+ * The PostgreSQL implementation of {@link ProcessStore} (node-postgres, a pool, parametrised SQL
+ * only). The decisions are those of `store-rules.ts`, run inside one transaction per call; rows a
+ * rule reads are locked (`FOR UPDATE`), so concurrent claimers on any number of hosts serialise per
+ * row and never hand one process to two owners. Every time (leases, creation, time limits) is the
+ * database's clock, so a host whose clock is off neither steals a live lease nor keeps an expired
+ * one. Open it with {@link PostgresProcessStore.open}.
+ */
+export class PostgresProcessStore implements ProcessStore {
+  readonly backend = 'core.psql' as const;
+  readonly location: string;
+  private closed = false;
+
+  private constructor(
+    private readonly pool: pg.Pool,
+    location: string,
+    readonly schemaVersion: number,
+    /** `server_version` of the database server. */
+    readonly serverVersion: string,
+  ) {
+    this.location = location;
+  }
+
+  /**
+   * Connects, migrates the schema to {@link POSTGRES_SCHEMA_VERSION} (one process at a time, under
+   * an advisory lock) and returns the store. Throws `EngineError('store_version_unsupported')` for
+   * a database written by a newer version (and changes nothing), `store_error` when the server
+   * cannot be reached or refuses the login.
+   */
+  static async open(options: PostgresStoreOptions): Promise<PostgresProcessStore> {
+    const c = options.connection;
+    const location = describePostgresConnection(c);
+    const pool = new pg.Pool({
+      host: c.hostname,
+      port: c.port,
+      user: c.username,
+      password: c.password ?? undefined,
+      database: c.database,
+      max: options.poolSize ?? 4,
+      connectionTimeoutMillis: Math.round((options.connectTimeout ?? 10) * 1000),
+      application_name: 'aiida-daemon-ts',
+      types,
+    });
+    // Without a listener, an idle connection dropped by a server restart would crash the process.
+    pool.on('error', (error) => options.onIdleError?.(error));
+    try {
+      const version = (await pool.query('SHOW server_version')).rows[0] as {
+        server_version: string;
+      };
+      const schemaVersion = await migrate(pool, location);
+      // "15.20 (Debian 15.20-0+deb12u1)": the version number only.
+      const serverVersion = version.server_version.split(' ')[0] ?? version.server_version;
+      return new PostgresProcessStore(pool, location, schemaVersion, serverVersion);
+    } catch (error) {
+      await pool.end().catch(() => undefined);
+      if (error instanceof EngineError) throw error;
+      throw storeError(location, error, 'cannot open the process store');
+    }
+  }
+
+  // --- plumbing -------------------------------------------------------------------------------
+
+  private assertOpen(): void {
+    if (this.closed) {
+      throw new EngineError(
+        EngineErrorCodes.storeError,
+        `the process store ${this.location} is closed`,
+      );
+    }
+  }
+
+  /**
+   * Runs `fn` in one transaction with the database's time at its start. A deadlock or
+   * serialization failure (rolled back by the server) is retried; any other error rolls back and
+   * becomes a `store_error`.
+   */
+  private async tx<T>(fn: (c: pg.PoolClient, now: number) => Promise<T>): Promise<T> {
+    this.assertOpen();
+    for (let attempt = 1; ; attempt++) {
+      let client: pg.PoolClient;
+      try {
+        client = await this.pool.connect();
+      } catch (error) {
+        throw storeError(this.location, error);
+      }
+      let broken = false;
+      // The pool listens for errors of idle connections only: without this, a connection the
+      // server drops (a restart) while checked out between two queries would crash the process.
+      const onError = () => {
+        broken = true;
+      };
+      client.on('error', onError);
+      try {
+        const begun = (await client.query(
+          `BEGIN; SELECT ${NOW_SQL} AS now`,
+        )) as unknown as pg.QueryResult[];
+        const now = (begun[1]!.rows[0] as { now: number }).now;
+        const out = await fn(client, now);
+        await client.query('COMMIT');
+        return out;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {
+          broken = true;
+        });
+        const code = (error as { code?: string }).code;
+        if (code !== undefined && RETRYABLE.has(code) && attempt < MAX_TX_ATTEMPTS) continue;
+        if (error instanceof EngineError) throw error;
+        throw storeError(this.location, error);
+      } finally {
+        client.removeListener('error', onError);
+        client.release(broken);
+      }
+    }
+  }
+
+  /** One statement outside a transaction. */
+  private async query<R>(sql: string, params: unknown[] = []): Promise<R[]> {
+    this.assertOpen();
+    try {
+      return (await this.pool.query(sql, params)).rows as R[];
+    } catch (error) {
+      throw storeError(this.location, error);
+    }
+  }
+
+  private run<T>(c: Queryable, rule: Rule<T>): Promise<T> {
+    return runRuleAsync(rule, (op) => this.exec(c, op));
+  }
+
+  /** The SQL of each operation a rule asks for. */
+  private async exec(c: Queryable, op: StoreOp): Promise<unknown> {
+    switch (op.op) {
+      case 'row': {
+        const r = await c.query('SELECT * FROM processes WHERE pk = $1 FOR UPDATE', [op.pk]);
+        return r.rows[0] ? ruleRow(r.rows[0] as ProcessRow) : undefined;
+      }
+      case 'liveChildren': {
+        const r = await c.query(
+          `SELECT * FROM processes WHERE parent_pk = $1 AND state NOT IN ${TERMINAL_SQL} ORDER BY pk`,
+          [op.pk],
+        );
+        return (r.rows as ProcessRow[]).map(ruleRow);
+      }
+      case 'pendingKill': {
+        const r = await c.query(
+          `SELECT message, force FROM control_intents WHERE pk = $1 AND intent = 'kill'
+           ORDER BY force DESC, id LIMIT 1`,
+          [op.pk],
+        );
+        const k = r.rows[0] as KillIntent | undefined;
+        return k ? { message: k.message, force: k.force } : null;
+      }
+      case 'terminalize': {
+        const res = op.result;
+        await c.query(
+          `UPDATE processes SET state = $2, outputs = $3::jsonb, exit_status = $4, exit_message = $5,
+             exception = $6, process_status = $7, owner = NULL, lease_expires_at = NULL,
+             runnable = FALSE, paused = FALSE, checkpoint = NULL, finished_at = $8, modified_at = $8
+           WHERE pk = $1`,
+          [
+            op.pk,
+            res.state,
+            json(res.outputs),
+            res.exitStatus ?? null,
+            res.exitMessage ?? null,
+            res.exception ?? null,
+            res.processStatus ?? null,
+            op.now,
+          ],
+        );
+        await c.query('DELETE FROM control_intents WHERE pk = $1', [op.pk]);
+        return undefined;
+      }
+      case 'setLosses':
+        await c.query('UPDATE processes SET owner_losses = $2, attempts = $3 WHERE pk = $1', [
+          op.pk,
+          op.ownerLosses,
+          op.attempts,
+        ]);
+        return undefined;
+      case 'intent':
+        await c.query(
+          'INSERT INTO control_intents (pk, intent, message, force, created_at) VALUES ($1, $2, $3, $4, $5)',
+          [op.pk, op.intent, op.message, op.force, op.now],
+        );
+        return undefined;
+      case 'wake':
+        await c.query(
+          `UPDATE processes SET runnable = TRUE, dispatched_at = NULL, process_status = NULL,
+             modified_at = $2 WHERE pk = $1`,
+          [op.pk, op.now],
+        );
+        return undefined;
+      case 'claim': {
+        const r = await c.query(
+          `UPDATE processes SET owner = $2, epoch = epoch + 1, lease_expires_at = $3, attempts = $4,
+             owner_losses = $5, state = 'running', process_status = NULL,
+             started_at = COALESCE(started_at, $6), modified_at = $6
+           WHERE pk = $1 RETURNING *`,
+          [op.pk, op.owner, op.leaseExpiresAt, op.attempts, op.ownerLosses, op.now],
+        );
+        return toRecord(r.rows[0] as ProcessRow);
+      }
+      case 'park':
+        await c.query(
+          `UPDATE processes SET checkpoint = $2::jsonb, state = 'waiting', runnable = FALSE,
+             owner = NULL, lease_expires_at = NULL, dispatched_at = NULL, process_status = $3,
+             modified_at = $4
+           WHERE pk = $1`,
+          [op.pk, JSON.stringify(op.checkpoint), op.processStatus, op.now],
+        );
+        return undefined;
+      case 'keepCheckpoint':
+        await c.query(
+          'UPDATE processes SET checkpoint = $2::jsonb, modified_at = $3 WHERE pk = $1',
+          [op.pk, JSON.stringify(op.checkpoint), op.now],
+        );
+        return undefined;
+      case 'setPaused':
+        await c.query(
+          'UPDATE processes SET paused = $2, process_status = $3, modified_at = $4 WHERE pk = $1',
+          [op.pk, op.paused, op.processStatus, op.now],
+        );
+        return undefined;
+      case 'undispatch':
+        await c.query('UPDATE processes SET dispatched_at = NULL WHERE pk = $1', [op.pk]);
+        return undefined;
+      case 'oldTerminal': {
+        const r = await c.query(
+          `SELECT pk FROM processes WHERE finished_at IS NOT NULL AND finished_at <= $1
+             AND state = ANY($2::text[]) ORDER BY pk`,
+          [op.cutoff, [...op.states]],
+        );
+        return (r.rows as { pk: number }[]).map((x) => x.pk);
+      }
+      case 'tree': {
+        const r = await c.query(
+          `WITH RECURSIVE tree(pk) AS (
+             SELECT unnest($1::bigint[])
+             UNION SELECT p.pk FROM processes p JOIN tree t ON p.parent_pk = t.pk
+           )
+           SELECT p.pk, p.state, p.parent_pk FROM processes p JOIN tree t ON p.pk = t.pk`,
+          [op.roots],
+        );
+        return (r.rows as { pk: number; state: ProcessState; parent_pk: number | null }[]).map(
+          (x) => ({ pk: x.pk, state: x.state, parentPk: x.parent_pk }),
+        );
+      }
+      case 'deleteRows':
+        await c.query('DELETE FROM control_intents WHERE pk = ANY($1::bigint[])', [op.pks]);
+        await c.query('DELETE FROM reports WHERE pk = ANY($1::bigint[])', [op.pks]);
+        await c.query('DELETE FROM processes WHERE pk = ANY($1::bigint[])', [op.pks]);
+        return undefined;
+    }
+  }
+
+  /** Throws `lease_lost` unless `fence` holds (after a fenced UPDATE changed nothing). */
+  private async checkFence(c: Queryable, fence: LeaseFence): Promise<void> {
+    const r = await c.query('SELECT state, owner, epoch FROM processes WHERE pk = $1', [fence.pk]);
+    const violation = fenceViolation(r.rows[0] as RuleRow | undefined, fence);
+    if (violation) throw violation;
+  }
+
+  private async insertRow(
+    c: Queryable,
+    now: number,
+    process: NewProcess,
+    extra: {
+      parentPk?: number | null;
+      spawnKey?: string | null;
+      owner?: string | null;
+      leaseSeconds?: number;
+    } = {},
+  ): Promise<ProcessRow> {
+    const owned = extra.owner != null;
+    const r = await c.query(
+      `INSERT INTO processes (uuid, type, state, inputs, parent_pk, spawn_key, owner, epoch, attempts,
+         lease_expires_at, time_limit, created_at, modified_at, started_at, runnable)
+       VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, TRUE)
+       RETURNING *`,
+      [
+        randomUUID(),
+        process.type,
+        owned ? 'running' : 'created',
+        JSON.stringify(process.inputs ?? null),
+        extra.parentPk ?? null,
+        extra.spawnKey ?? null,
+        extra.owner ?? null,
+        owned ? 1 : 0,
+        owned ? 1 : 0,
+        owned ? leaseExpiry(now, extra.leaseSeconds ?? 0) : null,
+        process.timeLimit ?? null,
+        now,
+        owned ? now : null,
+      ],
+    );
+    return r.rows[0] as ProcessRow;
+  }
+
+  // --- creation -------------------------------------------------------------------------------
+
+  async createProcesses(processes: NewProcess[]): Promise<ProcessRecord[]> {
+    if (processes.length === 0) return [];
+    return this.tx(async (c, now) => {
+      // One statement for the whole batch: submitMany is one round trip.
+      const r = await c.query(
+        `INSERT INTO processes (uuid, type, state, inputs, time_limit, created_at, modified_at, runnable)
+         SELECT u, t, 'created', i::jsonb, l, $5, $5, TRUE
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[]) WITH ORDINALITY AS x(u, t, i, l, n)
+         ORDER BY n
+         RETURNING *`,
+        [
+          processes.map(() => randomUUID()),
+          processes.map((p) => p.type),
+          processes.map((p) => JSON.stringify(p.inputs ?? null)),
+          processes.map((p) => p.timeLimit ?? null),
+          now,
+        ],
+      );
+      return (r.rows as ProcessRow[]).sort((a, b) => a.pk - b.pk).map(toRecord);
+    });
+  }
+
+  async createClaimedProcess(
+    process: NewProcess,
+    ownerId: string,
+    leaseSeconds: number,
+  ): Promise<{ record: ProcessRecord; lease: Lease }> {
+    return this.tx(async (c, now) => {
+      const record = toRecord(
+        await this.insertRow(c, now, process, { owner: ownerId, leaseSeconds }),
+      );
+      return { record, lease: leaseOf(record) };
+    });
+  }
+
+  async createChild(
+    parent: LeaseFence,
+    spawnKey: string,
+    process: NewProcess,
+    claimFor?: { ownerId: string; leaseSeconds: number },
+  ): Promise<{ record: ProcessRecord; created: boolean; lease: Lease | null }> {
+    return this.tx(async (c, now) => {
+      await this.run(c, rules.checkFence(parent));
+      const existing = await c.query(
+        'SELECT * FROM processes WHERE parent_pk = $1 AND spawn_key = $2',
+        [parent.pk, spawnKey],
+      );
+      if (existing.rows[0]) {
+        return { record: toRecord(existing.rows[0] as ProcessRow), created: false, lease: null };
+      }
+      const record = toRecord(
+        await this.insertRow(c, now, process, {
+          parentPk: parent.pk,
+          spawnKey,
+          owner: claimFor?.ownerId ?? null,
+          leaseSeconds: claimFor?.leaseSeconds,
+        }),
+      );
+      return { record, created: true, lease: claimFor ? leaseOf(record) : null };
+    });
+  }
+
+  // --- reads ----------------------------------------------------------------------------------
+
+  async getProcess(pk: number): Promise<ProcessRecord | undefined> {
+    const rows = await this.query<ProcessRow>('SELECT * FROM processes WHERE pk = $1', [pk]);
+    return rows[0] ? toRecord(rows[0]) : undefined;
+  }
+
+  async getProcesses(pks: number[]): Promise<ProcessRecord[]> {
+    if (pks.length === 0) return [];
+    return (
+      await this.query<ProcessRow>(
+        'SELECT * FROM processes WHERE pk = ANY($1::bigint[]) ORDER BY pk',
+        [pks],
+      )
+    ).map(toRecord);
+  }
+
+  async listProcesses(filter: ProcessFilter = {}): Promise<ProcessRecord[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const param = (value: unknown) => {
+      params.push(value);
+      return `$${params.length}`;
+    };
+    if (filter.states && filter.states.length > 0) {
+      where.push(`state = ANY(${param([...filter.states])}::text[])`);
+    }
+    if (filter.type !== undefined) where.push(`type = ${param(filter.type)}`);
+    if (filter.parentPk !== undefined) where.push(`parent_pk = ${param(filter.parentPk)}`);
+    if (filter.exitStatus !== undefined) {
+      where.push(`state = 'finished' AND exit_status = ${param(filter.exitStatus)}`);
+    }
+    if (filter.failed) where.push("state = 'finished' AND exit_status <> 0");
+    if (filter.paused !== undefined) where.push(`paused = ${param(filter.paused)}`);
+    if (filter.createdAfter !== undefined) {
+      where.push(`created_at >= ${param(rules.createdAfterMillis(filter.createdAfter))}`);
+    }
+    const order = filter.order === 'asc' ? 'ASC' : 'DESC';
+    // pk breaks ties of equal creation times, so the order is stable.
+    const orderBy =
+      filter.orderBy === 'createdAt' ? `created_at ${order}, pk ${order}` : `pk ${order}`;
+    let sql = `SELECT * FROM processes${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${orderBy}`;
+    if (filter.limit !== undefined) sql += ` LIMIT ${param(Math.max(0, Math.floor(filter.limit)))}`;
+    return (await this.query<ProcessRow>(sql, params)).map(toRecord);
+  }
+
+  async queryProcesses(query: ProcessQuery = {}): Promise<ProcessPage> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const param = (value: unknown) => {
+      params.push(value);
+      return `$${params.length}`;
+    };
+    if (query.states && query.states.length > 0) {
+      where.push(`state = ANY(${param([...query.states])}::text[])`);
+    }
+    if (query.type !== undefined) where.push(`type = ${param(query.type)}`);
+    if (query.exitStatus !== undefined) where.push(`exit_status = ${param(query.exitStatus)}`);
+    if (query.paused !== undefined) where.push(`paused = ${param(query.paused)}`);
+    if (query.createdAfter !== undefined) {
+      where.push(`created_at >= ${param(Date.parse(query.createdAfter))}`);
+    }
+    if (query.createdBefore !== undefined) {
+      where.push(`created_at < ${param(Date.parse(query.createdBefore))}`);
+    }
+    const clause = where.length > 0 ? ` WHERE ${where.join(' AND ')}` : '';
+    const [count] = await this.query<{ n: number }>(
+      `SELECT COUNT(*) AS n FROM processes${clause}`,
+      params,
+    );
+    const column = PROCESS_SORT_COLUMNS[query.sort ?? 'pk'];
+    const order = query.order === 'asc' ? 'ASC' : 'DESC';
+    // NULLs (unfinished rows sorted by end time) last in either order, as SQLite puts them.
+    const nulls = order === 'ASC' ? 'NULLS FIRST' : 'NULLS LAST';
+    const orderBy = column === 'pk' ? `pk ${order}` : `${column} ${order} ${nulls}, pk ${order}`;
+    const limit = param(Math.max(0, Math.floor(query.limit ?? 50)));
+    const offset = param(Math.max(0, Math.floor(query.offset ?? 0)));
+    const rows = await this.query<ProcessRow>(
+      `SELECT * FROM processes${clause} ORDER BY ${orderBy} LIMIT ${limit} OFFSET ${offset}`,
+      params,
+    );
+    return { total: count?.n ?? 0, processes: rows.map(toRecord) };
+  }
+
+  async summarizeProcesses(): Promise<ProcessSummary> {
+    const counts = await this.query<{
+      state: ProcessState;
+      type: string;
+      count: number;
+      paused: number;
+    }>(
+      `SELECT state, type, COUNT(*) AS count, COUNT(*) FILTER (WHERE paused) AS paused
+       FROM processes GROUP BY state, type ORDER BY state, type`,
+    );
+    const [totals] = await this.query<{
+      total: number;
+      claims: number;
+      losses: number;
+      modified: number | null;
+    }>(
+      `SELECT COUNT(*) AS total, COALESCE(SUM(epoch), 0)::bigint AS claims,
+         COALESCE(SUM(owner_losses), 0)::bigint AS losses, MAX(modified_at) AS modified
+       FROM processes`,
+    );
+    return {
+      total: totals?.total ?? 0,
+      counts,
+      claims: totals?.claims ?? 0,
+      ownerLosses: totals?.losses ?? 0,
+      lastModifiedAt: iso(totals?.modified ?? null),
+    };
+  }
+
+  async processDurations(bounds: readonly number[]): Promise<ProcessDurations> {
+    const sorted = [...bounds].sort((a, b) => a - b);
+    const histogram = async (expression: string, condition: string): Promise<DurationHistogram> => {
+      // One pass: a filtered count per bucket, in milliseconds as stored.
+      const buckets = sorted.map((_, i) => `COUNT(*) FILTER (WHERE d <= $${i + 1}) AS b${i}`);
+      const [row] = await this.query<Record<string, number | null>>(
+        `SELECT COUNT(*) AS n, COALESCE(SUM(d), 0)::float8 AS s${buckets.map((b) => `, ${b}`).join('')}
+         FROM (SELECT ${expression} AS d FROM processes WHERE ${condition}) AS durations`,
+        sorted.map((b) => b * 1000),
+      );
+      return {
+        counts: sorted.map((_, i) => row?.[`b${i}`] ?? 0),
+        count: row?.n ?? 0,
+        sum: (row?.s ?? 0) / 1000,
+      };
+    };
+    return {
+      bounds: sorted,
+      queued: await histogram('started_at - created_at', 'started_at IS NOT NULL'),
+      run: await histogram(
+        'finished_at - started_at',
+        `started_at IS NOT NULL AND finished_at IS NOT NULL AND state IN ${TERMINAL_SQL}`,
+      ),
+    };
+  }
+
+  async changeToken(): Promise<string> {
+    // Every write of a row moves modified_at or the row count; every report adds an id.
+    const [row] = await this.query<{ m: number | null; n: number; r: number | null }>(
+      `SELECT (SELECT MAX(modified_at) FROM processes) AS m,
+         (SELECT COUNT(*) FROM processes) AS n, (SELECT MAX(id) FROM reports) AS r`,
+    );
+    return `${row?.m ?? 0}.${row?.n ?? 0}.${row?.r ?? 0}`;
+  }
+
+  async processActivity(options: { since: string; interval: number }): Promise<ActivityBucket[]> {
+    const since = Date.parse(options.since);
+    const width = Math.max(1, Math.round(options.interval * 1000));
+    const rows = await this.query<{ bucket: number; state: ProcessState; n: number }>(
+      `SELECT ((finished_at - $1) / $2)::bigint AS bucket, state, COUNT(*) AS n FROM processes
+       WHERE finished_at IS NOT NULL AND finished_at >= $1 AND state IN ${TERMINAL_SQL}
+       GROUP BY 1, state`,
+      [since, width],
+    );
+    const [clock] = await this.query<{ now: number }>(`SELECT ${NOW_SQL} AS now`);
+    const end = clock?.now ?? since;
+    const buckets: ActivityBucket[] = [];
+    for (let t = since; t <= end; t += width) {
+      buckets.push({ time: iso(t)!, finished: 0, excepted: 0, killed: 0 });
+    }
+    for (const row of rows) {
+      const bucket = buckets[row.bucket];
+      if (
+        bucket &&
+        (row.state === 'finished' || row.state === 'excepted' || row.state === 'killed')
+      ) {
+        bucket[row.state] += row.n;
+      }
+    }
+    return buckets;
+  }
+
+  async getReports(pk: number): Promise<ProcessReport[]> {
+    const rows = await this.query<{
+      id: number;
+      pk: number;
+      time: number;
+      level: ReportLevel;
+      message: string;
+    }>('SELECT id, pk, time, level, message FROM reports WHERE pk = $1 ORDER BY id', [pk]);
+    return rows.map((r) => ({ ...r, time: iso(r.time)! }));
+  }
+
+  // --- leases ---------------------------------------------------------------------------------
+
+  async claim(
+    pk: number,
+    ownerId: string,
+    leaseSeconds: number,
+    options: { maxAttempts: number },
+  ): Promise<ClaimResult> {
+    return this.tx((c, now) =>
+      this.run(c, rules.claim(pk, ownerId, leaseSeconds, options.maxAttempts, now)),
+    );
+  }
+
+  async claimMany(
+    pks: number[],
+    ownerId: string,
+    leaseSeconds: number,
+    options: { maxAttempts: number },
+  ): Promise<ClaimResult[]> {
+    if (pks.length === 0) return [];
+    return this.tx(async (c, now) => {
+      const out: ClaimResult[] = [];
+      for (const pk of pks) {
+        out.push(
+          await this.run(c, rules.claim(pk, ownerId, leaseSeconds, options.maxAttempts, now)),
+        );
+      }
+      return out;
+    });
+  }
+
+  async renewLeases(ownerId: string, pks: number[], leaseSeconds: number): Promise<LeaseRenewal[]> {
+    if (pks.length === 0) return [];
+    return this.tx(async (c, now) => {
+      const renewed = await c.query(
+        `UPDATE processes SET lease_expires_at = $1
+         WHERE owner = $2 AND pk = ANY($3::bigint[]) AND state NOT IN ${TERMINAL_SQL}
+         RETURNING pk, paused, created_at, time_limit`,
+        [leaseExpiry(now, leaseSeconds), ownerId, pks],
+      );
+      const held = new Map<
+        number,
+        { paused: boolean; createdAt: number; timeLimit: number | null }
+      >();
+      for (const r of renewed.rows as {
+        pk: number;
+        paused: boolean;
+        created_at: number;
+        time_limit: number | null;
+      }[]) {
+        held.set(r.pk, { paused: r.paused, createdAt: r.created_at, timeLimit: r.time_limit });
+      }
+      const intents = await c.query(
+        `SELECT pk, message, force FROM control_intents
+         WHERE intent = 'kill' AND pk = ANY($1::bigint[]) ORDER BY id`,
+        [pks],
+      );
+      const kills = mergeKillIntents(
+        intents.rows as { pk: number; message: string | null; force: boolean }[],
+      );
+      return pks.map((pk) => renewalOf(pk, held.get(pk), kills.get(pk), now));
+    });
+  }
+
+  async release(
+    fence: LeaseFence,
+    options: { interrupted?: boolean; checkpoint?: JsonValue; processStatus?: string | null } = {},
+  ): Promise<{ dispatch: boolean }> {
+    return this.tx(async (c, now) => {
+      const r = await c.query(
+        `UPDATE processes SET owner = NULL, lease_expires_at = NULL, state = 'waiting',
+           dispatched_at = NULL, attempts = attempts + $4, modified_at = $5,
+           checkpoint = CASE WHEN $6 THEN $7::jsonb ELSE checkpoint END, process_status = $8
+         WHERE pk = $1 AND owner = $2 AND epoch = $3 AND state NOT IN ${TERMINAL_SQL}
+         RETURNING paused, runnable`,
+        [
+          fence.pk,
+          fence.ownerId,
+          fence.epoch,
+          options.interrupted ? 1 : 0,
+          now,
+          options.checkpoint !== undefined,
+          options.checkpoint === undefined ? null : JSON.stringify(options.checkpoint),
+          options.processStatus ?? null,
+        ],
+      );
+      const row = r.rows[0] as { paused: boolean; runnable: boolean } | undefined;
+      if (!row) await this.checkFence(c, fence);
+      return { dispatch: !row!.paused && row!.runnable };
+    });
+  }
+
+  // --- fenced writes --------------------------------------------------------------------------
+
+  async writeCheckpoint(
+    fence: LeaseFence,
+    checkpoint: JsonValue,
+    options: { state?: ProcessState; processStatus?: string | null } = {},
+  ): Promise<CheckpointResult> {
+    return this.tx(async (c, now) => {
+      const r = await c.query(
+        `UPDATE processes SET checkpoint = $4::jsonb, state = COALESCE($5, state),
+           process_status = CASE WHEN $6 THEN $7 ELSE process_status END, modified_at = $8
+         WHERE pk = $1 AND owner = $2 AND epoch = $3 AND state NOT IN ${TERMINAL_SQL}
+         RETURNING paused`,
+        [
+          fence.pk,
+          fence.ownerId,
+          fence.epoch,
+          JSON.stringify(checkpoint),
+          options.state ?? null,
+          options.processStatus !== undefined,
+          options.processStatus ?? null,
+          now,
+        ],
+      );
+      const row = r.rows[0] as { paused: boolean } | undefined;
+      if (!row) await this.checkFence(c, fence);
+      const kill = (await this.exec(c, { op: 'pendingKill', pk: fence.pk })) as KillIntent | null;
+      return { paused: row!.paused, kill };
+    });
+  }
+
+  async setProcessGroup(fence: LeaseFence, group: ProcessGroupRecord | null): Promise<void> {
+    await this.fencedUpdate(
+      fence,
+      'process_group = $4::jsonb',
+      group === null ? null : JSON.stringify(group),
+    );
+  }
+
+  async setProcessStatus(fence: LeaseFence, processStatus: string | null): Promise<void> {
+    await this.fencedUpdate(fence, 'process_status = $4', processStatus);
+  }
+
+  private async fencedUpdate(fence: LeaseFence, set: string, value: unknown): Promise<void> {
+    await this.tx(async (c, now) => {
+      const r = await c.query(
+        `UPDATE processes SET ${set}, modified_at = $5
+         WHERE pk = $1 AND owner = $2 AND epoch = $3 AND state NOT IN ${TERMINAL_SQL}`,
+        [fence.pk, fence.ownerId, fence.epoch, value, now],
+      );
+      if (r.rowCount === 0) await this.checkFence(c, fence);
+    });
+  }
+
+  async park(
+    fence: LeaseFence,
+    checkpoint: JsonValue,
+    waitingOn: number[],
+  ): Promise<'parked' | 'continue'> {
+    return this.tx((c, now) => this.run(c, rules.park(fence, checkpoint, waitingOn, now)));
+  }
+
+  async complete(fence: LeaseFence, result: TerminalResult): Promise<TerminalEffects> {
+    return this.tx((c, now) => this.run(c, rules.complete(fence, result, now)));
+  }
+
+  async completeMany(
+    items: { fence: LeaseFence; result: TerminalResult }[],
+  ): Promise<(TerminalEffects | EngineError)[]> {
+    if (items.length === 0) return [];
+    return this.tx((c, now) => this.run(c, rules.completeMany(items, now)));
+  }
+
+  // --- control --------------------------------------------------------------------------------
+
+  async requestPause(pk: number, message: string | null = null): Promise<ControlRequestOutcome> {
+    return this.tx((c, now) => this.run(c, rules.requestPause(pk, message, now)));
+  }
+
+  async requestPlay(pk: number): Promise<ControlRequestOutcome> {
+    return this.tx((c, now) => this.run(c, rules.requestPlay(pk, now)));
+  }
+
+  async requestKill(
+    pk: number,
+    message: string | null,
+    force: boolean,
+  ): Promise<ControlRequestOutcome> {
+    return this.tx((c, now) => this.run(c, rules.requestKill(pk, message, force, now)));
+  }
+
+  async killExpired(): Promise<TerminalEffects> {
+    return this.tx(async (c, now) => {
+      const r = await c.query(
+        `SELECT pk, time_limit FROM processes
+         WHERE state NOT IN ${TERMINAL_SQL} AND time_limit IS NOT NULL
+           AND created_at + time_limit * 1000 <= $1
+           AND (owner IS NULL OR lease_expires_at < $1)
+         ORDER BY pk FOR UPDATE SKIP LOCKED`,
+        [now],
+      );
+      const expired = (r.rows as { pk: number; time_limit: number }[]).map((x) => ({
+        pk: x.pk,
+        timeLimit: x.time_limit,
+      }));
+      return this.run(c, rules.killExpired(expired, now));
+    });
+  }
+
+  // --- reconciler -----------------------------------------------------------------------------
+
+  async electLeader(ownerId: string, leaseSeconds: number): Promise<boolean> {
+    return this.tx(async (c, now) => {
+      const r = await c.query(
+        'SELECT owner, lease_expires_at FROM leader_lease WHERE id = 1 FOR UPDATE',
+      );
+      const row = r.rows[0] as { owner: string; lease_expires_at: number } | undefined;
+      const current = row && { owner: row.owner, leaseExpiresAt: row.lease_expires_at };
+      if (!rules.mayLead(current, ownerId, now)) return false;
+      await c.query(
+        `INSERT INTO leader_lease (id, owner, lease_expires_at) VALUES (1, $1, $2)
+         ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, lease_expires_at = excluded.lease_expires_at`,
+        [ownerId, leaseExpiry(now, leaseSeconds)],
+      );
+      return true;
+    });
+  }
+
+  async findDispatchable(options: {
+    neverDispatchedGraceSeconds: number;
+    staleDispatchSeconds?: number;
+    expiredRedispatchSeconds?: { min: number; max: number };
+    limit?: number;
+  }): Promise<number[]> {
+    const redispatch = options.expiredRedispatchSeconds;
+    return this.tx(async (c, now) => {
+      // An expired, unclaimed row is sent again with a backoff until someone claims it: once the
+      // time since the last send reaches half the time since the expiry, within [min, max].
+      const r = await c.query(
+        `SELECT pk FROM processes
+         WHERE state NOT IN ${TERMINAL_SQL} AND NOT paused AND runnable AND (
+           (owner IS NULL AND dispatched_at IS NULL AND modified_at <= $2)
+           OR (owner IS NOT NULL AND lease_expires_at < $1
+               AND (dispatched_at IS NULL OR dispatched_at < lease_expires_at))
+           OR ($5::bigint IS NOT NULL AND owner IS NOT NULL AND lease_expires_at < $1
+               AND dispatched_at >= lease_expires_at
+               AND $1 - dispatched_at >= LEAST($6::bigint,
+                     GREATEST($5::bigint, ($1 - lease_expires_at) / 2)))
+           OR ($3::bigint IS NOT NULL AND dispatched_at IS NOT NULL AND dispatched_at < $3
+               AND (owner IS NULL OR lease_expires_at < $1))
+         )
+         ORDER BY pk LIMIT $4`,
+        [
+          now,
+          now - options.neverDispatchedGraceSeconds * 1000,
+          options.staleDispatchSeconds === undefined
+            ? null
+            : now - options.staleDispatchSeconds * 1000,
+          options.limit ?? 1000,
+          redispatch ? Math.round(redispatch.min * 1000) : null,
+          redispatch ? Math.round(Math.max(redispatch.min, redispatch.max) * 1000) : null,
+        ],
+      );
+      return (r.rows as { pk: number }[]).map((x) => x.pk);
+    });
+  }
+
+  async markDispatched(pks: number[]): Promise<void> {
+    if (pks.length === 0) return;
+    await this.query(
+      `UPDATE processes SET dispatched_at = ${NOW_SQL} WHERE pk = ANY($1::bigint[])`,
+      [pks],
+    );
+  }
+
+  // --- reports and cleanup --------------------------------------------------------------------
+
+  async addReport(pk: number, level: ReportLevel, message: string): Promise<void> {
+    await this.query(
+      `INSERT INTO reports (pk, time, level, message) VALUES ($1, ${NOW_SQL}, $2, $3)`,
+      [pk, level, message],
+    );
+  }
+
+  async deleteProcesses(selection: DeleteSelection): Promise<number[]> {
+    return this.tx((c, now) => this.run(c, rules.deleteProcesses(selection, now)));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end();
+  }
+}
+
+function storeError(location: string, error: unknown, what = 'process store'): EngineError {
+  return new EngineError(
+    EngineErrorCodes.storeError,
+    `${what} ${location}: ${(error as Error).message}`,
+    { cause: error },
+  );
+}
+
+/** Applies the missing migrations in one transaction, under an advisory lock; refuses a newer schema. */
+async function migrate(pool: pg.Pool, location: string): Promise<number> {
+  const c = await pool.connect();
+  const onError = () => undefined;
+  c.on('error', onError);
+  try {
+    await c.query('BEGIN');
+    await c.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    await c.query(
+      'CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at BIGINT NOT NULL)',
+    );
+    const found =
+      (
+        (await c.query('SELECT MAX(version) AS v FROM schema_version')).rows[0] as {
+          v: number | null;
+        }
+      ).v ?? 0;
+    if (found > POSTGRES_SCHEMA_VERSION) {
+      throw new EngineError(
+        EngineErrorCodes.storeVersionUnsupported,
+        `the process store at ${location} has schema version ${found}, but this @aiida/engine ` +
+          `supports versions up to ${POSTGRES_SCHEMA_VERSION}. It was written by a newer version: ` +
+          'upgrade @aiida/engine (and the daemon) to use it.',
+        { details: { storeVersion: found, supportedVersion: POSTGRES_SCHEMA_VERSION } },
+      );
+    }
+    for (const step of POSTGRES_MIGRATIONS) {
+      if (step.version <= found) continue;
+      await c.query(step.sql);
+      await c.query(`INSERT INTO schema_version (version, applied_at) VALUES ($1, ${NOW_SQL})`, [
+        step.version,
+      ]);
+    }
+    await c.query('COMMIT');
+    return Math.max(found, POSTGRES_SCHEMA_VERSION);
+  } catch (error) {
+    await c.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    c.removeListener('error', onError);
+    c.release();
+  }
+}
