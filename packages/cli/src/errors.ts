@@ -95,6 +95,9 @@ const HINTS: Record<string, { hint: string; exitCode?: ExitCode }> = {
     hint: 'See it with `aiida daemon status`; `aiida daemon restart` replaces its workers.',
   },
   worker_failed: { hint: 'See `aiida daemon logshow` for the workers’ logs.' },
+  busy: {
+    hint: 'The daemon runs but other programs hold every connection of its control socket; try again shortly, and see `aiida daemon logshow` for the refused connections.',
+  },
   protocol_mismatch: {
     hint: 'Stop the daemon with the aiida version that started it, then start it again.',
   },

@@ -25,6 +25,7 @@ import {
   removeStaleStateFile,
 } from './daemon-state.js';
 import {
+  DaemonBusyException,
   DaemonException,
   DaemonNotRunningException,
   DaemonStalePidException,
@@ -776,6 +777,7 @@ export class DaemonClient {
     const deadline = opts.deadline ?? opts.timeout;
     const startedAt = performance.now();
     const elapsed = () => (performance.now() - startedAt) / 1000;
+    let busyRefusals = 0;
     for (;;) {
       try {
         const reply = await sendControlRequest<T>(socketPath, body, {
@@ -790,6 +792,15 @@ export class DaemonClient {
       } catch (error) {
         if (!(error instanceof ControlRequestError)) throw error;
         switch (error.kind) {
+          case 'busy': {
+            busyRefusals++;
+            const pause = busyBackoff(busyRefusals);
+            if (elapsed() + pause / 1000 < deadline) {
+              await new Promise((resolve) => setTimeout(resolve, pause));
+              continue;
+            }
+            throw this.busyException(body.type, pid, deadline, busyRefusals, error);
+          }
           case 'timeout':
             throw new DaemonTimeoutException(
               `The daemon for profile '${this.profile.name}' (pid ${pid}) did not answer the ` +
@@ -857,18 +868,51 @@ export class DaemonClient {
     }
   }
 
+  private busyException(
+    type: string,
+    pid: number,
+    waited: number,
+    refusals: number,
+    cause: unknown,
+  ): DaemonBusyException {
+    return new DaemonBusyException(
+      `The daemon for profile '${this.profile.name}' (pid ${pid}) runs, but its control socket ` +
+        `stayed busy (every connection slot taken) for ${formatSeconds(waited)} s; the ` +
+        `'${type}' request was refused ${refusals} time(s) and not carried out. Try again later; ` +
+        `if it lasts, other programs are holding or flooding the socket (the daemon counts the ` +
+        `connections it refused in ${this.supervisorLogFile}).`,
+      { cause, details: { pid, request: type, refusals, timeout: waited } },
+    );
+  }
+
   /** Sends a request and resolves once it is written (for `wait: false`). */
   private async callNoWait(
     body: ControlRequestBody,
     linger: number,
     reading: DaemonStateReading & { live: true },
   ): Promise<void> {
+    const startedAt = performance.now();
+    let busyRefusals = 0;
     try {
-      await sendControlRequest(reading.state.socketPath, body, {
-        timeout: linger,
-        noWait: true,
-        connect: this.options.connect,
-      });
+      for (;;) {
+        try {
+          await sendControlRequest(reading.state.socketPath, body, {
+            timeout: linger,
+            noWait: true,
+            connect: this.options.connect,
+          });
+          return;
+        } catch (error) {
+          if (!(error instanceof ControlRequestError) || error.kind !== 'busy') throw error;
+          busyRefusals++;
+          const pause = busyBackoff(busyRefusals);
+          const waited = (performance.now() - startedAt) / 1000;
+          if (waited + pause / 1000 >= this.settings.timeout) {
+            throw this.busyException(body.type, reading.state.pid, waited, busyRefusals, error);
+          }
+          await new Promise((resolve) => setTimeout(resolve, pause));
+        }
+      }
     } catch (error) {
       if (!(error instanceof ControlRequestError)) throw error;
       throw new DaemonException(
@@ -908,6 +952,15 @@ export class DaemonClient {
       );
     }
   }
+}
+
+/**
+ * Milliseconds to wait before the `attempt`-th retry of a request the daemon refused as `busy`:
+ * 25 ms doubling up to 400 ms, with jitter so that refused clients do not come back together.
+ */
+function busyBackoff(attempt: number): number {
+  const base = Math.min(400, 25 * 2 ** Math.min(attempt - 1, 4));
+  return base / 2 + Math.random() * (base / 2);
 }
 
 function formatSeconds(value: number): string {
