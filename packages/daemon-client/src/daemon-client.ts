@@ -292,7 +292,9 @@ export class DaemonClient {
    * first. Throws {@link DaemonException} when the daemon already runs, or when it fails to start
    * (with the reason, e.g. a worker's broker connection error); nothing it started is left
    * running then. Throws {@link DaemonTimeoutException} when the workers are not ready within
-   * `max(timeout, broker.task_timeout + 5)` seconds, after killing what it started.
+   * `max(timeout, broker.task_timeout + 5)` seconds, after killing what it started. Throws
+   * {@link DaemonException} `too_many_workers`, starting nothing, for more than
+   * `daemon.max_workers` workers.
    */
   async startDaemon(options: StartDaemonOptions = {}): Promise<DaemonStartResult> {
     const numberWorkers = options.numberWorkers ?? this.settings.defaultWorkers;
@@ -302,6 +304,7 @@ export class DaemonClient {
         { code: ErrorCodes.invalidRequest },
       );
     }
+    this.checkMaxWorkers(numberWorkers, 'start the daemon with');
     const timeout = this.checkTimeout(options.timeout);
     this.assertLinux();
     this.clearStaleStateBeforeStart();
@@ -661,11 +664,13 @@ export class DaemonClient {
 
   /**
    * Adds `n` workers; resolves when they reported ready, with the workers then. Waits
-   * `max(timeout, broker.task_timeout + 5)` seconds, like a start.
+   * `max(timeout, broker.task_timeout + 5)` seconds, like a start. Throws {@link DaemonException}
+   * `too_many_workers` when the daemon would run more than `daemon.max_workers`.
    */
   async increaseWorkers(n = 1, options: CallOptions = {}): Promise<ControlResult<'incr'>> {
     const timeout = this.checkTimeout(options.timeout);
     this.checkCount(n);
+    this.checkMaxWorkers(n, 'add');
     return this.call(
       { type: 'incr', n },
       { timeout, deadline: workerStartupDeadline(timeout, this.settings) },
@@ -942,6 +947,21 @@ export class DaemonClient {
         },
       );
     }
+  }
+
+  /**
+   * Refuses to ask for more workers than `daemon.max_workers` allows (the daemon refuses a total
+   * above it too, counting the workers it already runs).
+   */
+  private checkMaxWorkers(n: number, verb: string): void {
+    const max = this.settings.maxWorkers;
+    if (n <= max) return;
+    throw new DaemonException(
+      `Cannot ${verb} ${n} workers: the option daemon.max_workers of profile ` +
+        `'${this.profile.name}' allows at most ${max} workers per daemon. If this machine can ` +
+        `really take more, raise it: \`aiida config set daemon.max_workers ${n}\`.`,
+      { code: ErrorCodes.tooManyWorkers, details: { requested: n, maxWorkers: max } },
+    );
   }
 
   private assertLinux(): void {
