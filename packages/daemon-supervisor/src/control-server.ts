@@ -92,7 +92,8 @@ const BUSY_LINGER_MS = 10_000;
  * The control socket: NDJSON requests in, one answer per request out (matched by `id`, in any
  * order). Broken input never stops the server and cannot make it grow:
  * - a malformed, unknown, invalid or oversized request gets a typed error; a second one in a row
- *   on the same connection closes it with a final `invalid_request` error;
+ *   on the same connection closes it with a final `invalid_request` error (requests read before
+ *   it are still answered first);
  * - a request must arrive whole within {@link ControlServerOptions.requestTimeout} of its first
  *   byte, and a connection without a request for {@link ControlServerOptions.idleTimeout} is
  *   closed (a `timeout` error each); a half-close in the middle of a line gets
@@ -261,7 +262,10 @@ export class ControlServer {
     let endDecoded = false;
     let pending = 0;
     let malformedInRow = 0;
+    /** No more input is read: the connection ends once its pending answers are written. */
     let closing = false;
+    /** Our side of the connection is ended; nothing more is written. */
+    let ended = false;
     /** A reserved connection serves one request; later lines are ignored. */
     let served = false;
     let idleDeadline = performance.now() + idleMs;
@@ -270,22 +274,29 @@ export class ControlServer {
     let stallTimer: NodeJS.Timeout | undefined;
 
     const send = (response: ControlResponse) => {
-      if (!closing && socket.writable) socket.write(encodeNdjson(response));
+      if (!ended && socket.writable) socket.write(encodeNdjson(response));
+    };
+    /** Ends the connection once no answer is pending (requests already read are answered). */
+    const finish = () => {
+      if (ended || pending > 0) return;
+      ended = true;
+      clearTimeout(timer);
+      clearTimeout(stallTimer);
+      socket.end();
+      setTimeout(() => socket.destroy(), CLOSE_LINGER_MS).unref();
     };
     const closeWith = (error: SerializedError | undefined, incident: string) => {
       if (closing) return;
       closing = true;
       this.note(incident);
       clearTimeout(timer);
-      clearTimeout(stallTimer);
       input = undefined;
-      if (error && socket.writable) socket.write(encodeNdjson(errorResponse(null, error)));
-      socket.end();
-      // Drop whatever else the client sends while the final answer goes out.
+      if (error) send(errorResponse(null, error));
+      // Drop whatever else the client sends while the last answers go out.
       socket.removeAllListeners('data');
       socket.on('data', () => {});
       socket.resume();
-      setTimeout(() => socket.destroy(), CLOSE_LINGER_MS).unref();
+      finish();
     };
     const blockedOnWrites = () => socket.writableLength > o.maxUnreadBytes;
 
@@ -326,10 +337,7 @@ export class ControlServer {
       if (closing || pending > 0 || input !== undefined) return;
       if ((inputEnded && endDecoded) || (reserved && served)) {
         closing = true;
-        clearTimeout(timer);
-        clearTimeout(stallTimer);
-        socket.end();
-        setTimeout(() => socket.destroy(), CLOSE_LINGER_MS).unref();
+        finish();
       }
     };
 
@@ -387,7 +395,8 @@ export class ControlServer {
         .finally(() => {
           pending--;
           if (pending === 0) idleDeadline = performance.now() + idleMs;
-          pump();
+          if (closing) finish();
+          else pump();
         });
     };
 
@@ -406,6 +415,7 @@ export class ControlServer {
               () => {
                 this.note('connections dropped for not reading their answers');
                 closing = true;
+                ended = true;
                 clearTimeout(timer);
                 socket.destroy();
               },
@@ -454,6 +464,7 @@ export class ControlServer {
     });
     socket.on('close', () => {
       closing = true;
+      ended = true;
       clearTimeout(timer);
       clearTimeout(stallTimer);
     });
