@@ -47,7 +47,13 @@ export type ControlFailureKind =
    * The daemon refused the connection with `busy` (every slot of its control socket taken) before
    * reading the request: sending it again later is safe.
    */
-  | 'busy';
+  | 'busy'
+  /**
+   * The daemon closed the connection with a `timeout` error before the request had arrived whole
+   * (this side was too slow to send it, e.g. on an overloaded machine): it was not carried out,
+   * so sending it again is safe too.
+   */
+  | 'unread';
 
 /**
  * A control request that got no usable answer. Internal: `DaemonClient` turns it into one of the
@@ -286,6 +292,9 @@ function interpretResponse<T extends ControlRequestType>(
   const response = parsed.data;
   if (!response.ok && response.error.code === ErrorCodes.busy && response.id === null) {
     return new ControlRequestError('busy', response.error.message);
+  }
+  if (!response.ok && response.error.code === ErrorCodes.timeout && response.id === null) {
+    return new ControlRequestError('unread', response.error.message);
   }
   if (!response.ok) {
     if (response.id !== null && response.id !== id) {

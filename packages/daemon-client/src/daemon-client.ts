@@ -797,14 +797,24 @@ export class DaemonClient {
       } catch (error) {
         if (!(error instanceof ControlRequestError)) throw error;
         switch (error.kind) {
-          case 'busy': {
+          case 'busy':
+          case 'unread': {
+            // Refused before the request was read: sending it again is safe.
             busyRefusals++;
             const pause = busyBackoff(busyRefusals);
             if (elapsed() + pause / 1000 < deadline) {
               await new Promise((resolve) => setTimeout(resolve, pause));
               continue;
             }
-            throw this.busyException(body.type, pid, deadline, busyRefusals, error);
+            if (error.kind === 'busy') {
+              throw this.busyException(body.type, pid, deadline, busyRefusals, error);
+            }
+            throw new DaemonTimeoutException(
+              `The daemon for profile '${this.profile.name}' (pid ${pid}) closed the connection ` +
+                `before the '${body.type}' request arrived whole (${error.message}); this process ` +
+                `was too slow to send it for ${formatSeconds(deadline)} s. Is the machine overloaded?`,
+              { cause: error, details: { pid, request: body.type, timeout: deadline } },
+            );
           }
           case 'timeout':
             throw new DaemonTimeoutException(

@@ -185,6 +185,19 @@ describe('DaemonClient (injected state file and socket)', () => {
     await expect(eventually.getWorkerInfo()).resolves.toEqual([]);
     expect(connections).toBe(4);
 
+    // A connection the daemon closed before the request arrived whole is retried the same way.
+    let attempts = 0;
+    const slowFirst = new DaemonClient(tp.profile, {
+      stateAccess: access(live),
+      connect: answering((r) =>
+        ++attempts === 1
+          ? { v: 1, id: null, ok: false, error: { code: 'timeout', message: 'too slow' } }
+          : { v: 1, id: r.id, ok: true, result: { workers: [] } },
+      ),
+    });
+    await expect(slowFirst.getWorkerInfo()).resolves.toEqual([]);
+    expect(attempts).toBe(2);
+
     const always = new DaemonClient(tp.profile, {
       stateAccess: access(live),
       connect: answering(() => busy),
