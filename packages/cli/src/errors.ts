@@ -98,6 +98,13 @@ const HINTS: Record<string, { hint: string; exitCode?: ExitCode }> = {
     hint: 'See it with `aiida daemon status`; `aiida daemon restart` replaces its workers.',
   },
   worker_failed: { hint: 'See `aiida daemon logshow` for the workers’ logs.' },
+  too_many_workers: {
+    hint: 'See `aiida config get daemon.max_workers`; raise it with `aiida config set daemon.max_workers N` if this machine can take more.',
+    exitCode: ExitCodes.usage,
+  },
+  busy: {
+    hint: 'The daemon runs but other programs hold every connection of its control socket; try again shortly, and see `aiida daemon logshow` for the refused connections.',
+  },
   protocol_mismatch: {
     hint: 'Stop the daemon with the aiida version that started it, then start it again.',
   },
@@ -112,6 +119,9 @@ const HINTS: Record<string, { hint: string; exitCode?: ExitCode }> = {
   process_terminal: { hint: 'It has already ended; see `aiida process show PK`.' },
   process_failed: { hint: 'See `aiida process report PK` and `aiida process show PK` for why.' },
   inputs_invalid: { hint: 'Give inputs as `-i key=value` (values parse as JSON).' },
+  inputs_too_large: {
+    hint: 'Pass large data as a file path instead, or raise the limit: `aiida config set engine.max_input_bytes BYTES`.',
+  },
   unknown_process_type: {
     hint: 'Plugins add process types: `aiida config set engine.plugins \'["my-plugin"]\'`.',
   },

@@ -75,6 +75,19 @@ describe('aiida daemon', () => {
     }
   });
 
+  it('start 10000: refused before anything starts, naming daemon.max_workers, exit code 2', async () => {
+    const result = await sandbox.run(['daemon', 'start', '10000']);
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toMatch(
+      /^Error: Cannot start the daemon with 10000 workers: the option daemon\.max_workers of profile 'daemon-test' allows at most \d+ workers per daemon\./,
+    );
+    expect(result.stderr).toContain('aiida config set daemon.max_workers 10000');
+    const { code, json } = await status();
+    expect(code).toBe(3);
+    expect(json.running).toBe(false);
+  });
+
   it('stop of a daemon that is not running is OK', async () => {
     const result = await sandbox.run(['daemon', 'stop']);
     expect(result.code).toBe(0);
@@ -165,6 +178,12 @@ describe('aiida daemon', () => {
       expect((await status()).json.status?.workers).toHaveLength(1);
       const one = await sandbox.run(['daemon', 'incr']);
       expect(one.stdout).toBe('Starting 1 daemon worker... OK\n');
+      const tooMany = await sandbox.run(['daemon', 'incr', '1000']);
+      expect(tooMany.code).toBe(2);
+      expect(tooMany.stderr).toMatch(
+        /^Error: Cannot add 1000 workers to the 2 running: the option daemon\.max_workers/,
+      );
+      expect((await status()).json.status?.workers).toHaveLength(2);
     });
   });
 

@@ -1,6 +1,8 @@
 // `aiida process ...` through the built bin, without a daemon: run in the terminal, submit (the
 // rows wait), list/show/report with --json, control of queued processes, delete, watch, and the
 // error paths. The daemon's part is in session.int.test.ts.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { CliSandbox, prestoWithTestOptions, shown } from './cli.js';
 
 interface Row {
@@ -236,6 +238,15 @@ describe('aiida process (no daemon)', () => {
     const help = await sandbox.run(['process', 'submit', '--help']);
     expect(help.stdout).toContain(`-i command=echo -i 'args=["hi"]'`);
     expect(help.stdout).not.toContain('arguments=');
+    // A shell job whose stdin is above engine.max_input_bytes (4 MiB by default).
+    const bigFile = join(sandbox.aiidaPath, 'big-inputs.json');
+    writeFileSync(bigFile, JSON.stringify({ command: 'cat', stdin: 'x'.repeat(5 * 1024 * 1024) }));
+    const big = await sandbox.run(['process', 'submit', 'core.shell', '--inputs-file', bigFile]);
+    expect(big.code).toBe(1);
+    expect(big.stderr).toMatch(
+      /^Error: inputs of core\.shell too large: \d+ bytes \(5 MiB\) as JSON, above the limit of 4194304 bytes \(4 MiB\) set by the option engine\.max_input_bytes; the largest input is 'stdin', 5242882 bytes \(5 MiB\)\./,
+    );
+    expect(big.stderr).toContain('Hint: Pass large data as a file path instead');
     expect((await json<Row[]>(['process', 'list', '-a'])).length).toBe(before);
   });
 

@@ -100,6 +100,9 @@ describe('describeError', () => {
     const badOption = Object.assign(new Error('bad'), { code: 'option_invalid' });
     expect(describeError(badOption).exitCode).toBe(ExitCodes.usage);
     expect(describeError(badOption).hint).toContain('aiida config list');
+    const busy = Object.assign(new Error('its control socket stayed busy'), { code: 'busy' });
+    expect(describeError(busy)).toMatchObject({ exitCode: ExitCodes.failure });
+    expect(describeError(busy).hint).toContain('try again shortly');
   });
 
   it('recognises the daemon exceptions by name, and passes CliErrors through', () => {

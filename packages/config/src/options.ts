@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 
 /** The unit of an option's value: seconds, bytes, or none. */
@@ -34,6 +35,15 @@ function defineOption<const N extends string, S extends z.ZodType>(
 }
 
 const seconds = () => z.number().finite();
+
+/**
+ * Default of `daemon.max_workers`: 4 workers per CPU. A worker is a Node process (tens of MB) that
+ * already runs up to `daemon.worker_process_slots` processes on its event loop, so CPU-bound work
+ * gains nothing from more than about one worker per CPU and waiting work needs slots, not workers;
+ * 4 per CPU leaves room for bodies that block their worker while a typo such as
+ * `aiida daemon start 10000` is refused instead of forking the machine to a halt.
+ */
+export const DEFAULT_MAX_WORKERS = 4 * availableParallelism();
 const count = () => z.number().int();
 
 /**
@@ -65,6 +75,20 @@ export const OPTIONS = Object.freeze({
     default: 1,
     description: 'Number of workers the daemon starts with.',
     needsRestart: true,
+    scope: 'both',
+  }),
+  /**
+   * Most workers one daemon may run: `start`, `incr` and the supervisor refuse more.
+   * @default 4 × the number of CPUs (`os.availableParallelism()`)
+   */
+  'daemon.max_workers': defineOption({
+    name: 'daemon.max_workers',
+    schema: count().min(1),
+    unit: null,
+    default: DEFAULT_MAX_WORKERS,
+    description:
+      'Most workers one daemon may run (start, incr and the daemon refuse more); default 4 x the number of CPUs: each worker already runs up to daemon.worker_process_slots processes, so more workers than a few per CPU only add memory and contention.',
+    needsRestart: false,
     scope: 'both',
   }),
   /**
@@ -199,6 +223,21 @@ export const OPTIONS = Object.freeze({
     default: 5,
     description: 'How many times a process may lose its owner before it is marked excepted.',
     needsRestart: true,
+    scope: 'both',
+  }),
+  /**
+   * Largest a process's inputs may be, as JSON, in bytes; a shell job's stdin is one of its
+   * inputs, so this bounds it too. A bigger submit is refused and nothing is stored.
+   * @default 4194304 (4 MiB)
+   */
+  'engine.max_input_bytes': defineOption({
+    name: 'engine.max_input_bytes',
+    schema: count().positive(),
+    unit: 'bytes',
+    default: 4 * 1024 * 1024,
+    description:
+      "Largest a process's inputs may be, as JSON (a shell job's stdin included); a bigger submit is refused and nothing is stored.",
+    needsRestart: false,
     scope: 'both',
   }),
   /**

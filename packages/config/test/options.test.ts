@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import {
   ConfigErrorCodes,
   createProfile,
@@ -30,6 +31,7 @@ describe('the option registry', () => {
     const expected: Record<string, [unknown, 's' | 'bytes' | null]> = {
       'daemon.timeout': [10, 's'],
       'daemon.default_workers': [1, null],
+      'daemon.max_workers': [4 * availableParallelism(), null],
       'daemon.worker_process_slots': [200, null],
       'daemon.graceful_timeout': [30, 's'],
       'daemon.worker_heartbeat_interval': [1, 's'],
@@ -40,6 +42,7 @@ describe('the option registry', () => {
       'broker.task_timeout': [10, 's'],
       'engine.plugins': [[], null],
       'engine.max_attempts': [5, null],
+      'engine.max_input_bytes': [4 * 1024 * 1024, 'bytes'],
       'logging.level': ['info', null],
     };
     expect([...OPTION_NAMES].sort()).toEqual(Object.keys(expected).sort());

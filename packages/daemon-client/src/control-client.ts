@@ -8,6 +8,7 @@ import {
   controlRequestSchema,
   controlResponseSchema,
   controlResultSchemas,
+  ErrorCodes,
   encodeNdjson,
   NdjsonDecoder,
   PROTOCOL_VERSION,
@@ -41,7 +42,18 @@ export type ControlFailureKind =
   /** The answer was not a valid response to this request. */
   | 'invalid_response'
   /** The answer is of another protocol version. */
-  | 'version_mismatch';
+  | 'version_mismatch'
+  /**
+   * The daemon refused the connection with `busy` (every slot of its control socket taken) before
+   * reading the request: sending it again later is safe.
+   */
+  | 'busy'
+  /**
+   * The daemon closed the connection with a `timeout` error before the request had arrived whole
+   * (this side was too slow to send it, e.g. on an overloaded machine): it was not carried out,
+   * so sending it again is safe too.
+   */
+  | 'unread';
 
 /**
  * A control request that got no usable answer. Internal: `DaemonClient` turns it into one of the
@@ -73,7 +85,9 @@ export interface ControlRequestOptions {
   /**
    * Resolve (with `undefined`) once the request is written, without waiting for the answer. The
    * connection stays open (not keeping the process alive) until the answer or the timeout, so
-   * the daemon never sees the request's sender vanish mid-request.
+   * the daemon never sees the request's sender vanish mid-request. A `busy` refusal, which the
+   * daemon sends as soon as it accepts the connection, is still waited for (up to 0.2 s after the
+   * write) and rejects with kind `busy`, so a refused request is never taken for a sent one.
    */
   noWait?: boolean;
   /** Opens the connection. @default a unix socket connection with `net.createConnection` */
@@ -81,6 +95,9 @@ export interface ControlRequestOptions {
   /** Longest answer accepted, in bytes. @default 16 MiB */
   maxResponseBytes?: number;
 }
+
+/** How long a `noWait` request waits after its write for a `busy` refusal, in milliseconds. */
+const NO_WAIT_BUSY_GRACE_MS = 200;
 
 const defaultConnector: ControlConnector = (socketPath) => createConnection({ path: socketPath });
 
@@ -178,6 +195,7 @@ export function sendControlRequest<T extends ControlRequestType>(
         }
         const outcome = interpretResponse(type, id, event.value);
         if (outcome instanceof ControlRequestError) fail(outcome);
+        else if (options.noWait) finishNoWait();
         else succeed(outcome);
         return;
       }
@@ -211,15 +229,19 @@ export function sendControlRequest<T extends ControlRequestType>(
         );
     });
 
-    socket.write(encodeNdjson(request), (error) => {
-      if (error || !options.noWait || settled) return;
-      // The request is out: hand control back, and let the socket linger without holding the
-      // process until the answer (discarded) or the timeout closes it.
+    // The request is out: hand control back, and let the socket linger without holding the
+    // process until the answer (discarded) or the timeout closes it.
+    const finishNoWait = () => {
+      if (settled) return;
       settled = true;
       const lingering = socket as Duplex & { unref?: () => void };
       lingering.unref?.();
       timer.unref();
       resolve(undefined);
+    };
+    socket.write(encodeNdjson(request), (error) => {
+      if (error || !options.noWait || settled) return;
+      setTimeout(finishNoWait, Math.min(NO_WAIT_BUSY_GRACE_MS, timeoutMs));
     });
   });
 }
@@ -268,6 +290,12 @@ function interpretResponse<T extends ControlRequestType>(
     );
   }
   const response = parsed.data;
+  if (!response.ok && response.error.code === ErrorCodes.busy && response.id === null) {
+    return new ControlRequestError('busy', response.error.message);
+  }
+  if (!response.ok && response.error.code === ErrorCodes.timeout && response.id === null) {
+    return new ControlRequestError('unread', response.error.message);
+  }
   if (!response.ok) {
     if (response.id !== null && response.id !== id) {
       return new ControlRequestError(

@@ -25,6 +25,7 @@ import {
   removeStaleStateFile,
 } from './daemon-state.js';
 import {
+  DaemonBusyException,
   DaemonException,
   DaemonNotRunningException,
   DaemonStalePidException,
@@ -291,7 +292,9 @@ export class DaemonClient {
    * first. Throws {@link DaemonException} when the daemon already runs, or when it fails to start
    * (with the reason, e.g. a worker's broker connection error); nothing it started is left
    * running then. Throws {@link DaemonTimeoutException} when the workers are not ready within
-   * `max(timeout, broker.task_timeout + 5)` seconds, after killing what it started.
+   * `max(timeout, broker.task_timeout + 5)` seconds, after killing what it started. Throws
+   * {@link DaemonException} `too_many_workers`, starting nothing, for more than
+   * `daemon.max_workers` workers.
    */
   async startDaemon(options: StartDaemonOptions = {}): Promise<DaemonStartResult> {
     const numberWorkers = options.numberWorkers ?? this.settings.defaultWorkers;
@@ -301,6 +304,7 @@ export class DaemonClient {
         { code: ErrorCodes.invalidRequest },
       );
     }
+    this.checkMaxWorkers(numberWorkers, 'start the daemon with');
     const timeout = this.checkTimeout(options.timeout);
     this.assertLinux();
     this.clearStaleStateBeforeStart();
@@ -660,11 +664,13 @@ export class DaemonClient {
 
   /**
    * Adds `n` workers; resolves when they reported ready, with the workers then. Waits
-   * `max(timeout, broker.task_timeout + 5)` seconds, like a start.
+   * `max(timeout, broker.task_timeout + 5)` seconds, like a start. Throws {@link DaemonException}
+   * `too_many_workers` when the daemon would run more than `daemon.max_workers`.
    */
   async increaseWorkers(n = 1, options: CallOptions = {}): Promise<ControlResult<'incr'>> {
     const timeout = this.checkTimeout(options.timeout);
     this.checkCount(n);
+    this.checkMaxWorkers(n, 'add');
     return this.call(
       { type: 'incr', n },
       { timeout, deadline: workerStartupDeadline(timeout, this.settings) },
@@ -776,6 +782,7 @@ export class DaemonClient {
     const deadline = opts.deadline ?? opts.timeout;
     const startedAt = performance.now();
     const elapsed = () => (performance.now() - startedAt) / 1000;
+    let busyRefusals = 0;
     for (;;) {
       try {
         const reply = await sendControlRequest<T>(socketPath, body, {
@@ -790,6 +797,25 @@ export class DaemonClient {
       } catch (error) {
         if (!(error instanceof ControlRequestError)) throw error;
         switch (error.kind) {
+          case 'busy':
+          case 'unread': {
+            // Refused before the request was read: sending it again is safe.
+            busyRefusals++;
+            const pause = busyBackoff(busyRefusals);
+            if (elapsed() + pause / 1000 < deadline) {
+              await new Promise((resolve) => setTimeout(resolve, pause));
+              continue;
+            }
+            if (error.kind === 'busy') {
+              throw this.busyException(body.type, pid, deadline, busyRefusals, error);
+            }
+            throw new DaemonTimeoutException(
+              `The daemon for profile '${this.profile.name}' (pid ${pid}) closed the connection ` +
+                `before the '${body.type}' request arrived whole (${error.message}); this process ` +
+                `was too slow to send it for ${formatSeconds(deadline)} s. Is the machine overloaded?`,
+              { cause: error, details: { pid, request: body.type, timeout: deadline } },
+            );
+          }
           case 'timeout':
             throw new DaemonTimeoutException(
               `The daemon for profile '${this.profile.name}' (pid ${pid}) did not answer the ` +
@@ -857,18 +883,51 @@ export class DaemonClient {
     }
   }
 
+  private busyException(
+    type: string,
+    pid: number,
+    waited: number,
+    refusals: number,
+    cause: unknown,
+  ): DaemonBusyException {
+    return new DaemonBusyException(
+      `The daemon for profile '${this.profile.name}' (pid ${pid}) runs, but its control socket ` +
+        `stayed busy (every connection slot taken) for ${formatSeconds(waited)} s; the ` +
+        `'${type}' request was refused ${refusals} time(s) and not carried out. Try again later; ` +
+        `if it lasts, other programs are holding or flooding the socket (the daemon counts the ` +
+        `connections it refused in ${this.supervisorLogFile}).`,
+      { cause, details: { pid, request: type, refusals, timeout: waited } },
+    );
+  }
+
   /** Sends a request and resolves once it is written (for `wait: false`). */
   private async callNoWait(
     body: ControlRequestBody,
     linger: number,
     reading: DaemonStateReading & { live: true },
   ): Promise<void> {
+    const startedAt = performance.now();
+    let busyRefusals = 0;
     try {
-      await sendControlRequest(reading.state.socketPath, body, {
-        timeout: linger,
-        noWait: true,
-        connect: this.options.connect,
-      });
+      for (;;) {
+        try {
+          await sendControlRequest(reading.state.socketPath, body, {
+            timeout: linger,
+            noWait: true,
+            connect: this.options.connect,
+          });
+          return;
+        } catch (error) {
+          if (!(error instanceof ControlRequestError) || error.kind !== 'busy') throw error;
+          busyRefusals++;
+          const pause = busyBackoff(busyRefusals);
+          const waited = (performance.now() - startedAt) / 1000;
+          if (waited + pause / 1000 >= this.settings.timeout) {
+            throw this.busyException(body.type, reading.state.pid, waited, busyRefusals, error);
+          }
+          await new Promise((resolve) => setTimeout(resolve, pause));
+        }
+      }
     } catch (error) {
       if (!(error instanceof ControlRequestError)) throw error;
       throw new DaemonException(
@@ -900,6 +959,21 @@ export class DaemonClient {
     }
   }
 
+  /**
+   * Refuses to ask for more workers than `daemon.max_workers` allows (the daemon refuses a total
+   * above it too, counting the workers it already runs).
+   */
+  private checkMaxWorkers(n: number, verb: string): void {
+    const max = this.settings.maxWorkers;
+    if (n <= max) return;
+    throw new DaemonException(
+      `Cannot ${verb} ${n} workers: the option daemon.max_workers of profile ` +
+        `'${this.profile.name}' allows at most ${max} workers per daemon. If this machine can ` +
+        `really take more, raise it: \`aiida config set daemon.max_workers ${n}\`.`,
+      { code: ErrorCodes.tooManyWorkers, details: { requested: n, maxWorkers: max } },
+    );
+  }
+
   private assertLinux(): void {
     if (process.platform !== 'linux') {
       throw new DaemonException(
@@ -908,6 +982,15 @@ export class DaemonClient {
       );
     }
   }
+}
+
+/**
+ * Milliseconds to wait before the `attempt`-th retry of a request the daemon refused as `busy`:
+ * 25 ms doubling up to 400 ms, with jitter so that refused clients do not come back together.
+ */
+function busyBackoff(attempt: number): number {
+  const base = Math.min(400, 25 * 2 ** Math.min(attempt - 1, 4));
+  return base / 2 + Math.random() * (base / 2);
 }
 
 function formatSeconds(value: number): string {

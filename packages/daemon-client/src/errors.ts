@@ -98,6 +98,19 @@ export class DaemonStalePidException extends DaemonException {
   }
 }
 
+/**
+ * Every connection slot of the daemon's control socket stayed taken (by other clients, or a flood
+ * of connections) for the whole wait (code `busy`). The daemon itself runs; the request was not
+ * read, so nothing was done. The client already retries while it waits; try again later, or find
+ * what floods the socket.
+ */
+export class DaemonBusyException extends DaemonException {
+  static override readonly brand: string = 'DaemonBusyException';
+  constructor(message: string, options: Omit<DaemonExceptionOptions, 'code'> = {}) {
+    super(message, { ...options, code: ErrorCodes.busy });
+  }
+}
+
 /** True when `value` is a {@link DaemonException} (of any copy of this package). */
 export function isDaemonException(value: unknown): value is DaemonException {
   return brandsOf(value)?.includes(DaemonException.brand) ?? false;
@@ -118,10 +131,15 @@ export function isDaemonStalePidException(value: unknown): value is DaemonStaleP
   return brandsOf(value)?.includes(DaemonStalePidException.brand) ?? false;
 }
 
+/** True when `value` is a {@link DaemonBusyException} (of any copy of this package). */
+export function isDaemonBusyException(value: unknown): value is DaemonBusyException {
+  return brandsOf(value)?.includes(DaemonBusyException.brand) ?? false;
+}
+
 /**
  * Turns an error that crossed a process boundary (an error answer of the control socket, a failure
- * report of the supervisor) back into the matching class: `timeout`, `not_running` and `stale_pid`
- * get their own class, every other code a {@link DaemonException} with that code. A code this
+ * report of the supervisor) back into the matching class: `timeout`, `not_running`, `stale_pid`
+ * and `busy` get their own class, every other code a {@link DaemonException} with that code. A code this
  * version does not know becomes `daemon_error`, keeping the original in `details.remoteCode`.
  */
 export function daemonExceptionFromSerialized(
@@ -141,6 +159,8 @@ export function daemonExceptionFromSerialized(
       return new DaemonNotRunningException(message, { details });
     case ErrorCodes.stalePid:
       return new DaemonStalePidException(message, { details });
+    case ErrorCodes.busy:
+      return new DaemonBusyException(message, { details });
     default:
       return new DaemonException(message, { code: error.code, details });
   }

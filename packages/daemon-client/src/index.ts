@@ -24,12 +24,14 @@ export {
   type StopDaemonOptions,
 } from './daemon-client.js';
 export {
+  DaemonBusyException,
   DaemonException,
   type DaemonExceptionOptions,
   DaemonNotRunningException,
   DaemonStalePidException,
   DaemonTimeoutException,
   daemonExceptionFromSerialized,
+  isDaemonBusyException,
   isDaemonException,
   isDaemonNotRunningException,
   isDaemonStalePidException,

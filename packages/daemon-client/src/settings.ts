@@ -9,6 +9,8 @@ export interface DaemonClientSettings {
   timeout: number;
   /** `daemon.default_workers`: workers started when `numberWorkers` is not given, and on reset. */
   defaultWorkers: number;
+  /** `daemon.max_workers`: most workers a start or an increase may ask for. */
+  maxWorkers: number;
   /** `daemon.graceful_timeout`: how long a stop may drain before the supervisor kills. */
   gracefulTimeout: number;
   /** `broker.task_timeout`: bounds a worker's broker connection at start. */
@@ -21,6 +23,7 @@ export function resolveDaemonClientSettings(profile: Profile): DaemonClientSetti
   return {
     timeout: getOption('daemon.timeout', opts),
     defaultWorkers: getOption('daemon.default_workers', opts),
+    maxWorkers: getOption('daemon.max_workers', opts),
     gracefulTimeout: getOption('daemon.graceful_timeout', opts),
     brokerTaskTimeout: getOption('broker.task_timeout', opts),
   };

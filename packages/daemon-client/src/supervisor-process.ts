@@ -3,6 +3,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:f
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
+import { SUPERVISOR_EXEC_ARGV } from '@aiida/daemon-supervisor';
 import {
   describeVersionMismatch,
   NdjsonDecoder,
@@ -122,6 +123,7 @@ export function spawnSupervisor(options: SpawnSupervisorOptions): SpawnedSupervi
     child = spawn(
       process.execPath,
       [
+        ...SUPERVISOR_EXEC_ARGV,
         options.program,
         '--profile',
         options.profileName,

@@ -231,6 +231,32 @@ describe('sendControlRequest', () => {
     fake.connections[0]?.destroy();
   });
 
+  it('reports a busy refusal as kind busy, also with noWait', async () => {
+    const busy = {
+      v: PROTOCOL_VERSION,
+      id: null,
+      ok: false,
+      error: { code: 'busy', message: 'all 64 connections are in use' },
+    };
+    const refuse = () =>
+      connectTo((_request, conn) => {
+        conn.push(`${JSON.stringify(busy)}\n`);
+      });
+    const waited = await failure(
+      sendControlRequest('/s', { type: 'status' }, { timeout: 2, connect: refuse().connect }),
+    );
+    expect(waited.kind).toBe('busy');
+    expect(waited.message).toContain('all 64 connections are in use');
+    const noWait = await failure(
+      sendControlRequest(
+        '/s',
+        { type: 'stop' },
+        { timeout: 2, noWait: true, connect: refuse().connect },
+      ),
+    );
+    expect(noWait.kind).toBe('busy');
+  });
+
   it('never sends a request the daemon would refuse', async () => {
     await expect(
       sendControlRequest(

@@ -3,6 +3,7 @@ import { Duplex } from 'node:stream';
 import { type DaemonStateFile, ErrorCodes, PROTOCOL_VERSION } from '@aiida/ipc';
 import type { DaemonStateAccess, DaemonStateReading } from '../src/daemon-state.js';
 import {
+  DaemonBusyException,
   DaemonClient,
   DaemonException,
   DaemonNotRunningException,
@@ -169,6 +170,68 @@ describe('DaemonClient (injected state file and socket)', () => {
     ]) {
       const error = await rejection(call());
       expect(error.code).toBe(ErrorCodes.invalidRequest);
+    }
+  });
+
+  it('retries a busy refusal within its deadline, then raises DaemonBusyException', async () => {
+    const busy = { v: 1, id: null, ok: false, error: { code: 'busy', message: 'all in use' } };
+    let connections = 0;
+    const eventually = new DaemonClient(tp.profile, {
+      stateAccess: access(live),
+      connect: answering((r) =>
+        ++connections <= 3 ? busy : { v: 1, id: r.id, ok: true, result: { workers: [] } },
+      ),
+    });
+    await expect(eventually.getWorkerInfo()).resolves.toEqual([]);
+    expect(connections).toBe(4);
+
+    // A connection the daemon closed before the request arrived whole is retried the same way.
+    let attempts = 0;
+    const slowFirst = new DaemonClient(tp.profile, {
+      stateAccess: access(live),
+      connect: answering((r) =>
+        ++attempts === 1
+          ? { v: 1, id: null, ok: false, error: { code: 'timeout', message: 'too slow' } }
+          : { v: 1, id: r.id, ok: true, result: { workers: [] } },
+      ),
+    });
+    await expect(slowFirst.getWorkerInfo()).resolves.toEqual([]);
+    expect(attempts).toBe(2);
+
+    const always = new DaemonClient(tp.profile, {
+      stateAccess: access(live),
+      connect: answering(() => busy),
+    });
+    const error = await rejection(always.getStatus({ timeout: 0.5 }));
+    expect(error).toBeInstanceOf(DaemonBusyException);
+    expect(error.code).toBe(ErrorCodes.busy);
+    expect(error.message).toMatch(
+      /control socket stayed busy .* for 0\.5 s; the 'status' request was refused \d+ time/,
+    );
+  });
+
+  it('refuses more workers than daemon.max_workers, naming the option, before doing anything', async () => {
+    const small = createTestProfile({ name: 'small', options: { 'daemon.max_workers': 3 } });
+    try {
+      const client = new DaemonClient(small.profile, {
+        stateAccess: access(live),
+        supervisorProgram: '/nonexistent/never-spawned.js',
+        connect: () => {
+          throw new Error('no request may be sent');
+        },
+      });
+      for (const call of [
+        () => client.startDaemon({ numberWorkers: 4 }),
+        () => client.increaseWorkers(4),
+      ]) {
+        const error = await rejection(call());
+        expect(error.code).toBe(ErrorCodes.tooManyWorkers);
+        expect(error.message).toContain('daemon.max_workers');
+        expect(error.message).toContain('at most 3 workers');
+        expect(error.details).toEqual({ requested: 4, maxWorkers: 3 });
+      }
+    } finally {
+      small.remove();
     }
   });
 });

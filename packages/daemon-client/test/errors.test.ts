@@ -1,10 +1,12 @@
 import { ErrorCodes } from '@aiida/ipc';
 import {
+  DaemonBusyException,
   DaemonException,
   DaemonNotRunningException,
   DaemonStalePidException,
   DaemonTimeoutException,
   daemonExceptionFromSerialized,
+  isDaemonBusyException,
   isDaemonException,
   isDaemonNotRunningException,
   isDaemonStalePidException,
@@ -62,6 +64,11 @@ describe('the Daemon*Exception family', () => {
     expect(isDaemonException(new Error('x'))).toBe(false);
     expect(isDaemonException({ code: 'timeout', name: 'DaemonTimeoutException' })).toBe(false);
     expect(isDaemonException(null)).toBe(false);
+    const busy = new DaemonBusyException('every slot taken');
+    expect(busy).toBeInstanceOf(DaemonException);
+    expect(busy).not.toBeInstanceOf(DaemonTimeoutException);
+    expect(isDaemonBusyException(busy)).toBe(true);
+    expect(isDaemonBusyException(new DaemonTimeoutException('slow'))).toBe(false);
     expect({ code: 'timeout' }).not.toBeInstanceOf(DaemonException);
   });
 
@@ -70,10 +77,12 @@ describe('the Daemon*Exception family', () => {
       [ErrorCodes.timeout, DaemonTimeoutException],
       [ErrorCodes.notRunning, DaemonNotRunningException],
       [ErrorCodes.stalePid, DaemonStalePidException],
+      [ErrorCodes.busy, DaemonBusyException],
     ] as const;
     for (const [code, klass] of cases) {
       const error = daemonExceptionFromSerialized({ code, message: 'm' }, { prefix: 'P: ' });
       expect(error).toBeInstanceOf(klass);
+      expect(error.code).toBe(code);
       expect(error.message).toBe('P: m');
     }
     const other = daemonExceptionFromSerialized({

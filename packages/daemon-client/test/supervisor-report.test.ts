@@ -35,7 +35,13 @@ describe('the supervisor report line (fd 3)', () => {
 });
 
 describe('workerStartupDeadline', () => {
-  const settings = { timeout: 10, defaultWorkers: 1, gracefulTimeout: 30, brokerTaskTimeout: 10 };
+  const settings = {
+    timeout: 10,
+    defaultWorkers: 1,
+    maxWorkers: 8,
+    gracefulTimeout: 30,
+    brokerTaskTimeout: 10,
+  };
   it('is max(timeout, broker.task_timeout + 5)', () => {
     expect(workerStartupDeadline(10, settings)).toBe(15);
     expect(workerStartupDeadline(60, settings)).toBe(60);

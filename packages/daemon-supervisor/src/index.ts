@@ -33,6 +33,7 @@ export {
 export {
   type RunSupervisorOptions,
   runSupervisor,
+  SUPERVISOR_EXEC_ARGV,
   type Supervisor,
   type SupervisorStartedInfo,
   WORKER_PROGRAM_ENV,

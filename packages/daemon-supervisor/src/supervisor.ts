@@ -125,6 +125,35 @@ function resolveWorkerProgram(explicit?: string): string {
   return join(dirname(manifestPath), bin);
 }
 
+/**
+ * Refuses (`too_many_workers`) to grow a daemon of `running` workers by `n` beyond the option
+ * `daemon.max_workers`, read afresh so that a changed value applies at once. The last line of
+ * defence: the client and the CLI check first.
+ */
+function assertWithinMaxWorkers(profile: Profile, n: number, running: number): void {
+  // By name, so that the profile's options are read from the file now, not from the start's copy.
+  const max = getOption('daemon.max_workers', {
+    profile: profile.name,
+    aiidaPath: profile.aiidaPath,
+  });
+  if (running + n <= max) return;
+  throw new SupervisorError(
+    ErrorCodes.tooManyWorkers,
+    `${running > 0 ? `adding ${n} workers to the ${running} running` : `starting ${n} workers`} ` +
+      `would exceed the option daemon.max_workers (${max}) of profile '${profile.name}'; raise it ` +
+      `with \`aiida config set daemon.max_workers N\` if this machine can take more`,
+    { details: { requested: n, running, maxWorkers: max } },
+  );
+}
+
+/**
+ * Node options the supervisor program should be started with. `--max-semi-space-size=2` (MiB)
+ * caps V8's young generation: under a flood of connections V8 otherwise grows it to its 3 x 16
+ * MiB default ceiling, about 50 MB of resident memory that a process doing little besides
+ * answering small requests never needs (the old generation is unchanged).
+ */
+export const SUPERVISOR_EXEC_ARGV: readonly string[] = Object.freeze(['--max-semi-space-size=2']);
+
 const SIGNAL_NUMBERS: Record<string, number> = { SIGINT: 2, SIGTERM: 15 };
 
 /**
@@ -147,6 +176,7 @@ export async function runSupervisor(options: RunSupervisorOptions): Promise<Supe
       `numberWorkers must be a non-negative integer, got ${options.numberWorkers}`,
     );
   }
+  assertWithinMaxWorkers(options.profile, options.numberWorkers, 0);
   const daemon = new SupervisorRuntime(options);
   await daemon.start();
   return daemon;
@@ -311,7 +341,9 @@ class SupervisorRuntime implements Supervisor {
       }
       case 'incr':
         return this.enqueue(async () => {
-          await this.requirePool().add(request.n);
+          const pool = this.requirePool();
+          assertWithinMaxWorkers(this.profile, request.n, pool.size);
+          await pool.add(request.n);
           return this.scaleResult();
         });
       case 'decr':

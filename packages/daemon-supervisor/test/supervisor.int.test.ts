@@ -192,10 +192,14 @@ test('control socket: garbage, oversized, half-written and silent connections; o
   await withLogTails(tp.logTails, async () => {
     const { socketPath, pid } = await start(1);
     const garbage = await rawExchange(socketPath, 'this is not json\n[1,2]\n', { expect: 2 });
+    // One error for the first malformed line; the second in a row closes the connection.
     expect(garbage.map((r) => !r.ok && r.error.code)).toEqual([
       'invalid_request',
       'invalid_request',
     ]);
+    expect(!garbage[1]?.ok && garbage[1]?.error.message).toContain(
+      'connection closed after 2 malformed requests in a row',
+    );
 
     const unknown = await controlRequest(socketPath, { type: 'reboot' });
     expect(unknown).toMatchObject({ ok: false, error: { code: 'unknown_request' } });

@@ -24,7 +24,7 @@ import type {
   TerminalEffects,
 } from './process-store.js';
 import type { ProcessRegistry } from './registry.js';
-import { validateJson } from './validation.js';
+import { checkInputSize, DEFAULT_MAX_INPUT_BYTES, validateJson } from './validation.js';
 
 /** Options of {@link Engine}. Durations in seconds. */
 export interface EngineOptions {
@@ -40,6 +40,11 @@ export interface EngineOptions {
   heartbeatInterval?: number;
   /** `engine.max_attempts`. @default 5 */
   maxAttempts?: number;
+  /**
+   * `engine.max_input_bytes`: largest inputs (as JSON) `submit` and `run` accept; a shell job's
+   * stdin is one of its inputs. @default 4194304
+   */
+  maxInputBytes?: number;
   /** Grace of a forced kill in `run()`. @default 3 */
   killGrace?: number;
   /** How long a control RPC may take. @default 2 */
@@ -118,6 +123,7 @@ export class Engine {
   private readonly leaseTimeout: number;
   private readonly heartbeatInterval: number;
   private readonly maxAttempts: number;
+  private readonly maxInputBytes: number;
   private readonly killGrace: number;
   private readonly rpcTimeout: number;
   private readonly dispatchTimeout: number;
@@ -135,6 +141,7 @@ export class Engine {
     this.leaseTimeout = options.leaseTimeout ?? 10;
     this.heartbeatInterval = options.heartbeatInterval ?? 1;
     this.maxAttempts = options.maxAttempts ?? 5;
+    this.maxInputBytes = options.maxInputBytes ?? DEFAULT_MAX_INPUT_BYTES;
     this.killGrace = options.killGrace ?? 3;
     this.rpcTimeout = options.rpcTimeout ?? 2;
     this.dispatchTimeout = options.dispatchTimeout ?? 10;
@@ -151,6 +158,7 @@ export class Engine {
   private validate(type: string, inputs: unknown, options: SubmitOptions): NewProcess {
     const definition = this.registry.require(type);
     const json = validateJson(definition.inputs, inputs, { kind: 'inputs', type });
+    checkInputSize(type, json, this.maxInputBytes);
     const { timeLimit } = options;
     if (
       timeLimit !== undefined &&

@@ -7,6 +7,7 @@ export const EngineErrorCodes = {
   processTerminal: ErrorCodes.processTerminal,
   processFailed: ErrorCodes.processFailed,
   inputsInvalid: ErrorCodes.inputsInvalid,
+  inputsTooLarge: ErrorCodes.inputsTooLarge,
   outputsInvalid: ErrorCodes.outputsInvalid,
   unknownProcessType: ErrorCodes.unknownProcessType,
   pluginImportFailed: ErrorCodes.pluginImportFailed,

@@ -14,6 +14,8 @@ export interface EngineProfileOptions {
   plugins: string[];
   /** `engine.max_attempts`. */
   maxAttempts: number;
+  /** `engine.max_input_bytes`, bytes. */
+  maxInputBytes: number;
   /** `daemon.lease_timeout`, seconds. */
   leaseTimeout: number;
   /** `daemon.worker_heartbeat_interval`, seconds. */
@@ -25,6 +27,7 @@ export function readEngineOptions(profile: Profile): EngineProfileOptions {
   return {
     plugins: [...getOption('engine.plugins', { profile })],
     maxAttempts: getOption('engine.max_attempts', { profile }),
+    maxInputBytes: getOption('engine.max_input_bytes', { profile }),
     leaseTimeout: getOption('daemon.lease_timeout', { profile }),
     heartbeatInterval: getOption('daemon.worker_heartbeat_interval', { profile }),
   };
@@ -71,6 +74,7 @@ export async function openEngine(
     leaseTimeout: resolved.leaseTimeout,
     heartbeatInterval: resolved.heartbeatInterval,
     maxAttempts: resolved.maxAttempts,
+    maxInputBytes: resolved.maxInputBytes,
     logger,
     clock: options.clock,
   });

@@ -103,3 +103,51 @@ export function validateJson(
   }
   return json;
 }
+
+/** Default of `engine.max_input_bytes` (4 MiB), for an engine opened without a profile. */
+export const DEFAULT_MAX_INPUT_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Refuses inputs whose JSON is larger than `maxBytes` (`inputs_too_large`), naming the largest
+ * input (e.g. a shell job's `stdin`), its size and the limit, so nothing oversized is stored.
+ */
+export function checkInputSize(type: string, inputs: JsonValue, maxBytes: number): void {
+  const total = Buffer.byteLength(JSON.stringify(inputs), 'utf8');
+  if (total <= maxBytes) return;
+  let largest: { name: string; bytes: number } | undefined;
+  if (inputs !== null && typeof inputs === 'object' && !Array.isArray(inputs)) {
+    for (const [name, value] of Object.entries(inputs)) {
+      const bytes = Buffer.byteLength(JSON.stringify(value), 'utf8');
+      if (!largest || bytes > largest.bytes) largest = { name, bytes };
+    }
+  }
+  const culprit = largest
+    ? `; the largest input is '${largest.name}', ${formatBytes(largest.bytes)}`
+    : '';
+  throw new EngineError(
+    EngineErrorCodes.inputsTooLarge,
+    `inputs of ${type} too large: ${formatBytes(total)} as JSON, above the limit of ` +
+      `${formatBytes(maxBytes)} set by the option engine.max_input_bytes${culprit}. Pass large ` +
+      'data as a file path instead, or raise the option.',
+    {
+      details: {
+        type,
+        bytes: total,
+        maxBytes,
+        ...(largest ? { input: largest.name, inputBytes: largest.bytes } : {}),
+      },
+    },
+  );
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} bytes`;
+  const units = ['KiB', 'MiB', 'GiB'];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${bytes} bytes (${Math.round(value * 10) / 10} ${units[unit]})`;
+}

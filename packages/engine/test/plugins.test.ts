@@ -168,6 +168,7 @@ describe('plugins', () => {
     expect(readEngineOptions(profile)).toEqual({
       plugins: ['./good-plugin.mjs'],
       maxAttempts: 2,
+      maxInputBytes: 4 * 1024 * 1024,
       leaseTimeout: 7,
       heartbeatInterval: 2,
     });

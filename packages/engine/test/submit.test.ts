@@ -1,5 +1,5 @@
 import {
-  type Engine,
+  Engine,
   EngineErrorCodes,
   isEngineError,
   ProcessRegistry,
@@ -90,6 +90,56 @@ describe('Engine.submit and queries', () => {
     );
     expect(await engine.listProcesses()).toEqual([]);
     expect(broker.published).toEqual([]);
+  });
+
+  test('inputs above engine.max_input_bytes (default 4 MiB): inputs_too_large naming the input and the limit; nothing stored', async () => {
+    const stdin = 'x'.repeat(4 * 1024 * 1024 + 1);
+    const error = await errorOf(engine.submit('core.shell', { command: 'cat', stdin }));
+    expect(isEngineError(error)).toBe(true);
+    expect(error.code).toBe(EngineErrorCodes.inputsTooLarge);
+    expect(error.message).toContain('inputs of core.shell too large');
+    expect(error.message).toContain("the largest input is 'stdin', 4194307 bytes (4 MiB)");
+    expect(error.message).toContain('above the limit of 4194304 bytes (4 MiB)');
+    expect(error.message).toContain('engine.max_input_bytes');
+    expect(error.details).toMatchObject({ input: 'stdin', maxBytes: 4194304 });
+    // One oversized item of a batch stores nothing of the batch; run() refuses the same way.
+    const batch = await errorOf(
+      engine.submitMany([
+        { type: 'core.arithmetic.add', inputs: { x: 1, y: 2 } },
+        { type: 'core.shell', inputs: { command: 'cat', stdin } },
+      ]),
+    );
+    expect(batch.code).toBe(EngineErrorCodes.inputsTooLarge);
+    expect(batch.message).toMatch(/^item 1: inputs of core.shell too large/);
+    const run = await errorOf(engine.runGetProcess('core.shell', { command: 'cat', stdin }));
+    expect(run.code).toBe(EngineErrorCodes.inputsTooLarge);
+    expect(await engine.listProcesses()).toEqual([]);
+    expect(broker.published).toEqual([]);
+    // Just under the limit is accepted.
+    const fits = 'x'.repeat(4 * 1024 * 1024 - 64);
+    const { pk } = await engine.submit('core.shell', { command: 'cat', stdin: fits });
+    expect((await engine.getProcess(pk)).inputs).toMatchObject({ stdin: fits });
+  });
+
+  test('engine.max_input_bytes applies as set', async () => {
+    const small = new Engine({
+      store,
+      registry: new ProcessRegistry(),
+      dispatcher: broker,
+      maxInputBytes: 100,
+      logger: { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} },
+      clock,
+    });
+    const error = await errorOf(small.submit('core.arithmetic.add', { x: 1, y: 'y'.repeat(200) }));
+    // Size is checked after validation: a wrong input is named as invalid first.
+    expect(error.code).toBe(EngineErrorCodes.inputsInvalid);
+    const big = await errorOf(
+      small.submit('core.shell', { command: 'echo', args: ['a'.repeat(60), 'b'.repeat(70)] }),
+    );
+    expect(big.code).toBe(EngineErrorCodes.inputsTooLarge);
+    expect(big.message).toContain("the largest input is 'args'");
+    expect(big.message).toContain('above the limit of 100 bytes');
+    expect(await small.listProcesses()).toEqual([]);
   });
 
   test('unknown type: unknown_process_type listing the known types; nothing stored', async () => {

@@ -10,6 +10,8 @@ export const ErrorCodes = {
   requestTooLarge: 'request_too_large',
   incompleteRequest: 'incomplete_request',
   protocolMismatch: 'protocol_mismatch',
+  /** Every connection slot of the control socket is taken; try again shortly. */
+  busy: 'busy',
   internal: 'internal',
   // daemon
   daemonError: 'daemon_error',
@@ -18,6 +20,8 @@ export const ErrorCodes = {
   stalePid: 'stale_pid',
   alreadyRunning: 'already_running',
   workerFailed: 'worker_failed',
+  /** More workers than the option `daemon.max_workers` allows were asked for. */
+  tooManyWorkers: 'too_many_workers',
   shuttingDown: 'shutting_down',
   unsupportedPlatform: 'unsupported_platform',
   // config
@@ -43,6 +47,8 @@ export const ErrorCodes = {
   processTerminal: 'process_terminal',
   processFailed: 'process_failed',
   inputsInvalid: 'inputs_invalid',
+  /** A process's inputs (or a shell job's stdin) exceed the option `engine.max_input_bytes`. */
+  inputsTooLarge: 'inputs_too_large',
   outputsInvalid: 'outputs_invalid',
   unknownProcessType: 'unknown_process_type',
   pluginImportFailed: 'plugin_import_failed',

@@ -17,6 +17,23 @@ interface TimeoutOption {
   timeout?: number;
 }
 
+/**
+ * Refuses, before anything is started, a daemon of more than `daemon.max_workers` workers (the
+ * client and the supervisor refuse too; this spares the user a spinner that can only fail).
+ */
+function assertWorkerLimit(profile: Profile, total: number, what: string): void {
+  const max = getOption('daemon.max_workers', { profile });
+  if (total <= max) return;
+  throw new CliError(
+    'too_many_workers',
+    `Cannot ${what}: the option daemon.max_workers of profile '${profile.name}' allows at most ${plural(max, 'worker')} per daemon.`,
+    {
+      hint: `If this machine can really take ${total}, raise it: \`aiida config set daemon.max_workers ${total}\`.`,
+      exitCode: ExitCodes.usage,
+    },
+  );
+}
+
 const TIMEOUT_HELP =
   'How long to wait for the daemon to answer, in seconds (default: the option daemon.timeout).';
 
@@ -40,7 +57,8 @@ export function registerDaemonCommands(program: Command): void {
   const start = group
     .command('start')
     .description(
-      'Start the daemon with NUMBER workers (default: the option daemon.default_workers). ' +
+      'Start the daemon with NUMBER workers (default: the option daemon.default_workers; at most ' +
+        'daemon.max_workers). ' +
         'Returns once every worker is connected to the broker and ready. Exit code 0 if the ' +
         'daemon started, non-zero if not.',
     )
@@ -58,6 +76,11 @@ export function registerDaemonCommands(program: Command): void {
       ) => {
         const profile = loadProfile(cmd);
         const numberWorkers = number ?? getOption('daemon.default_workers', { profile });
+        assertWorkerLimit(
+          profile,
+          numberWorkers,
+          `start the daemon with ${plural(numberWorkers, 'worker')}`,
+        );
         const client = daemonClientFor(profile);
         if (options.foreground) {
           echo(
@@ -186,7 +209,14 @@ export function registerDaemonCommands(program: Command): void {
     .argument('[number]', 'Number of workers to add.', parsePositiveInt, 1)
     .option('-t, --timeout <seconds>', TIMEOUT_HELP, parseSeconds)
     .action(async (number: number, options: TimeoutOption, cmd: Command) => {
-      const client = daemonClientFor(loadProfile(cmd));
+      const profile = loadProfile(cmd);
+      const client = daemonClientFor(profile);
+      const running = await client.getNumberOfWorkers({ timeout: options.timeout });
+      assertWorkerLimit(
+        profile,
+        running + number,
+        `add ${plural(number, 'worker')} to the ${running} running`,
+      );
       await step(`Starting ${plural(number, 'daemon worker')}`, () =>
         client.increaseWorkers(number, { timeout: options.timeout }),
       );

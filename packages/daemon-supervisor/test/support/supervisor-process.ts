@@ -4,6 +4,7 @@ import { createConnection } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getDaemonLogDir, type Profile } from '@aiida/config';
+import { SUPERVISOR_EXEC_ARGV } from '@aiida/daemon-supervisor';
 import { type ControlResponse, PROTOCOL_VERSION } from '@aiida/ipc';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -38,7 +39,14 @@ export async function startSupervisorBin(options: {
   const logDir = getDaemonLogDir(options.profile);
   mkdirSync(logDir, { recursive: true });
   const out = openSync(join(logDir, 'supervisor.out'), 'a');
-  const args = [SUPERVISOR_BIN, '--profile', options.profile.name, '--report-fd', '3'];
+  const args = [
+    ...SUPERVISOR_EXEC_ARGV,
+    SUPERVISOR_BIN,
+    '--profile',
+    options.profile.name,
+    '--report-fd',
+    '3',
+  ];
   if (options.workers !== undefined) args.push('--workers', String(options.workers));
   const child = spawn(process.execPath, args, {
     detached: true,
