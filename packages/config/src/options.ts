@@ -236,7 +236,7 @@ export const OPTIONS = Object.freeze({
     unit: 'bytes',
     default: 4 * 1024 * 1024,
     description:
-      "Largest a process's inputs may be, as JSON (a shell job's stdin included); a bigger submit is refused and nothing is stored.",
+      "Largest a process's inputs may be, as JSON (a shell job's stdin included); a bigger submit, or a workflow's child, is refused and nothing is stored.",
     needsRestart: false,
     scope: 'both',
   }),

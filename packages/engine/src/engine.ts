@@ -186,6 +186,7 @@ export class Engine {
       control: this.control,
       leaseTimeout: this.leaseTimeout,
       maxAttempts: this.maxAttempts,
+      maxInputBytes: this.maxInputBytes,
       killGrace: this.killGrace,
       rpcTimeout: this.rpcTimeout,
       mode: 'local',

@@ -33,7 +33,7 @@ import type {
   TerminalResult,
 } from './process-store.js';
 import type { ProcessRegistry } from './registry.js';
-import { validateJson } from './validation.js';
+import { checkInputSize, DEFAULT_MAX_INPUT_BYTES, validateJson } from './validation.js';
 import { WriteBatcher } from './write-batcher.js';
 
 /** Why a body's signal fired: `signal.reason` is one of these. */
@@ -101,6 +101,12 @@ export interface ProcessExecutorOptions {
   leaseTimeout: number;
   /** `engine.max_attempts`: an owner lost this many times makes a process `excepted`. */
   maxAttempts: number;
+  /**
+   * `engine.max_input_bytes`: the inputs of a child a workflow submits, as JSON, at most this many
+   * bytes; above it the step fails with `inputs_too_large` and no child is stored.
+   * @default 4 MiB
+   */
+  maxInputBytes?: number;
   /**
    * Seconds between a `force` kill (or an exceeded time limit) and the kill becoming final
    * whatever the body does.
@@ -270,6 +276,7 @@ export class ProcessExecutor {
   private readonly dispatcher: TaskDispatcher | undefined;
   private readonly control: ControlChannel | undefined;
   private readonly leaseTimeout: number;
+  private readonly maxInputBytes: number;
   private readonly maxAttempts: number;
   private readonly killGrace: number;
   private readonly mode: 'daemon' | 'local';
@@ -294,6 +301,7 @@ export class ProcessExecutor {
     this.dispatcher = options.dispatcher;
     this.control = options.control;
     this.leaseTimeout = options.leaseTimeout;
+    this.maxInputBytes = options.maxInputBytes ?? DEFAULT_MAX_INPUT_BYTES;
     this.maxAttempts = options.maxAttempts;
     this.killGrace = options.killGrace ?? 3;
     this.mode = options.mode ?? 'daemon';
@@ -1079,6 +1087,7 @@ export class ProcessExecutor {
         const index = submitted.length;
         const definition = this.registry.require(type);
         const json = validateJson(definition.inputs, childInputs, { kind: 'inputs', type });
+        checkInputSize(type, json, this.maxInputBytes);
         const claimFor =
           this.mode === 'local'
             ? { ownerId: this.ownerId, leaseSeconds: this.leaseTimeout }

@@ -5,7 +5,10 @@ import {
   ProcessRegistry,
   Reconciler,
   type SqliteProcessStore,
+  step,
+  workflow,
 } from '@aiida/engine';
+import { z } from 'zod';
 import { FakeBroker, FakeClock, openTestStore, tempDir, testEngine } from './helpers.js';
 
 async function errorOf(
@@ -119,6 +122,37 @@ describe('Engine.submit and queries', () => {
     const fits = 'x'.repeat(4 * 1024 * 1024 - 64);
     const { pk } = await engine.submit('core.shell', { command: 'cat', stdin: fits });
     expect((await engine.getProcess(pk)).inputs).toMatchObject({ stdin: fits });
+  });
+
+  test('engine.max_input_bytes also bounds the children a workflow submits: the step fails, no child is stored', async () => {
+    const registry = new ProcessRegistry();
+    registry.register(
+      workflow({
+        name: 'test.big_child',
+        inputs: z.object({ size: z.number().int() }),
+        outputs: z.object({}),
+        outline: [step('spawn')],
+        steps: {
+          spawn: async (ctx) => {
+            await ctx.submit('core.shell', { command: 'cat', stdin: 'x'.repeat(ctx.inputs.size) });
+          },
+        },
+      }),
+    );
+    const small = new Engine({
+      store,
+      registry,
+      dispatcher: broker,
+      maxInputBytes: 100,
+      logger: { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} },
+      clock,
+    });
+    const { process } = await small.runGetProcess('test.big_child', { size: 200 });
+    expect(process.state).toBe('excepted');
+    const rows = await small.listProcesses();
+    expect(rows.map((r) => [r.type, r.state])).toEqual([['test.big_child', 'excepted']]);
+    expect(rows[0]?.exception).toContain('inputs of core.shell too large');
+    expect(rows[0]?.exception).toContain('engine.max_input_bytes');
   });
 
   test('engine.max_input_bytes applies as set', async () => {

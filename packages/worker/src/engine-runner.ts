@@ -76,6 +76,8 @@ export interface EngineRunnerOptions {
   leaseTimeout: number;
   /** Owner losses that make a process `excepted` (`engine.max_attempts`). */
   maxAttempts: number;
+  /** Size limit of a child's inputs as JSON, in bytes (`engine.max_input_bytes`). @default 4 MiB */
+  maxInputBytes?: number;
   /**
    * Seconds between a forced kill and the kill becoming final, whatever the body does.
    * @default 3
@@ -200,6 +202,7 @@ export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
         control: broker,
         leaseTimeout: this.options.leaseTimeout,
         maxAttempts: this.options.maxAttempts,
+        maxInputBytes: this.options.maxInputBytes,
         killGrace: this.options.killGrace ?? 3,
         logger: this.logger,
         onStateChange: (change) => this.broadcast(change),
@@ -464,6 +467,7 @@ export function createEngineRunner(
     heartbeatInterval: engineOptions.heartbeatInterval,
     leaseTimeout: engineOptions.leaseTimeout,
     maxAttempts: engineOptions.maxAttempts,
+    maxInputBytes: engineOptions.maxInputBytes,
     ...overrides,
     logger,
     workerId: overrides.workerId ?? newWorkerId(),
