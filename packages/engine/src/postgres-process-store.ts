@@ -4,31 +4,37 @@ import pg from 'pg';
 import { EngineError, EngineErrorCodes } from './errors.js';
 import type { JsonValue } from './json.js';
 import { POSTGRES_MIGRATIONS, POSTGRES_SCHEMA_VERSION } from './postgres-migrations.js';
-import {
-  type ActivityBucket,
-  type CheckpointResult,
-  type ClaimResult,
-  type ControlRequestOutcome,
-  type DeleteSelection,
-  type DurationHistogram,
-  type Lease,
-  type LeaseFence,
-  type LeaseRenewal,
-  type NewProcess,
-  PROCESS_SORT_COLUMNS,
-  type ProcessDurations,
-  type ProcessFilter,
-  type ProcessGroupRecord,
-  type ProcessPage,
-  type ProcessQuery,
-  type ProcessRecord,
-  type ProcessReport,
-  type ProcessStore,
-  type ProcessSummary,
-  type ReportLevel,
-  type TerminalEffects,
-  type TerminalResult,
+import type {
+  ActivityBucket,
+  CheckpointResult,
+  ClaimResult,
+  ControlRequestOutcome,
+  DeleteSelection,
+  Lease,
+  LeaseFence,
+  LeaseRenewal,
+  NewProcess,
+  ProcessDurations,
+  ProcessFilter,
+  ProcessGroupRecord,
+  ProcessPage,
+  ProcessQuery,
+  ProcessRecord,
+  ProcessReport,
+  ProcessStore,
+  ProcessSummary,
+  ReportLevel,
+  TerminalEffects,
+  TerminalResult,
 } from './process-store.js';
+import {
+  activityBuckets,
+  durationHistogram,
+  durationHistogramSql,
+  listProcessesSql,
+  queryProcessesSql,
+  type SqlDialect,
+} from './store-queries.js';
 import * as rules from './store-rules.js';
 import {
   fenceViolation,
@@ -184,6 +190,22 @@ export function describePostgresConnection(c: PostgresConnection): string {
 }
 
 type Queryable = Pick<pg.PoolClient, 'query'>;
+
+/** PostgreSQL's way of writing the shared read queries (store-queries.ts), with its parameters. */
+function postgresDialect(): { dialect: SqlDialect; params: unknown[] } {
+  const params: unknown[] = [];
+  const param = (value: unknown) => {
+    params.push(value);
+    return `$${params.length}`;
+  };
+  const dialect: SqlDialect = {
+    param,
+    anyOf: (column, values) => `${column} = ANY(${param([...values])}::text[])`,
+    bool: (value) => value,
+    nulls: (order) => (order === 'ASC' ? ' NULLS FIRST' : ' NULLS LAST'),
+  };
+  return { dialect, params };
+}
 
 /**
  * The PostgreSQL implementation of {@link ProcessStore} (node-postgres, a pool, parametrised SQL
@@ -566,69 +588,16 @@ export class PostgresProcessStore implements ProcessStore {
   }
 
   async listProcesses(filter: ProcessFilter = {}): Promise<ProcessRecord[]> {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    const param = (value: unknown) => {
-      params.push(value);
-      return `$${params.length}`;
-    };
-    if (filter.states && filter.states.length > 0) {
-      where.push(`state = ANY(${param([...filter.states])}::text[])`);
-    }
-    if (filter.type !== undefined) where.push(`type = ${param(filter.type)}`);
-    if (filter.parentPk !== undefined) where.push(`parent_pk = ${param(filter.parentPk)}`);
-    if (filter.exitStatus !== undefined) {
-      where.push(`state = 'finished' AND exit_status = ${param(filter.exitStatus)}`);
-    }
-    if (filter.failed) where.push("state = 'finished' AND exit_status <> 0");
-    if (filter.paused !== undefined) where.push(`paused = ${param(filter.paused)}`);
-    if (filter.createdAfter !== undefined) {
-      where.push(`created_at >= ${param(rules.createdAfterMillis(filter.createdAfter))}`);
-    }
-    const order = filter.order === 'asc' ? 'ASC' : 'DESC';
-    // pk breaks ties of equal creation times, so the order is stable.
-    const orderBy =
-      filter.orderBy === 'createdAt' ? `created_at ${order}, pk ${order}` : `pk ${order}`;
-    let sql = `SELECT * FROM processes${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${orderBy}`;
-    if (filter.limit !== undefined) sql += ` LIMIT ${param(Math.max(0, Math.floor(filter.limit)))}`;
+    const { dialect, params } = postgresDialect();
+    const sql = listProcessesSql(filter, dialect);
     return (await this.query<ProcessRow>(sql, params)).map(toRecord);
   }
 
   async queryProcesses(query: ProcessQuery = {}): Promise<ProcessPage> {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    const param = (value: unknown) => {
-      params.push(value);
-      return `$${params.length}`;
-    };
-    if (query.states && query.states.length > 0) {
-      where.push(`state = ANY(${param([...query.states])}::text[])`);
-    }
-    if (query.type !== undefined) where.push(`type = ${param(query.type)}`);
-    if (query.exitStatus !== undefined) where.push(`exit_status = ${param(query.exitStatus)}`);
-    if (query.paused !== undefined) where.push(`paused = ${param(query.paused)}`);
-    if (query.createdAfter !== undefined) {
-      where.push(`created_at >= ${param(Date.parse(query.createdAfter))}`);
-    }
-    if (query.createdBefore !== undefined) {
-      where.push(`created_at < ${param(Date.parse(query.createdBefore))}`);
-    }
-    const clause = where.length > 0 ? ` WHERE ${where.join(' AND ')}` : '';
-    const [count] = await this.query<{ n: number }>(
-      `SELECT COUNT(*) AS n FROM processes${clause}`,
-      params,
-    );
-    const column = PROCESS_SORT_COLUMNS[query.sort ?? 'pk'];
-    const order = query.order === 'asc' ? 'ASC' : 'DESC';
-    // NULLs (unfinished rows sorted by end time) last in either order, as SQLite puts them.
-    const nulls = order === 'ASC' ? 'NULLS FIRST' : 'NULLS LAST';
-    const orderBy = column === 'pk' ? `pk ${order}` : `${column} ${order} ${nulls}, pk ${order}`;
-    const limit = param(Math.max(0, Math.floor(query.limit ?? 50)));
-    const offset = param(Math.max(0, Math.floor(query.offset ?? 0)));
-    const rows = await this.query<ProcessRow>(
-      `SELECT * FROM processes${clause} ORDER BY ${orderBy} LIMIT ${limit} OFFSET ${offset}`,
-      params,
-    );
+    const { dialect, params } = postgresDialect();
+    const sql = queryProcessesSql(query, dialect);
+    const [count] = await this.query<{ n: number }>(sql.count, params.slice(0, -2));
+    const rows = await this.query<ProcessRow>(sql.page, params);
     return { total: count?.n ?? 0, processes: rows.map(toRecord) };
   }
 
@@ -663,28 +632,13 @@ export class PostgresProcessStore implements ProcessStore {
 
   async processDurations(bounds: readonly number[]): Promise<ProcessDurations> {
     const sorted = [...bounds].sort((a, b) => a - b);
-    const histogram = async (expression: string, condition: string): Promise<DurationHistogram> => {
-      // One pass: a filtered count per bucket, in milliseconds as stored.
-      const buckets = sorted.map((_, i) => `COUNT(*) FILTER (WHERE d <= $${i + 1}) AS b${i}`);
-      const [row] = await this.query<Record<string, number | null>>(
-        `SELECT COUNT(*) AS n, COALESCE(SUM(d), 0)::float8 AS s${buckets.map((b) => `, ${b}`).join('')}
-         FROM (SELECT ${expression} AS d FROM processes WHERE ${condition}) AS durations`,
-        sorted.map((b) => b * 1000),
-      );
-      return {
-        counts: sorted.map((_, i) => row?.[`b${i}`] ?? 0),
-        count: row?.n ?? 0,
-        sum: (row?.s ?? 0) / 1000,
-      };
+    const histogram = async (which: 'queued' | 'run') => {
+      const { dialect, params } = postgresDialect();
+      const sql = durationHistogramSql(which, sorted, dialect);
+      const [row] = await this.query<Record<string, number | string | null>>(sql, params);
+      return durationHistogram(row, sorted);
     };
-    return {
-      bounds: sorted,
-      queued: await histogram('started_at - created_at', 'started_at IS NOT NULL'),
-      run: await histogram(
-        'finished_at - started_at',
-        `started_at IS NOT NULL AND finished_at IS NOT NULL AND state IN ${TERMINAL_SQL}`,
-      ),
-    };
+    return { bounds: sorted, queued: await histogram('queued'), run: await histogram('run') };
   }
 
   async changeToken(): Promise<string> {
@@ -706,21 +660,7 @@ export class PostgresProcessStore implements ProcessStore {
       [since, width],
     );
     const [clock] = await this.query<{ now: number }>(`SELECT ${NOW_SQL} AS now`);
-    const end = clock?.now ?? since;
-    const buckets: ActivityBucket[] = [];
-    for (let t = since; t <= end; t += width) {
-      buckets.push({ time: iso(t)!, finished: 0, excepted: 0, killed: 0 });
-    }
-    for (const row of rows) {
-      const bucket = buckets[row.bucket];
-      if (
-        bucket &&
-        (row.state === 'finished' || row.state === 'excepted' || row.state === 'killed')
-      ) {
-        bucket[row.state] += row.n;
-      }
-    }
-    return buckets;
+    return activityBuckets(since, width, clock?.now ?? since, rows);
   }
 
   async getReports(pk: number): Promise<ProcessReport[]> {

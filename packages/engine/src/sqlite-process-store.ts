@@ -12,7 +12,6 @@ import type {
   ClaimResult,
   ControlRequestOutcome,
   DeleteSelection,
-  DurationHistogram,
   Lease,
   LeaseFence,
   LeaseRenewal,
@@ -30,8 +29,15 @@ import type {
   TerminalEffects,
   TerminalResult,
 } from './process-store.js';
-import { PROCESS_SORT_COLUMNS } from './process-store.js';
 import { STORE_MIGRATIONS, STORE_SCHEMA_VERSION } from './store-migrations.js';
+import {
+  activityBuckets,
+  durationHistogram,
+  durationHistogramSql,
+  listProcessesSql,
+  queryProcessesSql,
+  type SqlDialect,
+} from './store-queries.js';
 import * as rules from './store-rules.js';
 import {
   fenceViolation,
@@ -179,6 +185,24 @@ export function openStore(
     );
   }
   return new SqliteProcessStore({ ...options, filepath: storage.config.filepath });
+}
+
+/** SQLite's way of writing the shared read queries (store-queries.ts), with its parameters. */
+function sqliteDialect(): { dialect: SqlDialect; params: unknown[] } {
+  const params: unknown[] = [];
+  const dialect: SqlDialect = {
+    param: (value) => {
+      params.push(value);
+      return '?';
+    },
+    anyOf: (column, values) => {
+      params.push(JSON.stringify(values));
+      return `${column} IN (SELECT value FROM json_each(?))`;
+    },
+    bool: (value) => (value ? 1 : 0),
+    nulls: () => '',
+  };
+  return { dialect, params };
 }
 
 /**
@@ -644,88 +668,18 @@ export class SqliteProcessStore implements ProcessStore {
 
   async listProcesses(filter: ProcessFilter = {}): Promise<ProcessRecord[]> {
     return this.read(() => {
-      const where: string[] = [];
-      const params: unknown[] = [];
-      if (filter.states && filter.states.length > 0) {
-        where.push('state IN (SELECT value FROM json_each(?))');
-        params.push(JSON.stringify(filter.states));
-      }
-      if (filter.type !== undefined) {
-        where.push('type = ?');
-        params.push(filter.type);
-      }
-      if (filter.parentPk !== undefined) {
-        where.push('parent_pk = ?');
-        params.push(filter.parentPk);
-      }
-      if (filter.exitStatus !== undefined) {
-        where.push("state = 'finished' AND exit_status = ?");
-        params.push(filter.exitStatus);
-      }
-      if (filter.failed) where.push("state = 'finished' AND exit_status <> 0");
-      if (filter.paused !== undefined) {
-        where.push('paused = ?');
-        params.push(filter.paused ? 1 : 0);
-      }
-      if (filter.createdAfter !== undefined) {
-        where.push('created_at >= ?');
-        params.push(rules.createdAfterMillis(filter.createdAfter));
-      }
-      const order = filter.order === 'asc' ? 'ASC' : 'DESC';
-      // pk breaks ties of equal creation times, so the order is stable.
-      const orderBy =
-        filter.orderBy === 'createdAt' ? `created_at ${order}, pk ${order}` : `pk ${order}`;
-      let sql = `SELECT * FROM processes${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${orderBy}`;
-      if (filter.limit !== undefined) {
-        sql += ' LIMIT ?';
-        params.push(Math.max(0, Math.floor(filter.limit)));
-      }
+      const { dialect, params } = sqliteDialect();
+      const sql = listProcessesSql(filter, dialect);
       return (this.db.prepare(sql).all(...params) as ProcessRow[]).map(toRecord);
     });
   }
 
   async queryProcesses(query: ProcessQuery = {}): Promise<ProcessPage> {
     return this.read(() => {
-      const where: string[] = [];
-      const params: unknown[] = [];
-      if (query.states && query.states.length > 0) {
-        where.push('state IN (SELECT value FROM json_each(?))');
-        params.push(JSON.stringify(query.states));
-      }
-      if (query.type !== undefined) {
-        where.push('type = ?');
-        params.push(query.type);
-      }
-      if (query.exitStatus !== undefined) {
-        where.push('exit_status = ?');
-        params.push(query.exitStatus);
-      }
-      if (query.paused !== undefined) {
-        where.push('paused = ?');
-        params.push(query.paused ? 1 : 0);
-      }
-      if (query.createdAfter !== undefined) {
-        where.push('created_at >= ?');
-        params.push(Date.parse(query.createdAfter));
-      }
-      if (query.createdBefore !== undefined) {
-        where.push('created_at < ?');
-        params.push(Date.parse(query.createdBefore));
-      }
-      const clause = where.length > 0 ? ` WHERE ${where.join(' AND ')}` : '';
-      const total = (
-        this.db.prepare(`SELECT COUNT(*) AS n FROM processes${clause}`).get(...params) as {
-          n: number;
-        }
-      ).n;
-      const column = PROCESS_SORT_COLUMNS[query.sort ?? 'pk'];
-      const order = query.order === 'asc' ? 'ASC' : 'DESC';
-      const orderBy = column === 'pk' ? `pk ${order}` : `${column} ${order}, pk ${order}`;
-      const limit = Math.max(0, Math.floor(query.limit ?? 50));
-      const offset = Math.max(0, Math.floor(query.offset ?? 0));
-      const rows = this.db
-        .prepare(`SELECT * FROM processes${clause} ORDER BY ${orderBy} LIMIT ? OFFSET ?`)
-        .all(...params, limit, offset) as ProcessRow[];
+      const { dialect, params } = sqliteDialect();
+      const sql = queryProcessesSql(query, dialect);
+      const total = (this.db.prepare(sql.count).get(...params.slice(0, -2)) as { n: number }).n;
+      const rows = this.db.prepare(sql.page).all(...params) as ProcessRow[];
       return { total, processes: rows.map(toRecord) };
     });
   }
@@ -757,28 +711,18 @@ export class SqliteProcessStore implements ProcessStore {
 
   async processDurations(bounds: readonly number[]): Promise<ProcessDurations> {
     const sorted = [...bounds].sort((a, b) => a - b);
-    const histogram = (expression: string, condition: string): DurationHistogram => {
-      // One pass: a SUM(CASE) per bucket, in milliseconds as stored.
-      const buckets = sorted.map((_, i) => `SUM(CASE WHEN d <= ? THEN 1 ELSE 0 END) AS b${i}`);
-      const sql = `SELECT COUNT(*) AS n, COALESCE(SUM(d), 0) AS s${buckets.map((b) => `, ${b}`).join('')}
-        FROM (SELECT ${expression} AS d FROM processes WHERE ${condition})`;
-      const row = this.db.prepare(sql).get(...sorted.map((b) => b * 1000)) as Record<
-        string,
-        number | null
-      >;
-      return {
-        counts: sorted.map((_, i) => row[`b${i}`] ?? 0),
-        count: row.n ?? 0,
-        sum: (row.s ?? 0) / 1000,
-      };
+    const histogram = (which: 'queued' | 'run') => {
+      const { dialect, params } = sqliteDialect();
+      const sql = durationHistogramSql(which, sorted, dialect);
+      return durationHistogram(
+        this.db.prepare(sql).get(...params) as Record<string, number | null>,
+        sorted,
+      );
     };
     return this.read(() => ({
       bounds: sorted,
-      queued: histogram('started_at - created_at', 'started_at IS NOT NULL'),
-      run: histogram(
-        'finished_at - started_at',
-        `started_at IS NOT NULL AND finished_at IS NOT NULL AND state IN ${TERMINAL_SQL}`,
-      ),
+      queued: histogram('queued'),
+      run: histogram('run'),
     }));
   }
 
@@ -799,21 +743,7 @@ export class SqliteProcessStore implements ProcessStore {
            GROUP BY bucket, state`,
         )
         .all(since, width, since) as { bucket: number; state: ProcessState; n: number }[];
-      const end = this.clock.now();
-      const buckets: ActivityBucket[] = [];
-      for (let t = since; t <= end; t += width) {
-        buckets.push({ time: iso(t)!, finished: 0, excepted: 0, killed: 0 });
-      }
-      for (const row of rows) {
-        const bucket = buckets[row.bucket];
-        if (
-          bucket &&
-          (row.state === 'finished' || row.state === 'excepted' || row.state === 'killed')
-        ) {
-          bucket[row.state] += row.n;
-        }
-      }
-      return buckets;
+      return activityBuckets(since, width, this.clock.now(), rows);
     });
   }
 
