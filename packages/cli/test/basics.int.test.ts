@@ -12,6 +12,7 @@ const COMMANDS = [
   ['profile', 'list'],
   ['profile', 'show'],
   ['profile', 'setup'],
+  ['profile', 'import-aiida'],
   ['profile', 'set-default'],
   ['profile', 'delete'],
   ['config'],
@@ -139,7 +140,7 @@ describe('aiida: help, version and usage errors', () => {
     const result = await sandbox.run(['-p', 'nope', 'daemon', 'status']);
     expect(result.code).toBe(1);
     const [first, second] = result.stderr.trim().split('\n');
-    expect(first).toMatch(/^Error: Profile 'nope' not found in .*config\.json\./);
+    expect(first).toMatch(/^Error: Profile 'nope' not found in .*aiida-ts\.json\./);
     expect(second).toMatch(/^Hint: .*aiida profile list/);
   });
 

@@ -248,6 +248,8 @@ test('a worker above daemon.worker_max_memory is replaced, its successor ready f
     if (!started.report?.ok) throw new Error(`start failed: ${JSON.stringify(started.report)}`);
     const { socketPath } = started.report;
     const first = (await status(socketPath)).workers[0]?.pid as number;
+    const readLog = () =>
+      readFileSync(join(getDaemonLogDir(capped.profile), 'supervisor.log'), 'utf8');
     const violations: DaemonStatus[] = [];
     await waitFor(
       async () => {
@@ -257,11 +259,17 @@ test('a worker above daemon.worker_max_memory is replaced, its successor ready f
         if (oldStopping && !s.workers.some((w) => w.pid !== first && w.state === 'ready')) {
           violations.push(s);
         }
-        return !isAlive(first) && s.workers.some((w) => w.state === 'ready' && w.pid !== first);
+        // The supervisor logs the old worker's exit once it has reaped it, which may come a
+        // moment after the pid is gone: wait for the line too.
+        return (
+          !isAlive(first) &&
+          s.workers.some((w) => w.state === 'ready' && w.pid !== first) &&
+          readLog().includes(`(pid ${first}) stopped`)
+        );
       },
       { timeout: 20, interval: 0.05, what: 'the worker to be replaced for its memory' },
     );
-    const log = readFileSync(join(getDaemonLogDir(capped.profile), 'supervisor.log'), 'utf8');
+    const log = readLog();
     expect(log).toContain('above daemon.worker_max_memory 1: replacing it');
     const startedAt = log.indexOf('as replacement');
     const stoppedAt = log.indexOf(`(pid ${first}) stopped`);
