@@ -135,7 +135,12 @@ test('a worker stopped with SIGSTOP for 30 s: its processes finish on the other 
     let heldRows: ProcessRecord[] = [];
     let slowestTakeover = 0;
     try {
-      expect(procState(victim.pid)).toBe('T');
+      // The fault bites: the kernel shows the victim stopped (a moment after the signal).
+      await waitFor(() => procState(victim.pid) === 'T', {
+        timeout: 5,
+        interval: 0.05,
+        what: `worker ${victim.pid} to show as stopped in /proc`,
+      });
       await waitFor(
         async () => {
           const rows = await e2e.rows();
