@@ -187,6 +187,22 @@ export function openStore(
   return new SqliteProcessStore({ ...options, filepath: storage.config.filepath });
 }
 
+/** Runs `fn` again while SQLite answers that the database is locked, for up to `timeoutMs`. */
+function retryWhileBusy<T>(timeoutMs: number, fn: () => T): T {
+  const deadline = Date.now() + timeoutMs;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      return fn();
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      const busy = typeof code === 'string' && code.startsWith('SQLITE_BUSY');
+      if (!busy || Date.now() >= deadline) throw error;
+      Atomics.wait(pause, 0, 0, 25); // a synchronous 25 ms pause: the constructor is synchronous
+    }
+  }
+}
+
 /** SQLite's way of writing the shared read queries (store-queries.ts), with its parameters. */
 function sqliteDialect(): { dialect: SqlDialect; params: unknown[] } {
   const params: unknown[] = [];
@@ -238,11 +254,18 @@ export class SqliteProcessStore implements ProcessStore {
     }
     try {
       if (isNew) chmodSync(options.filepath, 0o600);
-      this.db.pragma(`busy_timeout = ${Math.round((options.busyTimeout ?? 2) * 1000)}`);
-      this.db.pragma('journal_mode = WAL');
+      const busyTimeout = Math.round((options.busyTimeout ?? 2) * 1000);
+      this.db.pragma(`busy_timeout = ${busyTimeout}`);
+      // Several workers open a new store at once when a daemon starts. Switching a new file to
+      // WAL takes an exclusive lock for which SQLite may answer SQLITE_BUSY at once, without its
+      // busy handler (seen in CI: a worker failed to start with "database is locked"): both steps
+      // are idempotent, so they are tried again until the busy timeout.
+      this.schemaVersion = retryWhileBusy(busyTimeout, () => {
+        this.db.pragma('journal_mode = WAL');
+        return this.migrate();
+      });
       this.db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
       this.db.pragma('foreign_keys = OFF');
-      this.schemaVersion = this.migrate();
       this.serverVersion = (
         this.db.prepare('SELECT sqlite_version() AS v').get() as { v: string }
       ).v;
