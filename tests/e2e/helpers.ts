@@ -169,6 +169,24 @@ export async function waitForTerminal(
   }, options);
 }
 
+/**
+ * Rows that did not end as an addition or `multiply_add` should: finished, exit status 0, no owner,
+ * and the right sum or result. Each as `pk: state outputs`, for an assertion that shows them.
+ */
+export function wrongArithmeticResults(rows: Iterable<ProcessRecord>): string[] {
+  return [...rows]
+    .filter((row) => {
+      if (row.state !== 'finished' || row.exitStatus !== 0 || row.owner !== null) return true;
+      if (row.type === 'core.arithmetic.add') {
+        const { x, y } = row.inputs as { x: number; y: number };
+        return (row.outputs as { sum?: number } | null)?.sum !== x + y;
+      }
+      const { x, y, z } = row.inputs as { x: number; y: number; z: number };
+      return (row.outputs as { result?: number } | null)?.result !== x * y + z;
+    })
+    .map((r) => `${r.pk}: ${r.state} ${JSON.stringify(r.outputs)}`);
+}
+
 /** All workers of the daemon ready, with pids. */
 export async function readyWorkerPids(client: DaemonClient): Promise<number[]> {
   const status = await client.getStatus();

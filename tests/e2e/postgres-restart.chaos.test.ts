@@ -6,7 +6,14 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 import { waitFor } from '../support/wait-for.js';
-import { type E2E, readyWorkerPids, setupE2E, waitForTerminal, withLogs } from './helpers.js';
+import {
+  type E2E,
+  readyWorkerPids,
+  setupE2E,
+  waitForTerminal,
+  withLogs,
+  wrongArithmeticResults,
+} from './helpers.js';
 
 const FIRST = 400;
 const SECOND = 200;
@@ -84,16 +91,7 @@ test('PostgreSQL restarted mid-run: workers and submitter reconnect, every proce
     });
     const rows = await e2e.rows();
     expect(rows.size).toBe(total);
-    const wrong = [...rows.values()].filter((row) => {
-      if (row.state !== 'finished' || row.exitStatus !== 0 || row.owner !== null) return true;
-      if (row.type === 'core.arithmetic.add') {
-        const { x, y } = row.inputs as { x: number; y: number };
-        return (row.outputs as { sum?: number } | null)?.sum !== x + y;
-      }
-      const { x, y, z } = row.inputs as { x: number; y: number; z: number };
-      return (row.outputs as { result?: number } | null)?.result !== x * y + z;
-    });
-    expect(wrong.map((r) => `${r.pk}: ${r.state} ${JSON.stringify(r.outputs)}`)).toEqual([]);
+    expect(wrongArithmeticResults(rows.values())).toEqual([]);
     // The same two worker processes did it all: they reconnected rather than being revived.
     expect((await readyWorkerPids(client)).sort()).toEqual(workersBefore);
     await client.stopDaemon();

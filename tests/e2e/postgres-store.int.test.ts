@@ -1,7 +1,13 @@
 // Issue 9: a daemon of 2 workers on a core.psql profile (with RabbitMQ) runs a batch of adds and
 // multiply_add workflows to completion, one committed result each.
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
-import { type E2E, setupE2E, waitForTerminal, withLogs } from './helpers.js';
+import {
+  type E2E,
+  setupE2E,
+  waitForTerminal,
+  withLogs,
+  wrongArithmeticResults,
+} from './helpers.js';
 
 const ADDS = 300;
 const WORKFLOWS = 100;
@@ -45,16 +51,7 @@ test(`${ADDS} adds and ${WORKFLOWS} multiply_add on 2 workers with a PostgreSQL 
     });
     const rows = await e2e.rows();
     expect(rows.size).toBe(total);
-    const wrong = [...rows.values()].filter((row) => {
-      if (row.state !== 'finished' || row.exitStatus !== 0 || row.owner !== null) return true;
-      if (row.type === 'core.arithmetic.add') {
-        const { x, y } = row.inputs as { x: number; y: number };
-        return (row.outputs as { sum?: number } | null)?.sum !== x + y;
-      }
-      const { x, y, z } = row.inputs as { x: number; y: number; z: number };
-      return (row.outputs as { result?: number } | null)?.result !== x * y + z;
-    });
-    expect(wrong.map((r) => `${r.pk}: ${r.state} ${JSON.stringify(r.outputs)}`)).toEqual([]);
+    expect(wrongArithmeticResults(rows.values())).toEqual([]);
     // No owner was lost: every body ran once (a workflow is claimed again when its child wakes it).
     expect([...rows.values()].filter((r) => r.ownerLosses !== 0 || r.attempts !== 1)).toEqual([]);
     await client.stopDaemon();
