@@ -41,6 +41,17 @@ export {
 } from './errors.js';
 export type { ValueProblem } from './format-issues.js';
 export {
+  type AiidaLogger,
+  type CreateLoggerOptions,
+  createLogger,
+  defaultTextLine,
+  type LogEntry,
+  type LogFormat,
+  type LogLevel,
+  parseLogLine,
+  renderLogLine,
+} from './logger.js';
+export {
   CONFIG_MIGRATIONS,
   type ConfigMigration,
   type MigrationOutcome,

@@ -241,6 +241,21 @@ export const OPTIONS = Object.freeze({
     scope: 'both',
   }),
   /**
+   * Port on 127.0.0.1 where the daemon's supervisor serves `/metrics` (Prometheus text format)
+   * from its workers' heartbeats; 0 serves none.
+   * @default 0
+   */
+  'daemon.metrics_port': defineOption({
+    name: 'daemon.metrics_port',
+    schema: count().min(0).max(65535),
+    unit: null,
+    default: 0,
+    description:
+      'Port on 127.0.0.1 where the daemon serves /metrics (Prometheus text format) from its workers; 0 serves none.',
+    needsRestart: true,
+    scope: 'both',
+  }),
+  /**
    * Minimum level of log lines that are written.
    * @default 'info'
    */
@@ -250,6 +265,21 @@ export const OPTIONS = Object.freeze({
     unit: null,
     default: 'info',
     description: 'Minimum level of log lines that are written (error, warn, info, debug, trace).',
+    needsRestart: true,
+    scope: 'both',
+  }),
+  /**
+   * How daemon log lines are written: `text` (one readable line each) or `json` (one JSON object
+   * a line, with `level`, `time`, `msg`, and `pk`/`worker` where a process or worker is concerned).
+   * @default 'text'
+   */
+  'logging.format': defineOption({
+    name: 'logging.format',
+    schema: z.enum(['text', 'json']),
+    unit: null,
+    default: 'text',
+    description:
+      'How daemon log lines are written: text (readable lines) or json (one JSON object a line, for log shippers).',
     needsRestart: true,
     scope: 'both',
   }),

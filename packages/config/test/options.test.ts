@@ -43,7 +43,9 @@ describe('the option registry', () => {
       'engine.plugins': [[], null],
       'engine.max_attempts': [5, null],
       'engine.max_input_bytes': [4 * 1024 * 1024, 'bytes'],
+      'daemon.metrics_port': [0, null],
       'logging.level': ['info', null],
+      'logging.format': ['text', null],
     };
     expect([...OPTION_NAMES].sort()).toEqual(Object.keys(expected).sort());
     for (const [name, [value, unit]] of Object.entries(expected)) {
