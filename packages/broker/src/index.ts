@@ -6,7 +6,7 @@
  */
 
 export { BrokerError, type BrokerErrorCode, BrokerErrorCodes, isBrokerError } from './errors.js';
-export { type BrokerLogger, consoleBrokerLogger } from './logger.js';
+export { type BrokerLogger, consoleBrokerLogger, stderrBrokerLogger } from './logger.js';
 export {
   type BrokerOptions,
   type BrokerState,

@@ -1,6 +1,16 @@
+import {
+  type AiidaLogger,
+  createLogger,
+  getOption,
+  type LogFormat,
+  type LogLevel,
+  type Profile,
+} from '@aiida/config';
+
 /**
- * Where the broker writes its log lines (invalid messages, reconnects, handler failures). Inject the
- * worker's logger; the default writes to stderr with `console.error`.
+ * Where the broker writes its log lines (invalid messages, reconnects, handler failures). Inject
+ * your own (the worker passes a child of its pino logger); the default is
+ * {@link stderrBrokerLogger} of the profile.
  */
 export interface BrokerLogger {
   info(message: string): void;
@@ -8,11 +18,33 @@ export interface BrokerLogger {
   error(message: string): void;
 }
 
-/** The default {@link BrokerLogger}: one line per message on stderr, prefixed by its level. */
+/**
+ * The default {@link BrokerLogger} of a profile: the pino logger of `@aiida/config` on stderr, at
+ * the profile's `logging.level` and in its `logging.format` (text lines read
+ * `warn: broker: message`).
+ */
+export function stderrBrokerLogger(profile?: Profile): AiidaLogger {
+  const opts = profile ? { profile } : {};
+  let level: LogLevel = 'info';
+  let format: LogFormat = 'text';
+  try {
+    level = getOption('logging.level', opts);
+    format = getOption('logging.format', opts);
+  } catch {
+    // No readable config (a profile made in code): the defaults.
+  }
+  return createLogger({
+    level,
+    format,
+    write: (line) => process.stderr.write(`${line}\n`),
+  }).child({ component: 'broker' });
+}
+
+/** A {@link BrokerLogger} on stderr with the global `logging.level` and `logging.format`. */
 export const consoleBrokerLogger: BrokerLogger = {
-  info: (message) => console.error(`[broker] info: ${message}`),
-  warn: (message) => console.error(`[broker] warn: ${message}`),
-  error: (message) => console.error(`[broker] error: ${message}`),
+  info: (message) => stderrBrokerLogger().info(message),
+  warn: (message) => stderrBrokerLogger().warn(message),
+  error: (message) => stderrBrokerLogger().error(message),
 };
 
 /** At most `max` characters of a message body, for a log line. */

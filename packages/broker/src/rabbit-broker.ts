@@ -12,7 +12,7 @@ import {
 import { Connection, type Envelope, type Publisher, type ReturnedMessage } from 'rabbitmq-client';
 import { settledWithin, withDeadline } from './deadline.js';
 import { BrokerError, describeError, isBrokerError } from './errors.js';
-import { type BrokerLogger, consoleBrokerLogger } from './logger.js';
+import { type BrokerLogger, stderrBrokerLogger } from './logger.js';
 import { RpcCaller, type RpcHandler, RpcServer, type RpcServerOptions } from './rpc.js';
 import { type StateChangedHandler, StateChangedSubscription } from './subscription.js';
 import { TaskConsumer, type TaskConsumerOptions, type TaskHandler } from './task-consumer.js';
@@ -37,7 +37,10 @@ export interface BrokerOptions {
    * they are logged with `logger.warn`. Errors are never left unhandled.
    */
   onError?: (error: Error) => void;
-  /** Where log lines go (invalid messages, reconnects). @default console.error lines */
+  /**
+   * Where log lines go (invalid messages, reconnects).
+   * @default {@link stderrBrokerLogger} of the profile (its `logging.level` and `logging.format`)
+   */
   logger?: BrokerLogger;
   /** Deadline of a publisher confirm, seconds. @default the profile's `broker.task_timeout` */
   taskTimeout?: number;
@@ -137,7 +140,7 @@ export class RabbitBroker {
   constructor(options: BrokerOptions) {
     this.#options = options;
     this.#profile = options.profile;
-    this.#logger = options.logger ?? consoleBrokerLogger;
+    this.#logger = options.logger ?? stderrBrokerLogger(options.profile);
     this.topology = Object.freeze(topologyNames(options.profile.uuid));
     this.declarations = topologyDeclarations(
       this.topology,

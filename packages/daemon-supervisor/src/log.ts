@@ -1,3 +1,9 @@
+import {
+  type AiidaLogger,
+  createLogger as createAiidaLogger,
+  type LogFormat,
+  parseLogLine,
+} from '@aiida/config';
 import { createStream, type RotatingFileStream } from 'rotating-file-stream';
 
 /** Size-based rotation of a log file. */
@@ -39,6 +45,12 @@ export class RotatingLog {
     this.stream.write(`${new Date().toISOString()} ${text}\n`);
   }
 
+  /** Writes one line as it is (a JSON log line carries its own time). */
+  raw(text: string): void {
+    if (this.closed) return;
+    this.stream.write(`${text}\n`);
+  }
+
   /** Flushes and closes the file. */
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();
@@ -61,27 +73,78 @@ export interface Logger {
   debug(message: string): void;
 }
 
-const LEVEL_ORDER: Record<LogLevel | 'trace', number> = {
-  error: 0,
-  warn: 1,
-  info: 2,
-  debug: 3,
-  trace: 4,
-};
-
-/** A {@link Logger} writing `LEVEL message` lines at or above `level`; optionally echoed. */
+/**
+ * A {@link Logger} (the pino logger of `@aiida/config`) writing the lines at or above `level`:
+ * `text` lines read `LEVEL message` behind the file's timestamp, `json` lines are one JSON object
+ * each (`level`, `time`, `msg`, fields). Each line is also handed to `echo`.
+ */
 export function createLogger(
   log: RotatingLog,
   level: LogLevel | 'trace' = 'info',
   echo?: (line: string) => void,
+  format: LogFormat = 'text',
 ): Logger {
-  const at =
-    (name: LogLevel) =>
-    (message: string): void => {
-      if (LEVEL_ORDER[name] > LEVEL_ORDER[level]) return;
-      const line = `${name.toUpperCase().padEnd(5)} ${message}`;
-      log.line(line);
+  return createAiidaLogger({
+    level,
+    format,
+    textLine: (entry) => `${entry.level.toUpperCase().padEnd(5)} ${entry.msg}`,
+    write: (line) => {
+      if (format === 'json') log.raw(line);
+      else log.line(line);
       echo?.(line);
-    };
-  return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
+    },
+  });
+}
+
+/**
+ * The `worker-<index>.log` of a worker slot: the supervisor's own lines about the worker and every
+ * line the worker writes to stdout and stderr. In `text` format each line is timestamped and
+ * tagged `pid=<pid> supervisor:`, `pid=<pid> stdout|` or `pid=<pid> stderr|`. In `json` format a
+ * worker's JSON lines are written as they are and anything else it prints (a crash's stack, a
+ * body's `console.log`) becomes a JSON line of its own (`stream`, level `info` for stdout and
+ * `error` for stderr, filtered by `level` like every line).
+ */
+export class WorkerLog {
+  private readonly logger: AiidaLogger;
+
+  constructor(
+    readonly file: RotatingLog,
+    readonly index: number,
+    private readonly format: LogFormat = 'text',
+    level: LogLevel | 'trace' = 'info',
+  ) {
+    this.logger = createAiidaLogger({
+      level,
+      format: 'json',
+      write: (line) => file.raw(line),
+    });
+  }
+
+  /** A line of the supervisor's about worker `pid`. */
+  supervisor(pid: number | undefined, text: string, level: 'info' | 'error' = 'info'): void {
+    if (this.format === 'text') {
+      if (this.logger.isLevelEnabled(level))
+        this.file.line(`pid=${pid ?? '?'} supervisor: ${text}`);
+      return;
+    }
+    this.logger[level](text, { component: 'supervisor', worker: this.index, pid: pid ?? null });
+  }
+
+  /** A line the worker `pid` wrote to `stream`. */
+  output(pid: number | undefined, stream: 'stdout' | 'stderr', line: string): void {
+    if (this.format === 'text') {
+      this.file.line(`pid=${pid ?? '?'} ${stream}| ${line}`);
+      return;
+    }
+    if (parseLogLine(line)) {
+      this.file.raw(line.trim());
+      return;
+    }
+    const level = stream === 'stderr' ? 'error' : 'info';
+    this.logger[level](line, { stream, worker: this.index, pid: pid ?? null });
+  }
+
+  close(): Promise<void> {
+    return this.file.close();
+  }
 }

@@ -2,7 +2,13 @@ import { readFileSync, rmdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { getDaemonDir, getDaemonLogDir, getOption, type Profile } from '@aiida/config';
+import {
+  getDaemonDir,
+  getDaemonLogDir,
+  getOption,
+  type LogFormat,
+  type Profile,
+} from '@aiida/config';
 import {
   type ControlRequest,
   type DaemonStateFile,
@@ -92,6 +98,9 @@ export interface SupervisorSettings {
   logMaxBytes: number;
   logBackups: number;
   logLevel: LogLevel | 'trace';
+  logFormat: LogFormat;
+  /** `daemon.metrics_port`: 0 = no `/metrics`. */
+  metricsPort: number;
 }
 
 /** Reads the supervisor's options of a profile (`daemon.*`, `logging.level`). */
@@ -104,6 +113,8 @@ function resolveSupervisorSettings(profile: Profile): SupervisorSettings {
     logMaxBytes: getOption('daemon.log_max_bytes', opts),
     logBackups: getOption('daemon.log_backups', opts),
     logLevel: getOption('logging.level', opts),
+    logFormat: getOption('logging.format', opts),
+    metricsPort: getOption('daemon.metrics_port', opts),
   };
 }
 
@@ -221,7 +232,12 @@ class SupervisorRuntime implements Supervisor {
       maxBytes: this.settings.logMaxBytes,
       backups: this.settings.logBackups,
     });
-    this.logger = createLogger(this.log, this.settings.logLevel, options.echoLog);
+    this.logger = createLogger(
+      this.log,
+      this.settings.logLevel,
+      options.echoLog,
+      this.settings.logFormat,
+    );
   }
 
   async start(): Promise<void> {
@@ -273,6 +289,8 @@ class SupervisorRuntime implements Supervisor {
         },
         logDir: this.logDir,
         logRotation: { maxBytes: this.settings.logMaxBytes, backups: this.settings.logBackups },
+        logFormat: this.settings.logFormat,
+        logLevel: this.settings.logLevel,
         maxMemory: this.settings.maxMemory,
         gracefulTimeout: this.settings.gracefulTimeout,
         unresponsiveTimeout: this.settings.leaseTimeout,

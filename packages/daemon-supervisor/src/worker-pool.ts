@@ -1,9 +1,10 @@
 import { join } from 'node:path';
+import type { LogFormat } from '@aiida/config';
 import { ErrorCodes, type RestartReason, type WorkerStatus } from '@aiida/ipc';
 import pidusage from 'pidusage';
 import { type CrashBackoffOptions, crashBackoffDelay, nextFailureCount } from './backoff.js';
 import { SupervisorError } from './errors.js';
-import { type Logger, type LogRotation, RotatingLog } from './log.js';
+import { type Logger, type LogLevel, type LogRotation, RotatingLog, WorkerLog } from './log.js';
 import {
   describeExit,
   type WorkerExit,
@@ -17,6 +18,10 @@ export interface WorkerPoolOptions {
   /** Folder of the `worker-<index>.log` files. */
   logDir: string;
   logRotation: LogRotation;
+  /** `logging.format` of the worker logs. @default 'text' */
+  logFormat?: LogFormat;
+  /** `logging.level` of the supervisor's lines in the worker logs. @default 'info' */
+  logLevel?: LogLevel | 'trace';
   /** Memory cap per worker in bytes (`daemon.worker_max_memory`); 0 = none. */
   maxMemory: number;
   /** Seconds between cpu/memory samples. @default 2 */
@@ -123,7 +128,7 @@ export class WorkerPool {
   private readonly slots = new Map<number, WorkerSlot>();
   /** Every worker process not yet exited, whatever its slot's fate (for killAll). */
   private readonly live = new Set<WorkerProcess>();
-  private readonly logs = new Map<number, RotatingLog>();
+  private readonly logs = new Map<number, WorkerLog>();
   private readonly sampler: NodeJS.Timeout;
   private readonly watchdog: NodeJS.Timeout | undefined;
   private lastWatchAt = Date.now();
@@ -525,12 +530,14 @@ export class WorkerPool {
     return index;
   }
 
-  private logFor(index: number): RotatingLog {
+  private logFor(index: number): WorkerLog {
     let log = this.logs.get(index);
     if (!log) {
-      log = new RotatingLog(
-        join(this.options.logDir, `worker-${index}.log`),
-        this.options.logRotation,
+      log = new WorkerLog(
+        new RotatingLog(join(this.options.logDir, `worker-${index}.log`), this.options.logRotation),
+        index,
+        this.options.logFormat,
+        this.options.logLevel,
       );
       this.logs.set(index, log);
     }

@@ -6,7 +6,7 @@ import {
   type WorkerToSupervisorMessage,
   workerToSupervisorMessageSchema,
 } from '@aiida/ipc';
-import type { RotatingLog } from './log.js';
+import type { WorkerLog } from './log.js';
 
 /** Lines of a worker's stderr kept for status and error messages. */
 export const STDERR_TAIL_LINES = 20;
@@ -68,7 +68,7 @@ export class WorkerProcess {
   constructor(
     readonly index: number,
     spec: WorkerSpawnSpec,
-    private readonly log: RotatingLog,
+    private readonly log: WorkerLog,
     private readonly events: WorkerProcessEvents,
   ) {
     let resolveExited!: (exit: WorkerExit) => void;
@@ -82,8 +82,7 @@ export class WorkerProcess {
       serialization: 'json',
     });
     this.pid = this.child.pid;
-    const tag = `pid=${this.pid ?? '?'}`;
-    this.log.line(`${tag} supervisor: started ${spec.program}`);
+    this.log.supervisor(this.pid, `started ${spec.program}`);
 
     let stdioClosed = 0;
     let exitInfo: WorkerExit | undefined;
@@ -92,7 +91,7 @@ export class WorkerProcess {
       if (finished || exitInfo === undefined) return;
       finished = true;
       this.exit = exitInfo;
-      this.log.line(`${tag} supervisor: exited (${describeExit(exitInfo)})`);
+      this.log.supervisor(this.pid, `exited (${describeExit(exitInfo)})`);
       resolveExited(exitInfo);
       this.events.onExit(this, exitInfo);
     };
@@ -102,13 +101,13 @@ export class WorkerProcess {
     };
     if (this.child.stdout) {
       const lines = createInterface({ input: this.child.stdout, crlfDelay: Infinity });
-      lines.on('line', (line) => this.log.line(`${tag} stdout| ${line}`));
+      lines.on('line', (line) => this.log.output(this.pid, 'stdout', line));
       lines.on('close', onStdioClosed);
     } else stdioClosed++;
     if (this.child.stderr) {
       const lines = createInterface({ input: this.child.stderr, crlfDelay: Infinity });
       lines.on('line', (line) => {
-        this.log.line(`${tag} stderr| ${line}`);
+        this.log.output(this.pid, 'stderr', line);
         this.pushStderr(line);
       });
       lines.on('close', onStdioClosed);
@@ -203,7 +202,7 @@ export class WorkerProcess {
         if (this.state === 'starting') {
           this.state = 'ready';
           this.readyAt = new Date();
-          this.log.line(`pid=${this.pid} supervisor: ready`);
+          this.log.supervisor(this.pid, 'ready');
           this.events.onReady(this);
         }
         break;
@@ -215,7 +214,7 @@ export class WorkerProcess {
         break;
       case 'fatal':
         this.fatal = message.error;
-        this.log.line(`pid=${this.pid} supervisor: fatal: ${message.error}`);
+        this.log.supervisor(this.pid, `fatal: ${message.error}`, 'error');
         this.events.onFatal(this);
         break;
     }

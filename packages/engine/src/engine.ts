@@ -548,6 +548,7 @@ export class Engine {
       // Fast path only: the owner polls intents on every lease renewal.
       this.logger.debug?.(
         `RPC ${request.intent} to process ${pk} failed: ${describeError(error).message}`,
+        { pk },
       );
     }
   }

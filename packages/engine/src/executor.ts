@@ -372,6 +372,7 @@ export class ProcessExecutor {
       } catch (error) {
         this.logger.warn(
           `process ${pk}: could not hand back a claim made during drain: ${describeError(error).message}`,
+          { pk },
         );
       }
       return { claimed: false, pk, reason: 'draining' };
@@ -745,6 +746,7 @@ export class ProcessExecutor {
       if (isEngineError(error) && error.code === EngineErrorCodes.leaseLost) return 'lease_lost';
       this.logger.error(
         `process ${a.pk}: could not release its lease: ${describeError(error).message}`,
+        { pk: a.pk },
       );
       return 'abandoned';
     }
@@ -776,6 +778,7 @@ export class ProcessExecutor {
       // The reconciler re-publishes rows that stay undispatched.
       this.logger.warn(
         `could not publish tasks for ${pks.join(', ')}: ${describeError(error).message}`,
+        { pks },
       );
     }
   }
@@ -804,7 +807,7 @@ export class ProcessExecutor {
         try {
           await this.store.addReport(pk, level, message);
         } catch (error) {
-          this.logger.warn(`process ${pk}: report lost: ${describeError(error).message}`);
+          this.logger.warn(`process ${pk}: report lost: ${describeError(error).message}`, { pk });
         }
       },
       recordProcessGroup: async (pgid: number | null) => {
@@ -824,6 +827,7 @@ export class ProcessExecutor {
       if (killed)
         this.logger.warn(
           `process ${a.pk}: killed process group ${previous.pgid} of an earlier attempt`,
+          { pk: a.pk },
         );
       try {
         await this.fenced(a, () => this.store.setProcessGroup(a.fence, null));

@@ -1,3 +1,5 @@
+import { createLogger, defaultTextLine } from '@aiida/config';
+
 /** The logging the engine needs; the worker passes its own (e.g. a pino child logger). */
 export interface EngineLogger {
   debug(message: string, fields?: Record<string, unknown>): void;
@@ -14,15 +16,12 @@ export const silentLogger: EngineLogger = {
   error: () => {},
 };
 
-/** A logger that writes warnings and errors to stderr (the default outside a worker). */
-export const stderrLogger: EngineLogger = {
-  debug: () => {},
-  info: () => {},
-  warn: (message, fields) => process.stderr.write(format('warn', message, fields)),
-  error: (message, fields) => process.stderr.write(format('error', message, fields)),
-};
-
-function format(level: string, message: string, fields?: Record<string, unknown>): string {
-  const suffix = fields && Object.keys(fields).length > 0 ? ` ${JSON.stringify(fields)}` : '';
-  return `[aiida-engine] ${level}: ${message}${suffix}\n`;
-}
+/**
+ * A logger that writes warnings and errors to stderr (the default outside a worker): the pino
+ * logger of `@aiida/config`, lines `[aiida-engine] warn: message {fields}`.
+ */
+export const stderrLogger: EngineLogger = createLogger({
+  level: 'warn',
+  textLine: (entry) => `[aiida-engine] ${defaultTextLine(entry)}`,
+  write: (line) => process.stderr.write(`${line}\n`),
+});

@@ -4,15 +4,8 @@
  * See {@link runWorkerProgram} for its protocol and {@link createEngineRunner} for its work.
  */
 import { RabbitBroker } from '@aiida/broker';
-import { getOption } from '@aiida/config';
 import { createEngineRunner } from './engine-runner.js';
-import { LineLogger } from './line-logger.js';
 import { runWorkerProgram } from './program.js';
-
-const sinks = {
-  out: (line: string) => process.stdout.write(`${line}\n`),
-  err: (line: string) => process.stderr.write(`${line}\n`),
-};
 
 process.on('uncaughtException', (error) => {
   process.stderr.write(`worker crashed: ${error.stack ?? error.message}\n`);
@@ -26,19 +19,13 @@ process.on('unhandledRejection', (reason) => {
 });
 
 void runWorkerProgram({
-  createBroker: (profile) =>
+  createBroker: (profile, { logger }) =>
     new RabbitBroker({
       profile,
       connectionName: `aiida-worker-${process.pid}`,
-      // Info to stdout; warnings and errors to stderr (whose tail the supervisor shows).
-      logger: {
-        info: (message) => process.stdout.write(`broker: ${message}\n`),
-        warn: (message) => process.stderr.write(`broker warning: ${message}\n`),
-        error: (message) => process.stderr.write(`broker error: ${message}\n`),
-      },
+      // The program's logger: `logging.level` and `logging.format` apply to the broker's lines.
+      logger: logger.child({ component: 'broker' }),
     }),
-  createRunner: (profile) =>
-    createEngineRunner(profile, {
-      logger: new LineLogger(sinks, getOption('logging.level', { profile })),
-    }),
+  createRunner: (profile, _broker, { logger, workerId }) =>
+    createEngineRunner(profile, { logger, workerId }),
 });

@@ -1,4 +1,3 @@
-import { hostname } from 'node:os';
 import type { TaskConsumerOptions, TaskHandler, TaskOutcome } from '@aiida/broker';
 import { getOption, type Profile } from '@aiida/config';
 import {
@@ -22,6 +21,7 @@ import {
 } from '@aiida/engine';
 import { PROTOCOL_VERSION, type RpcRequest, type StateChangedBroadcast } from '@aiida/ipc';
 import type { ProcessRunner, ProcessRunnerStats, WorkerBroker } from './worker.js';
+import { newWorkerId } from './worker-id.js';
 
 /** The task consumer an {@link EngineProcessRunner} drives (`TaskConsumer` of `@aiida/broker`). */
 export interface RunnerTaskConsumer {
@@ -98,7 +98,7 @@ export interface EngineRunnerOptions {
    * @default min(slots, 100)
    */
   prefetch?: number;
-  /** Log lines (the worker program passes a {@link LineLogger}). @default silent */
+  /** Log lines (the worker program passes its pino logger, `createWorkerLogger`). @default silent */
   logger?: EngineLogger;
 }
 
@@ -446,9 +446,7 @@ export interface CreateEngineRunnerOptions
 }
 
 /** A fresh worker id: host, pid and a random suffix (pids are reused). */
-export function newWorkerId(): string {
-  return `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 10)}`;
-}
+export { newWorkerId };
 
 /**
  * The runner of the worker program for `profile`: slots, heartbeat, lease and attempts from the

@@ -15,10 +15,11 @@ export {
   type RunnerRpcServer,
   type RunnerTaskConsumer,
 } from './engine-runner.js';
-export { LineLogger, type LineSinks, type LogLevel } from './line-logger.js';
 export {
+  createWorkerLogger,
   ORPHAN_DRAIN_TIMEOUT,
   runWorkerProgram,
+  type WorkerProgramContext,
   type WorkerProgramOptions,
 } from './program.js';
 export {

@@ -1,11 +1,30 @@
 import { parseArgs } from 'node:util';
-import { getOption, getProfile, getRedactedBrokerUrl, type Profile } from '@aiida/config';
+import {
+  type AiidaLogger,
+  createLogger,
+  getOption,
+  getProfile,
+  getRedactedBrokerUrl,
+  type Profile,
+} from '@aiida/config';
 import {
   PROTOCOL_VERSION,
   supervisorToWorkerMessageSchema,
   type WorkerToSupervisorMessage,
 } from '@aiida/ipc';
 import { type ProcessRunner, RunnerStartError, Worker, type WorkerBroker } from './worker.js';
+import { newWorkerId } from './worker-id.js';
+
+/** What the worker program hands to the broker and the runner it makes. */
+export interface WorkerProgramContext {
+  /** This worker's id (`host:pid:random`), its lease owner id in the store. */
+  workerId: string;
+  /**
+   * The program's logger (`logging.level`, `logging.format`; every line carries `worker` and
+   * `pid`): info and debug lines to stdout, warnings and errors to stderr.
+   */
+  logger: AiidaLogger;
+}
 
 /** How long a worker whose supervisor vanished may drain, in seconds. */
 export const ORPHAN_DRAIN_TIMEOUT = 5;
@@ -15,13 +34,29 @@ export interface WorkerProgramOptions<B extends WorkerBroker = WorkerBroker> {
   /** Command-line arguments (without node and the script). @default process.argv.slice(2) */
   argv?: string[];
   /** Makes the profile's broker (the bin passes `RabbitBroker` from `@aiida/broker`). */
-  createBroker: (profile: Profile) => B;
+  createBroker: (profile: Profile, context: WorkerProgramContext) => B;
   /** Makes the runner (the bin passes `createEngineRunner`); the default takes no work. */
-  createRunner?: (profile: Profile, broker: B) => ProcessRunner<B>;
+  createRunner?: (profile: Profile, broker: B, context: WorkerProgramContext) => ProcessRunner<B>;
 }
 
 function line(stream: NodeJS.WriteStream, message: string): void {
   stream.write(`${message}\n`);
+}
+
+/** The worker program's logger: info and below to stdout, warnings and errors to stderr. */
+export function createWorkerLogger(profile: Profile, workerId: string): AiidaLogger {
+  return createLogger({
+    level: getOption('logging.level', { profile }),
+    format: getOption('logging.format', { profile }),
+    base: { worker: workerId, pid: process.pid },
+    write: (text, level) =>
+      line(
+        level === 'info' || level === 'debug' || level === 'trace'
+          ? process.stdout
+          : process.stderr,
+        text,
+      ),
+  });
 }
 
 /**
@@ -62,11 +97,19 @@ export async function runWorkerProgram<B extends WorkerBroker>(
     return fail(`cannot load the profile: ${(error as Error).message}`, send);
   }
 
+  const workerId = newWorkerId();
+  let log: AiidaLogger;
+  try {
+    log = createWorkerLogger(profile, workerId);
+  } catch (error) {
+    return fail(`cannot load the profile: ${(error as Error).message}`, send);
+  }
+  const context: WorkerProgramContext = { workerId, logger: log };
   let broker: B;
   let runner: ProcessRunner<B> | undefined;
   try {
-    broker = options.createBroker(profile);
-    runner = options.createRunner?.(profile, broker);
+    broker = options.createBroker(profile, context);
+    runner = options.createRunner?.(profile, broker, context);
   } catch (error) {
     return fail(`cannot set up the worker: ${(error as Error).message}`, send);
   }
@@ -77,17 +120,17 @@ export async function runWorkerProgram<B extends WorkerBroker>(
     heartbeatInterval: settings.heartbeat,
     connectTimeout: settings.connectTimeout,
     channel: (message) => send(message),
-    log: (message) => line(process.stdout, message),
+    log: (message) => log.info(message),
   });
 
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
     if (signals === 1) {
-      line(process.stdout, `${signal}: stopping (graceful timeout ${settings.graceful} s)`);
+      log.info(`${signal}: stopping (graceful timeout ${settings.graceful} s)`);
       void worker.shutdown(settings.graceful);
     } else {
-      line(process.stderr, `${signal} again: exiting at once`);
+      log.warn(`${signal} again: exiting at once`);
       process.exit(signal === 'SIGINT' ? 130 : 143);
     }
   };
@@ -96,26 +139,20 @@ export async function runWorkerProgram<B extends WorkerBroker>(
   process.on('message', (raw) => {
     const parsed = supervisorToWorkerMessageSchema.safeParse(raw);
     if (!parsed.success) {
-      line(
-        process.stderr,
-        `ignoring an invalid message from the supervisor: ${parsed.error.message}`,
-      );
+      log.warn(`ignoring an invalid message from the supervisor: ${parsed.error.message}`);
       return;
     }
-    line(process.stdout, `shutdown requested (graceful timeout ${parsed.data.gracefulTimeout} s)`);
+    log.info(`shutdown requested (graceful timeout ${parsed.data.gracefulTimeout} s)`);
     void worker.shutdown(parsed.data.gracefulTimeout);
   });
   process.on('disconnect', () => {
-    line(
-      process.stderr,
-      `the supervisor's channel closed: draining for at most ${ORPHAN_DRAIN_TIMEOUT} s`,
-    );
+    log.warn(`the supervisor's channel closed: draining for at most ${ORPHAN_DRAIN_TIMEOUT} s`);
     void worker.shutdown(Math.min(ORPHAN_DRAIN_TIMEOUT, settings.graceful));
   });
 
   try {
     await worker.start();
-    line(process.stdout, `ready (pid ${process.pid}, broker ${getRedactedBrokerUrl(profile)})`);
+    log.info(`ready (pid ${process.pid}, broker ${getRedactedBrokerUrl(profile)})`);
   } catch (error) {
     if (worker.state !== 'FAILED') {
       await worker.stopped;
@@ -127,18 +164,20 @@ export async function runWorkerProgram<B extends WorkerBroker>(
       error instanceof RunnerStartError || message.includes(url)
         ? message
         : `cannot connect to the broker at ${url}: ${message}`;
-    return fail(text, send);
+    log.error(text);
+    return fail(text, send, false);
   }
   await worker.stopped;
-  line(process.stdout, 'stopped');
+  log.info('stopped');
   process.exit(0);
 }
 
 function fail(
   text: string,
   send: (message: WorkerToSupervisorMessage, done?: () => void) => void,
+  print = true,
 ): Promise<never> {
-  line(process.stderr, text);
+  if (print) line(process.stderr, text);
   return new Promise<never>(() => {
     const exit = () => process.exit(1);
     setTimeout(exit, 1000).unref();
