@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { getOption, listProfiles, type Profile } from '@aiida/config';
+import { getOption, listProfiles, type Profile, renderLogLine } from '@aiida/config';
 import type { Command } from 'commander';
 import { loadProfile } from '../context.js';
 import { daemonClientFor } from '../daemon-access.js';
@@ -38,6 +38,14 @@ const TIMEOUT_HELP =
   'How long to wait for the daemon to answer, in seconds (default: the option daemon.timeout).';
 
 /** `aiida daemon start|stop|restart|status|incr|decr|logshow|worker`. */
+/** Options of `aiida daemon logshow`. */
+interface LogshowOptions {
+  follow?: boolean;
+  worker?: number;
+  lines: number;
+  raw?: boolean;
+}
+
 export function registerDaemonCommands(program: Command): void {
   const group = program
     .command('daemon')
@@ -251,7 +259,8 @@ export function registerDaemonCommands(program: Command): void {
       parseNonNegativeInt,
     )
     .option('-n, --lines <count>', 'Number of lines to show first.', parsePositiveInt, 50)
-    .action(async (options: { follow?: boolean; worker?: number; lines: number }, cmd: Command) => {
+    .option('--raw', 'Show JSON log lines (logging.format json) as stored, not as text lines.')
+    .action(async (options: LogshowOptions, cmd: Command) => {
       const profile = loadProfile(cmd);
       const client = daemonClientFor(profile);
       const file =
@@ -267,18 +276,29 @@ export function registerDaemonCommands(program: Command): void {
         });
       }
       echoReport(`${file}`);
-      for (const line of tailLines(file, options.lines)) echo(line);
+      const render = options.raw ? (line: string) => line : renderLogLine;
+      for (const line of tailLines(file, options.lines)) echo(render(line));
       if (!options.follow) return;
       const controller = new AbortController();
       const stopFollowing = () => controller.abort();
       process.once('SIGINT', stopFollowing);
       process.once('SIGTERM', stopFollowing);
-      await followFile(file, (text) => process.stdout.write(text), controller.signal);
+      let partial = '';
+      await followFile(
+        file,
+        (text) => {
+          const lines = `${partial}${text}`.split('\n');
+          partial = lines.pop() ?? '';
+          for (const line of lines) process.stdout.write(`${render(line)}\n`);
+        },
+        controller.signal,
+      );
     });
   withExamples(logshow, [
     'aiida daemon logshow',
     'aiida daemon logshow -f',
     'aiida daemon logshow --worker 0 -n 200',
+    'aiida daemon logshow --raw | jq .msg',
   ]);
 
   const worker = group
