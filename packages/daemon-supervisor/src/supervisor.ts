@@ -35,6 +35,7 @@ import {
 import { acquireDaemonLock, type DaemonLock } from './daemon-lock.js';
 import { assertLinux, errorMessage, isSupervisorError, SupervisorError } from './errors.js';
 import { createLogger, type Logger, type LogLevel, RotatingLog } from './log.js';
+import { createSupervisorMetrics, type MetricsServer, startMetricsServer } from './metrics.js';
 import { currentIdentity } from './process-identity.js';
 import { WorkerPool } from './worker-pool.js';
 
@@ -207,6 +208,7 @@ class SupervisorRuntime implements Supervisor {
   private readonly startedAt = new Date();
   private lock: DaemonLock | undefined;
   private server: ControlServer | undefined;
+  private metrics: MetricsServer | undefined;
   private pool: WorkerPool | undefined;
   private statePath: string;
   private fallbackSocketDir: string | undefined;
@@ -265,6 +267,27 @@ class SupervisorRuntime implements Supervisor {
         log: (message) => this.logger.warn(message),
       });
       await this.server.listen();
+      if (this.settings.metricsPort > 0) {
+        const registry = createSupervisorMetrics({
+          statuses: async () => {
+            await this.pool?.refreshUsage();
+            return this.pool?.statuses() ?? [];
+          },
+          counters: () =>
+            this.pool?.counters() ?? {
+              claims: 0,
+              leaseLosses: 0,
+              redispatches: 0,
+              finished: 0,
+              excepted: 0,
+              killed: 0,
+            },
+        });
+        this.metrics = await startMetricsServer(this.settings.metricsPort, registry, (message) =>
+          this.logger.warn(message),
+        );
+        this.logger.info(`metrics at http://127.0.0.1:${this.metrics.port}/metrics`);
+      }
       const state: DaemonStateFile = {
         v: STATE_FILE_VERSION,
         pid: this.pid,
@@ -462,6 +485,7 @@ class SupervisorRuntime implements Supervisor {
 
   private async finish(): Promise<void> {
     await this.server?.close();
+    await this.metrics?.close();
     this.removeSignalHandlers();
     this.logger.info(`supervisor exits (code ${this.exitCode})`);
     await this.log.close();

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { LogFormat } from '@aiida/config';
-import { ErrorCodes, type RestartReason, type WorkerStatus } from '@aiida/ipc';
+import { ErrorCodes, type RestartReason, type WorkerCounters, type WorkerStatus } from '@aiida/ipc';
 import pidusage from 'pidusage';
 import { type CrashBackoffOptions, crashBackoffDelay, nextFailureCount } from './backoff.js';
 import { SupervisorError } from './errors.js';
@@ -129,6 +129,8 @@ export class WorkerPool {
   /** Every worker process not yet exited, whatever its slot's fate (for killAll). */
   private readonly live = new Set<WorkerProcess>();
   private readonly logs = new Map<number, WorkerLog>();
+  /** Counters of the workers that exited (as of their last heartbeat). */
+  private readonly retiredCounters: WorkerCounters = emptyCounters();
   private readonly sampler: NodeJS.Timeout;
   private readonly watchdog: NodeJS.Timeout | undefined;
   private lastWatchAt = Date.now();
@@ -308,6 +310,16 @@ export class WorkerPool {
     return out;
   }
 
+  /**
+   * What the daemon's workers counted (claims, lease losses, re-dispatches, processes ended), as
+   * of their last heartbeats: those that exited included, so the totals never go down.
+   */
+  counters(): WorkerCounters {
+    const total = { ...this.retiredCounters };
+    for (const worker of this.live) if (worker.counters) addCounters(total, worker.counters);
+    return total;
+  }
+
   /** Samples cpu and memory of every worker, unless a sample is younger than `maxAge` seconds. */
   async refreshUsage(maxAge = 1): Promise<void> {
     if (Date.now() - this.lastSampleAt < maxAge * 1000) return;
@@ -409,6 +421,7 @@ export class WorkerPool {
       },
       onExit: (w, exit) => {
         this.live.delete(w);
+        if (w.counters) addCounters(this.retiredCounters, w.counters);
         this.onWorkerExit(slot, w, exit);
       },
       onFatal: (w) => {
@@ -549,6 +562,14 @@ export class WorkerPool {
       throw new SupervisorError(ErrorCodes.shuttingDown, 'the daemon is shutting down');
     }
   }
+}
+
+function emptyCounters(): WorkerCounters {
+  return { claims: 0, leaseLosses: 0, redispatches: 0, finished: 0, excepted: 0, killed: 0 };
+}
+
+function addCounters(into: WorkerCounters, more: WorkerCounters): void {
+  for (const key of Object.keys(into) as (keyof WorkerCounters)[]) into[key] += more[key];
 }
 
 /** Seconds between two unresponsiveness checks: a quarter of the timeout, within [0.25, 1]. */

@@ -2,6 +2,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import {
   PROTOCOL_VERSION,
+  type WorkerCounters,
   type WorkerState,
   type WorkerToSupervisorMessage,
   workerToSupervisorMessageSchema,
@@ -58,6 +59,8 @@ export class WorkerProcess {
    * `daemon.lease_timeout`) and signalled it: the seconds it had been silent.
    */
   unresponsiveFor: number | undefined;
+  /** The counters of its last heartbeat (cumulative since it started), if it sends them. */
+  counters: WorkerCounters | undefined;
   /** The text of a `fatal` message, if one came. */
   fatal: string | undefined;
   readonly stderrTail: string[] = [];
@@ -211,6 +214,7 @@ export class WorkerProcess {
         this.slotsUsed = message.slotsUsed;
         this.slotsTotal = message.slotsTotal;
         this.activePks = message.activePks;
+        if (message.counters) this.counters = message.counters;
         break;
       case 'fatal':
         this.fatal = message.error;

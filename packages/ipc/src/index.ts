@@ -85,11 +85,13 @@ export { describeVersionMismatch, PROTOCOL_VERSION, type ProtocolVersion } from 
 export {
   type SupervisorToWorkerMessage,
   supervisorToWorkerMessageSchema,
+  type WorkerCounters,
   type WorkerFatalMessage,
   type WorkerHeartbeatMessage,
   type WorkerReadyMessage,
   type WorkerShutdownMessage,
   type WorkerToSupervisorMessage,
+  workerCountersSchema,
   workerFatalMessageSchema,
   workerHeartbeatMessageSchema,
   workerReadyMessageSchema,

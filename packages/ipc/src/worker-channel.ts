@@ -12,6 +12,26 @@ export const workerReadyMessageSchema = z
     slotsTotal: z.number().int().nonnegative(),
   })
   .strict();
+/**
+ * What a worker counted since it started (cumulative; a new worker process starts from 0), carried
+ * by its heartbeats for the supervisor's `/metrics` (`daemon.metrics_port`).
+ */
+export const workerCountersSchema = z
+  .object({
+    /** Leases it took on processes (successful claims). */
+    claims: z.number().int().nonnegative(),
+    /** Processes whose lease it lost while it held them. */
+    leaseLosses: z.number().int().nonnegative(),
+    /** Tasks its reconciler published again (while it was the elected reconciler). */
+    redispatches: z.number().int().nonnegative(),
+    /** Processes it ended `finished`, `excepted`, `killed`. */
+    finished: z.number().int().nonnegative(),
+    excepted: z.number().int().nonnegative(),
+    killed: z.number().int().nonnegative(),
+  })
+  .strict();
+export type WorkerCounters = z.infer<typeof workerCountersSchema>;
+
 /** Worker -> supervisor, every `daemon.worker_heartbeat_interval` seconds. */
 export const workerHeartbeatMessageSchema = z
   .object({
@@ -24,6 +44,8 @@ export const workerHeartbeatMessageSchema = z
     eventLoopLag: seconds,
     /** Resident set size in bytes. */
     memory: z.number().int().nonnegative(),
+    /** Its counters so far; absent from workers that count nothing (and older ones). */
+    counters: workerCountersSchema.optional(),
   })
   .strict();
 /** Worker -> supervisor: the worker can't go on (e.g. the broker is unreachable at start). */

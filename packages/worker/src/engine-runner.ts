@@ -19,7 +19,12 @@ import {
   silentLogger,
   type TaskDispatcher,
 } from '@aiida/engine';
-import { PROTOCOL_VERSION, type RpcRequest, type StateChangedBroadcast } from '@aiida/ipc';
+import {
+  PROTOCOL_VERSION,
+  type RpcRequest,
+  type StateChangedBroadcast,
+  type WorkerCounters,
+} from '@aiida/ipc';
 import type { ProcessRunner, ProcessRunnerStats, WorkerBroker } from './worker.js';
 import { newWorkerId } from './worker-id.js';
 
@@ -167,8 +172,19 @@ export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
       slotsUsed: this.used,
       slotsTotal: this.slots,
       activePks: [...this.running],
+      counters: { ...this.counters },
     };
   }
+
+  /** What this runner counted since it started (sent with the heartbeats). */
+  readonly counters: WorkerCounters = {
+    claims: 0,
+    leaseLosses: 0,
+    redispatches: 0,
+    finished: 0,
+    excepted: 0,
+    killed: 0,
+  };
 
   /** The most slots in use at once since the start (for tests and logs). */
   get peakSlotsUsed(): number {
@@ -306,6 +322,7 @@ export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
       this.slotFreed();
       return 'ack';
     }
+    this.counters.claims++;
     this.running.add(pk);
     const unbind = this.bindRpcLater(pk);
     claim.run().then(
@@ -344,6 +361,10 @@ export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
 
   private ended(pk: number, outcome: RunOutcome, unbind: () => void): void {
     this.running.delete(pk);
+    if (outcome === 'lease_lost') this.counters.leaseLosses++;
+    else if (outcome === 'finished' || outcome === 'excepted' || outcome === 'killed') {
+      this.counters[outcome]++;
+    }
     if (outcome === 'lease_lost' || outcome === 'abandoned') {
       this.logger.warn(`process ${pk}: ${outcome.replace('_', ' ')}`, { pk });
     } else {
@@ -417,6 +438,7 @@ export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
     this.reconciling = this.reconciler
       .tick()
       .then((report) => {
+        this.counters.redispatches += report.dispatched.length;
         if (report.leader !== this.leader) {
           this.leader = report.leader;
           this.logger.info(

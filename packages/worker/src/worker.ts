@@ -1,5 +1,5 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { PROTOCOL_VERSION, type WorkerToSupervisorMessage } from '@aiida/ipc';
+import { PROTOCOL_VERSION, type WorkerCounters, type WorkerToSupervisorMessage } from '@aiida/ipc';
 
 /**
  * The states of a {@link Worker}, in the order it goes through them (as temporal's worker):
@@ -29,6 +29,8 @@ export interface ProcessRunnerStats {
   slotsUsed: number;
   slotsTotal: number;
   activePks: number[];
+  /** What the runner counted since it started (claims, lease losses, …), if it counts. */
+  counters?: WorkerCounters;
 }
 
 /**
@@ -233,6 +235,7 @@ export class Worker<B extends WorkerBroker = WorkerBroker> {
         activePks: stats.activePks,
         eventLoopLag: Math.max(timerLag, maxDelay),
         memory: process.memoryUsage.rss(),
+        ...(stats.counters ? { counters: stats.counters } : {}),
       });
       this.scheduleHeartbeat();
     }, intervalMs);
