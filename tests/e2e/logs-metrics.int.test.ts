@@ -127,6 +127,45 @@ describe('logging.format json, debug level, and daemon.metrics_port', () => {
       expect(byName.has('aiida_daemon_reconciler_redispatches_total')).toBe(true);
       expect((await fetch(`http://127.0.0.1:${port}/other`)).status).toBe(404);
 
+      // A worker killed and revived: its counts stay in the totals (counters never go down).
+      const victim = status.workers[0]?.pid as number;
+      process.kill(victim, 'SIGKILL');
+      const after = await waitFor(
+        async () => {
+          const parsed = parsePrometheus(
+            await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(),
+          );
+          const ready = parsed.find((f) => f.name === 'aiida_daemon_workers')?.metrics;
+          const revived = parsed
+            .find((f) => f.name === 'aiida_worker_memory_bytes')
+            ?.metrics.map((m) => m.labels?.pid);
+          return (
+            ready?.length === 1 &&
+            ready[0]?.labels?.state === 'ready' &&
+            ready[0]?.value === '2' &&
+            revived?.length === 2 &&
+            !revived.includes(String(victim)) &&
+            parsed
+          );
+        },
+        { timeout: 20, interval: 0.25, what: 'the killed worker to be revived in /metrics' },
+      );
+      const total = (list: Family[], name: string) =>
+        list
+          .find((f) => f.name === name)
+          ?.metrics.reduce((sum, m) => sum + Number(m.value ?? 0), 0) ?? 0;
+      expect(total(after, 'aiida_daemon_claims_total')).toBe(claims);
+      expect(total(after, 'aiida_daemon_processes_ended_total')).toBe(
+        total(families, 'aiida_daemon_processes_ended_total'),
+      );
+      expect(
+        Number(
+          after
+            .find((f) => f.name === 'aiida_worker_restarts')
+            ?.metrics.find((m) => m.labels?.worker === '0')?.value,
+        ),
+      ).toBe(1);
+
       await client.stopDaemon();
 
       // Every line of every log file: one JSON object with level and time; pk where a process is.

@@ -1,5 +1,6 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { renderLogLine } from '@aiida/config';
 import {
   PROTOCOL_VERSION,
   type WorkerCounters,
@@ -111,7 +112,8 @@ export class WorkerProcess {
       const lines = createInterface({ input: this.child.stderr, crlfDelay: Infinity });
       lines.on('line', (line) => {
         this.log.output(this.pid, 'stderr', line);
-        this.pushStderr(line);
+        // A JSON log line (logging.format json) is kept as a text line, for status and errors.
+        this.pushStderr(renderLogLine(line));
       });
       lines.on('close', onStdioClosed);
     } else stdioClosed++;
