@@ -461,6 +461,14 @@ export class DaemonClient {
   private clearStaleStateBeforeStart(): void {
     const reading = this.state.read(this.profile);
     if (reading === undefined) return;
+    if (reading.foreign) {
+      throw new DaemonException(
+        `Cannot start the daemon for profile '${this.profile.name}': ${reading.reason}. ` +
+          `If that host's daemon is gone, remove ${this.stateFilePath} (or set AIIDA_HOSTNAME ` +
+          'to the name this host should use).',
+        { code: ErrorCodes.alreadyRunning, details: { pid: reading.state.pid } },
+      );
+    }
     if (reading.live) {
       throw new DaemonException(
         `The daemon for profile '${this.profile.name}' is already running (pid ${reading.state.pid})`,
@@ -746,6 +754,13 @@ export class DaemonClient {
 
   private staleException(reading: DaemonStateReading): DaemonStalePidException {
     const pid = reading.state?.pid;
+    if (reading.foreign) {
+      return new DaemonStalePidException(
+        `The daemon for profile '${this.profile.name}' is not this host's: ${reading.reason}; ` +
+          'this host neither uses nor removes that file.',
+        { details: { pid, stateFile: this.stateFilePath, reason: reading.reason } },
+      );
+    }
     return new DaemonStalePidException(
       `The daemon for profile '${this.profile.name}' is not running: its state file ` +
         `${this.stateFilePath} is stale (${reading.reason ?? 'its process is gone'}); starting ` +

@@ -1,8 +1,7 @@
 import { readFileSync, rmdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { getDaemonDir, getDaemonLogDir, getOption, type Profile } from '@aiida/config';
+import { getDaemonDir, getDaemonLogDir, getHostname, getOption, type Profile } from '@aiida/config';
 import {
   type ControlRequest,
   type DaemonStateFile,
@@ -252,7 +251,7 @@ class SupervisorRuntime implements Supervisor {
       const state: DaemonStateFile = {
         v: STATE_FILE_VERSION,
         pid: this.pid,
-        hostname: hostname(),
+        hostname: getHostname(),
         bootId: identity.bootId,
         startTime: identity.startTime,
         socketPath: this.socketPath,
@@ -369,7 +368,7 @@ class SupervisorRuntime implements Supervisor {
     await this.pool?.refreshUsage();
     return {
       pid: this.pid,
-      hostname: hostname(),
+      hostname: getHostname(),
       profile: this.profile.name,
       startedAt: this.startedAt.toISOString(),
       protocolVersion: PROTOCOL_VERSION,
