@@ -80,7 +80,7 @@ test('presto --use-postgres: a role and database of its own; status shows them; 
     const status = await sandbox.run(['-p', name, 'status']);
     expect(status.stdout).toMatch(
       new RegExp(
-        `core\\.psql store at postgresql://${config.database_username}@.*\\(PostgreSQL 15[.\\d]*, schema version 1\\)`,
+        `core\\.psql store at postgresql://${config.database_username}@.*\\(PostgreSQL 15[.\\d]*, schema version 2\\)`,
       ),
     );
     const show = await sandbox.run(['-p', name, 'profile', 'show']);

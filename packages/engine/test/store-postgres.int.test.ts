@@ -39,6 +39,9 @@ describeStoreContract('core.psql', async () => {
       await db.admin(`UPDATE control_intents SET created_at = created_at - ${d}`);
       await db.admin(`UPDATE reports SET time = time - ${d}`);
       await db.admin(`UPDATE leader_lease SET lease_expires_at = lease_expires_at - ${d}`);
+      await db.admin(
+        `UPDATE workers SET started_at = started_at - ${d}, last_heartbeat_at = last_heartbeat_at - ${d}`,
+      );
     },
     setSchemaVersion: async (version) => {
       await db.admin('DELETE FROM schema_version WHERE version > $1', [version]);
