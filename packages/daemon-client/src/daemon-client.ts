@@ -12,6 +12,7 @@ import {
   type SerializedError,
   type WorkerStatus,
 } from '@aiida/ipc';
+import { type ClusterStatus, readClusterStatus } from './cluster-status.js';
 import {
   type ControlConnector,
   type ControlRequestBody,
@@ -705,6 +706,17 @@ export class DaemonClient {
    */
   async getStatus(options: CallOptions = {}): Promise<DaemonStatus> {
     return this.call({ type: 'status' }, { timeout: this.checkTimeout(options.timeout) });
+  }
+
+  /**
+   * Every host's workers of this profile, read from the store's worker registry (which each
+   * worker writes at its start and every heartbeat), grouped by host; a worker without a
+   * heartbeat for `daemon.lease_timeout` is marked `stale`. Needs no daemon on this host: it
+   * works while this host's daemon is down. Throws {@link DaemonException} `store_error` when the
+   * store can't be read.
+   */
+  async getClusterStatus(): Promise<ClusterStatus> {
+    return readClusterStatus(this.profile);
   }
 
   /** The workers, as {@link getStatus} shows them. */
