@@ -231,7 +231,7 @@ describe('daemon status --all-hosts', () => {
         staleWorkers: 2,
       },
       now,
-    ).replace(/\u001b\[[0-9;]*m/g, '');
+    );
     expect(text).toContain('this host: alpha; 2 hosts, 2 live and 2 stale workers');
     const rows = text.split('\n').filter((line) => /^(alpha|beta)/.test(line));
     expect(rows).toHaveLength(4);
