@@ -960,6 +960,15 @@ export class PostgresProcessStore implements ProcessStore {
     await this.query('DELETE FROM workers WHERE worker_id = $1', [workerId]);
   }
 
+  async removeStaleWorkers(hostname: string, staleAfterSeconds: number): Promise<string[]> {
+    const rows = await this.query<{ worker_id: string }>(
+      `DELETE FROM workers WHERE hostname = $1 AND last_heartbeat_at < ${NOW_SQL} - $2::bigint
+       RETURNING worker_id`,
+      [hostname, Math.round(staleAfterSeconds * 1000)],
+    );
+    return rows.map((r) => r.worker_id).sort();
+  }
+
   async listWorkers(options: { staleAfterSeconds: number }): Promise<WorkerRecord[]> {
     // One statement: the rows and the database's time at the same instant.
     const rows = await this.query<rules.WorkerRow & { now: number }>(

@@ -481,6 +481,12 @@ export interface ProcessStore {
    * older than `staleAfterSeconds` (measured by the store's clock) is marked `stale`.
    */
   listWorkers(options: { staleAfterSeconds: number }): Promise<WorkerRecord[]>;
+  /**
+   * Removes the rows of `hostname`'s workers whose last heartbeat is older than
+   * `staleAfterSeconds` (a worker starting on a host clears what its host's dead workers left).
+   * Returns the removed worker ids. A stalled worker that comes back registers again.
+   */
+  removeStaleWorkers(hostname: string, staleAfterSeconds: number): Promise<string[]>;
 
   // --- reports and cleanup --------------------------------------------------------------------
   addReport(pk: number, level: ReportLevel, message: string): Promise<void>;

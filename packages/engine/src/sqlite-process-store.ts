@@ -1020,6 +1020,18 @@ export class SqliteProcessStore implements ProcessStore {
     this.tx(() => this.db.prepare('DELETE FROM workers WHERE worker_id = ?').run(workerId));
   }
 
+  async removeStaleWorkers(hostname: string, staleAfterSeconds: number): Promise<string[]> {
+    return this.tx(() => {
+      const cutoff = this.now() - staleAfterSeconds * 1000;
+      const rows = this.db
+        .prepare(
+          'DELETE FROM workers WHERE hostname = ? AND last_heartbeat_at < ? RETURNING worker_id',
+        )
+        .all(hostname, cutoff) as { worker_id: string }[];
+      return rows.map((r) => r.worker_id).sort();
+    });
+  }
+
   async listWorkers(options: { staleAfterSeconds: number }): Promise<WorkerRecord[]> {
     return this.read(() => {
       const now = this.now();

@@ -619,6 +619,19 @@ export function describeStoreContract(
         );
       });
 
+      test("removeStaleWorkers removes only the given host's stale rows", async () => {
+        await store.registerWorker(worker('a:1:x', 'hostA', 1));
+        await store.registerWorker(worker('b:2:y', 'hostB', 2));
+        await h.advance(6);
+        await store.registerWorker(worker('a:3:z', 'hostA', 3));
+        expect(await store.removeStaleWorkers('hostA', 5)).toEqual(['a:1:x']);
+        expect(await store.removeStaleWorkers('hostA', 5)).toEqual([]);
+        expect((await store.listWorkers({ staleAfterSeconds: 5 })).map((w) => w.workerId)).toEqual([
+          'a:3:z',
+          'b:2:y',
+        ]);
+      });
+
       test('stale once the last heartbeat is older than staleAfterSeconds, by the store clock', async () => {
         await store.registerWorker(worker('a:1:x', 'hostA', 1));
         await store.registerWorker(worker('b:2:y', 'hostB', 2));

@@ -238,6 +238,7 @@ export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
       throw error;
     }
     this.executor.startHeartbeat(this.options.heartbeatInterval);
+    await this.clearDeadWorkersOfThisHost();
     await this.register();
     this.registryTimer = setInterval(() => {
       void this.register();
@@ -429,6 +430,23 @@ export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
           );
         }
       });
+  }
+
+  /** Removes the registry rows that this host's dead workers left (stale for a lease timeout). */
+  private async clearDeadWorkersOfThisHost(): Promise<void> {
+    try {
+      const removed = await this.store!.removeStaleWorkers(
+        this.options.hostname ?? getHostname(),
+        this.options.leaseTimeout,
+      );
+      if (removed.length > 0) {
+        this.logger.info(
+          `removed stale workers of this host from the registry: ${removed.join(', ')}`,
+        );
+      }
+    } catch (error) {
+      this.logger.warn(`could not clear the worker registry: ${describeError(error).message}`);
+    }
   }
 
   /**

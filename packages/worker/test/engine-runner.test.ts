@@ -337,8 +337,22 @@ test('drain releases a workflow at its step boundary and publishes its task agai
 });
 
 test('registers in the worker registry at start, heartbeats its slots there, and leaves on drain', async () => {
+  // Rows a killed worker of this host and one of another host left a minute ago.
+  const past = new SqliteProcessStore({
+    filepath: join(dir, 'aiida.sqlite'),
+    clock: { now: () => Date.now() - 60_000 },
+  });
+  const dead = { pid: 1, slotsUsed: 0, slotsTotal: 2 };
+  await past.registerWorker({ ...dead, workerId: 'test-host:1:dead', hostname: 'test-host' });
+  await past.registerWorker({ ...dead, workerId: 'other:1:dead', hostname: 'other' });
+  await past.close();
   runner = makeRunner(2, 2);
   await runner.start(broker);
+  // This host's dead worker is cleared at the start; another host's row is not ours to clear.
+  expect((await store.listWorkers({ staleAfterSeconds: 5 })).map((w) => w.workerId)).toEqual([
+    'other:1:dead',
+    'test-worker',
+  ]);
   const mine = async () =>
     (await store.listWorkers({ staleAfterSeconds: 5 })).find((w) => w.workerId === 'test-worker');
   expect(await mine()).toMatchObject({
@@ -357,5 +371,7 @@ test('registers in the worker registry at start, heartbeats its slots there, and
   });
   gate(1).resolve();
   await runner.drain(2);
-  expect(await store.listWorkers({ staleAfterSeconds: 5 })).toEqual([]);
+  expect((await store.listWorkers({ staleAfterSeconds: 5 })).map((w) => w.workerId)).toEqual([
+    'other:1:dead',
+  ]);
 });
