@@ -22,6 +22,8 @@ interface TimeoutOption {
   timeout?: number;
 }
 
+type StatusOptions = TimeoutOption & { all?: boolean; allHosts?: boolean; json?: boolean };
+
 /**
  * Refuses, before anything is started, a daemon of more than `daemon.max_workers` workers (the
  * client and the supervisor refuse too; this spares the user a spinner that can only fail).
@@ -197,38 +199,18 @@ export function registerDaemonCommands(program: Command): void {
     )
     .option('--json', 'Print the status as JSON (an array with --all).')
     .option('-t, --timeout <seconds>', TIMEOUT_HELP, parseSeconds)
-    .action(
-      async (
-        options: TimeoutOption & { all?: boolean; allHosts?: boolean; json?: boolean },
-        cmd: Command,
-      ) => {
-        const profiles = options.all ? listProfiles() : [loadProfile(cmd)];
-        if (options.allHosts) {
-          const clusters: ClusterStatus[] = [];
-          for (const profile of profiles) {
-            const cluster = await daemonClientFor(profile).getClusterStatus();
-            clusters.push(cluster);
-            if (!options.json) {
-              echo(`${paint('Profile:', ['blue', 'bold'])} ${paint(profile.name, 'bold')}`);
-              echo(renderClusterStatus(cluster));
-            }
-          }
-          if (options.json) echoJson(options.all ? clusters : clusters[0]);
-          if (clusters.some((c) => c.workers === c.staleWorkers)) {
-            process.exitCode = ExitCodes.notRunning;
-          }
-          return;
-        }
-        const results: DaemonStatusResult[] = [];
-        for (const profile of profiles) {
-          const result = await daemonStatusOf(profile, options.timeout);
-          results.push(result);
-          if (!options.json) printStatus(result);
-        }
-        if (options.json) echoJson(options.all ? results : results[0]);
-        if (results.some((r) => !r.running)) process.exitCode = ExitCodes.notRunning;
-      },
-    );
+    .action(async (options: StatusOptions, cmd: Command) => {
+      const profiles = options.all ? listProfiles() : [loadProfile(cmd)];
+      if (options.allHosts) return printClusterStatus(profiles, options);
+      const results: DaemonStatusResult[] = [];
+      for (const profile of profiles) {
+        const result = await daemonStatusOf(profile, options.timeout);
+        results.push(result);
+        if (!options.json) printStatus(result);
+      }
+      if (options.json) echoJson(options.all ? results : results[0]);
+      if (results.some((r) => !r.running)) process.exitCode = ExitCodes.notRunning;
+    });
   withExamples(status, [
     'aiida daemon status',
     'aiida daemon status --all',
@@ -357,6 +339,25 @@ async function daemonStatusOf(
       error: { code: codeOf(error) ?? 'daemon_error', message: describeError(error).message },
     };
   }
+}
+
+/**
+ * `daemon status --all-hosts`: every host's workers of each profile from its store's registry, as
+ * a table or JSON (`ClusterStatus`, an array with `--all`); exit code 3 when a profile has no
+ * live worker on any host.
+ */
+async function printClusterStatus(profiles: Profile[], options: StatusOptions): Promise<void> {
+  const clusters: ClusterStatus[] = [];
+  for (const profile of profiles) {
+    const cluster = await daemonClientFor(profile).getClusterStatus();
+    clusters.push(cluster);
+    if (!options.json) {
+      echo(`${paint('Profile:', ['blue', 'bold'])} ${paint(profile.name, 'bold')}`);
+      echo(renderClusterStatus(cluster));
+    }
+  }
+  if (options.json) echoJson(options.all ? clusters : clusters[0]);
+  if (clusters.some((c) => c.workers === c.staleWorkers)) process.exitCode = ExitCodes.notRunning;
 }
 
 function printStatus(result: DaemonStatusResult): void {
