@@ -232,6 +232,7 @@ class SupervisorRuntime implements Supervisor {
       const identity = currentIdentity();
       this.lock = acquireDaemonLock(daemonLockPath(profile), identity, {
         profileName: profile.name,
+        hostname: getHostname(),
       });
       const location = chooseSocketPath(this.daemonDir);
       if (location.fallbackDir) {
