@@ -1,5 +1,5 @@
-import type { DaemonClient } from '@aiida/daemon-client';
-import { formatBytes, formatLocalTime, formatUptime } from './format.js';
+import type { ClusterStatus, DaemonClient } from '@aiida/daemon-client';
+import { formatAge, formatBytes, formatLocalTime, formatUptime } from './format.js';
 import { paint } from './output.js';
 import { formatTable } from './table.js';
 
@@ -108,4 +108,40 @@ export function renderDaemonStatus(
     );
   }
   return { text: lines.join('\n'), warnings };
+}
+
+/**
+ * The body of `aiida daemon status --all-hosts`: every host's workers from the store's worker
+ * registry, one table row per worker (host, pid, worker id, started, last heartbeat, slots,
+ * `live` or `stale`), this host marked with `*`.
+ */
+export function renderClusterStatus(status: ClusterStatus, now: number = Date.now()): string {
+  const live = status.workers - status.staleWorkers;
+  const lines = [
+    `Store: ${status.backend}; this host: ${status.thisHost}; ` +
+      `${status.hosts.length} ${status.hosts.length === 1 ? 'host' : 'hosts'}, ` +
+      `${live} live and ${status.staleWorkers} stale ${status.workers === 1 ? 'worker' : 'workers'} ` +
+      `(stale: no heartbeat for ${status.staleAfter} s)`,
+  ];
+  if (status.workers === 0) {
+    lines.push('No worker of any host is registered: no daemon of this profile runs.');
+    return lines.join('\n');
+  }
+  const rows = status.hosts.flatMap((host) =>
+    host.workers.map((w) => [
+      host.thisHost ? `${host.hostname}*` : host.hostname,
+      w.pid,
+      w.workerId,
+      formatLocalTime(w.startedAt),
+      formatAge(w.lastHeartbeatAt, now),
+      `${w.slotsUsed} / ${w.slotsTotal}`,
+      w.stale ? paint('stale', 'red') : paint('live', 'green'),
+    ]),
+  );
+  lines.push(
+    formatTable(['host', 'pid', 'worker', 'started', 'heartbeat', 'slots', 'state'], rows, {
+      align: ['left', 'right', 'left', 'left', 'left', 'right', 'left'],
+    }),
+  );
+  return lines.join('\n');
 }

@@ -2,6 +2,7 @@
 // and a database of the profile's own (or says what is missing), status reports the store, the
 // password never shows, and profile delete --delete-data drops the database.
 import { getProfile } from '@aiida/config';
+import { POSTGRES_SCHEMA_VERSION } from '@aiida/engine';
 import pg from 'pg';
 import {
   createTestDatabase,
@@ -80,7 +81,7 @@ test('presto --use-postgres: a role and database of its own; status shows them; 
     const status = await sandbox.run(['-p', name, 'status']);
     expect(status.stdout).toMatch(
       new RegExp(
-        `core\\.psql store at postgresql://${config.database_username}@.*\\(PostgreSQL 15[.\\d]*, schema version 1\\)`,
+        `core\\.psql store at postgresql://${config.database_username}@.*\\(PostgreSQL 15[.\\d]*, schema version ${POSTGRES_SCHEMA_VERSION}\\)`,
       ),
     );
     const show = await sandbox.run(['-p', name, 'profile', 'show']);
@@ -184,7 +185,7 @@ test('profile setup --storage-backend core.psql: an existing database; missing f
     expect(status.stdout).toContain(`core.psql store at postgresql://${db.username}@`);
     expect(status.stdout + status.stderr + setup.stdout + setup.stderr).not.toContain(db.password);
     const tables = await db.admin('SELECT MAX(version) AS v FROM schema_version');
-    expect(tables.rows[0]).toEqual({ v: 1 });
+    expect(tables.rows[0]).toEqual({ v: POSTGRES_SCHEMA_VERSION });
 
     const wrong = await sandbox.run([
       'profile',

@@ -5,7 +5,12 @@ import { InvalidArgumentError } from 'commander';
 import { type CallTree, formatCallTree, formatReports, type TreeReport } from '../src/call-tree.js';
 import { brokerSettingsFromEnvironment } from '../src/commands/presto.js';
 import { listFilter } from '../src/commands/process.js';
-import { type DaemonStatus, renderDaemonStatus, slotWarning } from '../src/daemon-status-view.js';
+import {
+  type DaemonStatus,
+  renderClusterStatus,
+  renderDaemonStatus,
+  slotWarning,
+} from '../src/daemon-status-view.js';
 import { CliError, describeError, ExitCodes } from '../src/errors.js';
 import { formatAge, formatBytes, formatDuration, formatUptime } from '../src/format.js';
 import { parseKeyValue, parsePk, parsePort, parsePositiveInt, parseSeconds } from '../src/parse.js';
@@ -191,6 +196,62 @@ describe('the daemon status view', () => {
     expect(renderDaemonStatus({ ...base, workers: [] }, now).text).toContain(
       'No workers are running. Use `aiida daemon incr` to start some!',
     );
+  });
+});
+
+describe('daemon status --all-hosts', () => {
+  const now = Date.parse('2024-05-01T10:00:30Z');
+  const w = (pid: number, stale: boolean) => ({
+    workerId: `h:${pid}:x`,
+    pid,
+    slotsUsed: 3,
+    slotsTotal: 200,
+    startedAt: '2024-05-01T10:00:00Z',
+    lastHeartbeatAt: stale ? '2024-05-01T10:00:05Z' : '2024-05-01T10:00:29Z',
+    stale,
+  });
+  const host = (hostname: string, thisHost: boolean, stale: boolean) => ({
+    hostname,
+    thisHost,
+    workers: [w(10, stale), w(11, stale)],
+    liveWorkers: stale ? 0 : 2,
+    slotsUsed: stale ? 0 : 6,
+    slotsTotal: stale ? 0 : 400,
+  });
+
+  it('one row per worker of every host, this host starred, stale ones marked', () => {
+    const text = renderClusterStatus(
+      {
+        profile: 'p',
+        backend: 'core.psql',
+        thisHost: 'alpha',
+        staleAfter: 10,
+        hosts: [host('alpha', true, false), host('beta', false, true)],
+        workers: 4,
+        staleWorkers: 2,
+      },
+      now,
+    );
+    expect(text).toContain('this host: alpha; 2 hosts, 2 live and 2 stale workers');
+    const rows = text.split('\n').filter((line) => /^(alpha|beta)/.test(line));
+    expect(rows).toHaveLength(4);
+    expect(rows.filter((r) => r.startsWith('alpha* ') && r.endsWith('live'))).toHaveLength(2);
+    expect(rows.filter((r) => r.startsWith('beta ') && r.endsWith('stale'))).toHaveLength(2);
+    expect(rows[2]).toContain('25s ago');
+    expect(rows[0]).toContain('3 / 200');
+  });
+
+  it('says so when no worker is registered', () => {
+    const text = renderClusterStatus({
+      profile: 'p',
+      backend: 'core.sqlite',
+      thisHost: 'alpha',
+      staleAfter: 10,
+      hosts: [],
+      workers: 0,
+      staleWorkers: 0,
+    });
+    expect(text).toContain('No worker of any host is registered');
   });
 });
 

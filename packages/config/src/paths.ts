@@ -1,6 +1,7 @@
 import { statSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { homedir, hostname } from 'node:os';
 import { basename, delimiter, dirname, join, resolve } from 'node:path';
+import { ConfigError, ConfigErrorCodes } from './errors.js';
 
 /** Name of the folder under `AIIDA_PATH` that holds the config files, daemons and storage. */
 export const CONFIG_DIR_NAME = '.aiida';
@@ -73,14 +74,55 @@ export function getAiidaConfigFilePath(aiidaPath?: string): string {
   return join(getConfigDir(aiidaPath), AIIDA_CONFIG_FILE_NAME);
 }
 
-/** The daemon folder of a profile, `<cfg>/daemon/<profile>`: state file, socket, logs. */
-export function getDaemonDir(profile: ProfileLocation): string {
+/**
+ * Environment variable that overrides this host's name for the daemon's files and the worker
+ * registry: for tests and containers that simulate several hosts on one machine (or hosts whose
+ * `os.hostname()` is not stable). Unset or empty: `os.hostname()`.
+ */
+export const HOSTNAME_ENV = 'AIIDA_HOSTNAME';
+
+/** What a host name must look like to name a folder: letters, digits, `.`, `_`, `-`. */
+const HOSTNAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,252}$/;
+
+/**
+ * This host's name as the daemon knows it: `AIIDA_HOSTNAME` if set, else `os.hostname()`. It
+ * names the host's daemon folder ({@link getDaemonDir}) and is recorded in the state file and the
+ * worker registry. Throws `ConfigError` `config_invalid` for a name that can't be a folder name.
+ */
+export function getHostname(env: NodeJS.ProcessEnv = process.env): string {
+  const override = env[HOSTNAME_ENV];
+  const name = override === undefined || override === '' ? hostname() : override;
+  if (!HOSTNAME_PATTERN.test(name) || name === '.' || name === '..') {
+    throw new ConfigError(
+      ConfigErrorCodes.configInvalid,
+      `${override ? `${HOSTNAME_ENV}=${JSON.stringify(name)}` : `the host name ${JSON.stringify(name)}`} ` +
+        'cannot name a folder: use letters, digits, ".", "_" and "-" only (at most 253 characters)' +
+        (override ? '' : `, or set ${HOSTNAME_ENV} to such a name`),
+    );
+  }
+  return name;
+}
+
+/**
+ * The folder of a profile's daemons on every host, `<cfg>/daemon/<profile>`: one subfolder per
+ * host ({@link getDaemonDir}), so that a config folder shared between hosts (the same
+ * `AIIDA_PATH` on NFS) keeps each host's daemon files apart.
+ */
+export function getProfileDaemonDir(profile: ProfileLocation): string {
   return join(getConfigDir(profile.aiidaPath), 'daemon', profile.name);
 }
 
-/** The daemon's log folder of a profile, `<cfg>/daemon/<profile>/log`. */
-export function getDaemonLogDir(profile: ProfileLocation): string {
-  return join(getDaemonDir(profile), 'log');
+/**
+ * This host's daemon folder of a profile, `<cfg>/daemon/<profile>/<hostname>`: its lock, state
+ * file, control socket and logs. `hostname` defaults to {@link getHostname}.
+ */
+export function getDaemonDir(profile: ProfileLocation, hostname: string = getHostname()): string {
+  return join(getProfileDaemonDir(profile), hostname);
+}
+
+/** This host's daemon log folder of a profile, `<cfg>/daemon/<profile>/<hostname>/log`. */
+export function getDaemonLogDir(profile: ProfileLocation, hostname?: string): string {
+  return join(getDaemonDir(profile, hostname), 'log');
 }
 
 /** The storage folder of a profile, `<cfg>/storage/<profile>`. */

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import {
   ConfigErrorCodes,
@@ -8,7 +9,9 @@ import {
   getDaemonDir,
   getDaemonLogDir,
   getDefaultProfileName,
+  getHostname,
   getProfile,
+  getProfileDaemonDir,
   getStorageDir,
   listProfiles,
   profileNameProblem,
@@ -105,9 +108,23 @@ describe('createProfile', () => {
 
   test('the paths of a profile are under its AIIDA_PATH', () => {
     const profile = createProfile({ name: 'p' }, at);
-    expect(getDaemonDir(profile)).toBe(join(tmp.configDir, 'daemon', 'p'));
-    expect(getDaemonLogDir(profile)).toBe(join(tmp.configDir, 'daemon', 'p', 'log'));
+    const host = getHostname();
+    expect(getProfileDaemonDir(profile)).toBe(join(tmp.configDir, 'daemon', 'p'));
+    expect(getDaemonDir(profile)).toBe(join(tmp.configDir, 'daemon', 'p', host));
+    expect(getDaemonLogDir(profile)).toBe(join(tmp.configDir, 'daemon', 'p', host, 'log'));
+    expect(getDaemonDir(profile, 'node7')).toBe(join(tmp.configDir, 'daemon', 'p', 'node7'));
     expect(getStorageDir(profile)).toBe(join(tmp.configDir, 'storage', 'p'));
+  });
+
+  test('the host name: AIIDA_HOSTNAME when set, else the system one; a name unfit for a folder is refused', () => {
+    expect(getHostname({})).toBe(hostname());
+    expect(getHostname({ AIIDA_HOSTNAME: '' })).toBe(hostname());
+    expect(getHostname({ AIIDA_HOSTNAME: 'node-2.cluster' })).toBe('node-2.cluster');
+    for (const bad of ['a/b', '..', '.hidden', 'with space']) {
+      const error = thrown(() => getHostname({ AIIDA_HOSTNAME: bad }));
+      expect(error.code).toBe('config_invalid');
+      expect(error.message).toContain(`AIIDA_HOSTNAME=${JSON.stringify(bad)}`);
+    }
   });
 
   test('partial broker settings override the defaults; undefined keys do not', () => {

@@ -12,6 +12,7 @@ import {
   type SerializedError,
   type WorkerStatus,
 } from '@aiida/ipc';
+import { type ClusterStatus, readClusterStatus } from './cluster-status.js';
 import {
   type ControlConnector,
   type ControlRequestBody,
@@ -461,6 +462,14 @@ export class DaemonClient {
   private clearStaleStateBeforeStart(): void {
     const reading = this.state.read(this.profile);
     if (reading === undefined) return;
+    if (reading.foreign) {
+      throw new DaemonException(
+        `Cannot start the daemon for profile '${this.profile.name}': ${reading.reason}. ` +
+          `If that host's daemon is gone, remove ${this.stateFilePath} (or set AIIDA_HOSTNAME ` +
+          'to the name this host should use).',
+        { code: ErrorCodes.alreadyRunning, details: { pid: reading.state.pid } },
+      );
+    }
     if (reading.live) {
       throw new DaemonException(
         `The daemon for profile '${this.profile.name}' is already running (pid ${reading.state.pid})`,
@@ -699,6 +708,17 @@ export class DaemonClient {
     return this.call({ type: 'status' }, { timeout: this.checkTimeout(options.timeout) });
   }
 
+  /**
+   * Every host's workers of this profile, read from the store's worker registry (which each
+   * worker writes at its start and every heartbeat), grouped by host; a worker without a
+   * heartbeat for `daemon.lease_timeout` is marked `stale`. Needs no daemon on this host: it
+   * works while this host's daemon is down. Throws {@link DaemonException} `store_error` when the
+   * store can't be read.
+   */
+  async getClusterStatus(): Promise<ClusterStatus> {
+    return readClusterStatus(this.profile);
+  }
+
   /** The workers, as {@link getStatus} shows them. */
   async getWorkerInfo(options: CallOptions = {}): Promise<WorkerStatus[]> {
     const result = await this.call(
@@ -746,6 +766,13 @@ export class DaemonClient {
 
   private staleException(reading: DaemonStateReading): DaemonStalePidException {
     const pid = reading.state?.pid;
+    if (reading.foreign) {
+      return new DaemonStalePidException(
+        `The daemon for profile '${this.profile.name}' is not this host's: ${reading.reason}; ` +
+          'this host neither uses nor removes that file.',
+        { details: { pid, stateFile: this.stateFilePath, reason: reading.reason } },
+      );
+    }
     return new DaemonStalePidException(
       `The daemon for profile '${this.profile.name}' is not running: its state file ` +
         `${this.stateFilePath} is stale (${reading.reason ?? 'its process is gone'}); starting ` +

@@ -32,9 +32,12 @@ export const daemonStateAccess: DaemonStateAccess = {
 
 /**
  * Removes a stale state file, but only if it still holds what was judged stale: a supervisor that
- * started meanwhile has replaced it (atomically) with its own, which must stay.
+ * started meanwhile has replaced it (atomically) with its own, which must stay. Never removes
+ * another host's file (`foreign`).
  */
 export function removeStaleStateFile(path: string, stale: DaemonStateReading): boolean {
+  // Another host's file can't be judged from here: it is never removed.
+  if (stale.foreign) return false;
   let text: string;
   try {
     text = readFileSync(path, 'utf8');

@@ -10,6 +10,7 @@ export type {
   WorkerState,
   WorkerStatus,
 } from '@aiida/ipc';
+export type { ClusterHost, ClusterStatus, ClusterWorker } from './cluster-status.js';
 export {
   type CallOptions,
   DaemonClient,

@@ -4,7 +4,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import type { Profile } from '@aiida/config';
+import { getHostname, type Profile } from '@aiida/config';
 import { isAlive, pidsOfThisRun, stopPid } from '../../../tests/support/processes.js';
 import { type TestProfile, withLogTails } from '../../../tests/support/test-profile.js';
 import { DaemonClient } from '../src/index.js';
@@ -95,7 +95,8 @@ export async function expectNothingLeft(profile: Profile): Promise<void> {
 
 /**
  * Writes a daemon state file for `client`'s profile: by default a stale one, whose process is gone
- * (pid 2^22 + 1 is above Linux's pid limit, on another boot); `fields` replace any of its fields.
+ * (pid 2^22 + 1 is above Linux's pid limit, on another boot) of this host; `fields` replace any
+ * of its fields.
  */
 export function writeDaemonState(client: DaemonClient, fields: Record<string, unknown> = {}): void {
   mkdirSync(client.daemonDir, { recursive: true });
@@ -104,7 +105,7 @@ export function writeDaemonState(client: DaemonClient, fields: Record<string, un
     JSON.stringify({
       v: 1,
       pid: 4194305,
-      hostname: 'h',
+      hostname: getHostname(),
       bootId: 'not-this-boot',
       startTime: 1,
       socketPath: `${client.daemonDir}/daemon.sock`,

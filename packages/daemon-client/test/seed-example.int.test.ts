@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { createProfile, getDefaultProfileName, type Profile } from '@aiida/config';
 import { ErrorCodes } from '@aiida/ipc';
 import { isAlive } from '../../../tests/support/processes.js';
@@ -135,6 +135,24 @@ describe('the seed example', () => {
     expect(existsSync(client.stateFilePath)).toBe(true); // reading changes nothing
     expect(await client.stopDaemon()).toMatchObject({ wasRunning: false, staleStateRemoved: true });
     expect(existsSync(client.stateFilePath)).toBe(false);
+  });
+
+  it("never judges another host's state file stale: stop leaves it, start refuses", async () => {
+    const client = getDaemonClient();
+    writeDaemonState(client, { hostname: 'another-host' });
+    const before = readFileSync(client.stateFilePath, 'utf8');
+    expect(client.isDaemonRunning).toBe(false);
+    expect(() => client.getDaemonPid()).toThrow(/written by host 'another-host'/);
+    expect(await client.stopDaemon()).toMatchObject({
+      wasRunning: false,
+      staleStateRemoved: false,
+    });
+    await expect(client.startDaemon({ wait: false })).rejects.toMatchObject({
+      code: 'already_running',
+      message: expect.stringContaining("written by host 'another-host'"),
+    });
+    expect(readFileSync(client.stateFilePath, 'utf8')).toBe(before);
+    rmSync(client.stateFilePath);
   });
 
   it('starts over a stale state file', async () => {

@@ -13,7 +13,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { getDaemonDir, type ProfileLocation } from '@aiida/config';
+import { getDaemonDir, getHostname, type ProfileLocation } from '@aiida/config';
 import { type DaemonStateFile, daemonStateFileSchema, ErrorCodes } from '@aiida/ipc';
 import { SupervisorError } from './errors.js';
 import { checkLiveness, type ProcReader, readProcFile } from './process-identity.js';
@@ -44,18 +44,25 @@ export function daemonLockPath(profile: ProfileLocation): string {
 
 /** A state file read from disk, and whether its process still runs. */
 export type DaemonStateReading =
-  | { live: true; state: DaemonStateFile; reason?: undefined }
+  | { live: true; state: DaemonStateFile; reason?: undefined; foreign?: undefined }
   /** `state` is undefined when the file exists but is not a valid state file. */
-  | { live: false; state: DaemonStateFile | undefined; reason: string };
+  | { live: false; state: DaemonStateFile | undefined; reason: string; foreign?: undefined }
+  /**
+   * Written by another host (its `hostname` is not this host's): this host can't check that
+   * host's pids, so the file is neither live nor stale here and must never be removed from here.
+   */
+  | { live: false; state: DaemonStateFile; reason: string; foreign: true };
 
 /**
- * Reads the state file of a profile's daemon and checks it: live only while its pid runs with the
- * recorded start time and boot id. Returns `undefined` when there is no state file (no daemon).
- * Never changes anything on disk.
+ * Reads the state file of this host's daemon of a profile and checks it: live only while its pid
+ * runs with the recorded start time and boot id. A file recorded by another host (`hostname`, e.g.
+ * a folder copied between machines) is `foreign`: never judged stale here. Returns `undefined`
+ * when there is no state file (no daemon). Never changes anything on disk.
  */
 export function readDaemonState(
   profile: ProfileLocation,
   read: ProcReader = readProcFile,
+  host: string = getHostname(),
 ): DaemonStateReading | undefined {
   const path = daemonStatePath(profile);
   let text: string;
@@ -72,6 +79,16 @@ export function readDaemonState(
   const state = parseDaemonState(text);
   if (state === undefined) {
     return { live: false, state: undefined, reason: `${path} is not a valid daemon state file` };
+  }
+  if (state.hostname !== host) {
+    return {
+      live: false,
+      state,
+      foreign: true,
+      reason:
+        `${path} was written by host '${state.hostname}' (pid ${state.pid}), not by this host ` +
+        `('${host}'), which cannot check that host's processes`,
+    };
   }
   const liveness = checkLiveness(state, read);
   return liveness.live ? { live: true, state } : { live: false, state, reason: liveness.reason };

@@ -23,10 +23,18 @@ export interface AcquireDaemonLockOptions {
   read?: ProcReader;
   /** Profile name, for the error message. */
   profileName?: string;
+  /**
+   * This host's name, recorded in the lock. A lock recorded by another host is never judged stale
+   * here (this host can't check that host's pids): the start is refused.
+   */
+  hostname?: string;
 }
 
+/** A lock file's content: the holder's identity and, when recorded, its host. */
+export type LockHolder = ProcessIdentity & { hostname?: string };
+
 /** Parses a lock file's text; `undefined` when it is not a valid lock. */
-export function parseLockFile(text: string): ProcessIdentity | undefined {
+export function parseLockFile(text: string): LockHolder | undefined {
   try {
     const value = JSON.parse(text) as Partial<ProcessIdentity>;
     if (
@@ -36,10 +44,12 @@ export function parseLockFile(text: string): ProcessIdentity | undefined {
       typeof value.bootId === 'string' &&
       value.bootId.length > 0
     ) {
+      const hostname = (value as { hostname?: unknown }).hostname;
       return {
         pid: value.pid as number,
         startTime: value.startTime as number,
         bootId: value.bootId,
+        ...(typeof hostname === 'string' ? { hostname } : {}),
       };
     }
   } catch {}
@@ -99,12 +109,27 @@ export function acquireDaemonLock(
   options: AcquireDaemonLockOptions = {},
 ): DaemonLock {
   const read = options.read ?? readProcFile;
-  const content = `${JSON.stringify(identity)}\n`;
+  const content = `${JSON.stringify(
+    options.hostname === undefined ? identity : { ...identity, hostname: options.hostname },
+  )}\n`;
   const unique = `${identity.pid}.${randomBytes(4).toString('hex')}`;
   const mutexPath = `${path}.takeover`;
   const deadline = Date.now() + TAKEOVER_DEADLINE_MS;
   const refuseIfLive = (text: string | undefined): void => {
     const holder = text === undefined ? undefined : parseLockFile(text);
+    if (
+      holder?.hostname !== undefined &&
+      options.hostname !== undefined &&
+      holder.hostname !== options.hostname
+    ) {
+      throw new SupervisorError(
+        ErrorCodes.alreadyRunning,
+        `the daemon lock ${path} is held by host '${holder.hostname}' (pid ${holder.pid}), not ` +
+          `this host ('${options.hostname}'), which cannot check that host's processes; if that ` +
+          'daemon is gone, remove the lock file',
+        { details: { pid: holder.pid, hostname: holder.hostname } },
+      );
+    }
     if (holder !== undefined && checkLiveness(holder, read).live) {
       throw new SupervisorError(
         ErrorCodes.alreadyRunning,

@@ -1,10 +1,10 @@
 import { readFileSync, rmdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import {
   getDaemonDir,
   getDaemonLogDir,
+  getHostname,
   getOption,
   type LogFormat,
   type Profile,
@@ -251,6 +251,7 @@ class SupervisorRuntime implements Supervisor {
       const identity = currentIdentity();
       this.lock = acquireDaemonLock(daemonLockPath(profile), identity, {
         profileName: profile.name,
+        hostname: getHostname(),
       });
       const location = chooseSocketPath(this.daemonDir);
       if (location.fallbackDir) {
@@ -291,7 +292,7 @@ class SupervisorRuntime implements Supervisor {
       const state: DaemonStateFile = {
         v: STATE_FILE_VERSION,
         pid: this.pid,
-        hostname: hostname(),
+        hostname: getHostname(),
         bootId: identity.bootId,
         startTime: identity.startTime,
         socketPath: this.socketPath,
@@ -410,7 +411,7 @@ class SupervisorRuntime implements Supervisor {
     await this.pool?.refreshUsage();
     return {
       pid: this.pid,
-      hostname: hostname(),
+      hostname: getHostname(),
       profile: this.profile.name,
       startedAt: this.startedAt.toISOString(),
       protocolVersion: PROTOCOL_VERSION,

@@ -79,29 +79,40 @@ describe('state file', () => {
   };
 
   test('no file: undefined', () => {
-    expect(readDaemonState(profile(), fakeProc({}))).toBeUndefined();
+    expect(readDaemonState(profile(), fakeProc({}), 'h')).toBeUndefined();
   });
 
   test('live while pid, start time and boot id match; stale otherwise, with a reason', () => {
     write(state(10, 500));
-    expect(readDaemonState(profile(), fakeProc({ 10: 500 }))).toMatchObject({
+    expect(readDaemonState(profile(), fakeProc({ 10: 500 }), 'h')).toMatchObject({
       live: true,
       state: { pid: 10 },
     });
-    expect(readDaemonState(profile(), fakeProc({ 10: 501 }))).toMatchObject({
+    expect(readDaemonState(profile(), fakeProc({ 10: 501 }), 'h')).toMatchObject({
       live: false,
       state: { pid: 10 },
       reason: expect.stringContaining('another process'),
     });
-    expect(readDaemonState(profile(), fakeProc({}))).toMatchObject({
+    expect(readDaemonState(profile(), fakeProc({}), 'h')).toMatchObject({
       live: false,
       reason: 'process 10 is not running',
     });
   });
 
+  test("another host's file is foreign, never stale, whatever this host's /proc says", () => {
+    write(state(10, 500));
+    expect(readDaemonState(profile(), fakeProc({}), 'other')).toMatchObject({
+      live: false,
+      foreign: true,
+      state: { pid: 10, hostname: 'h' },
+      reason: expect.stringContaining("written by host 'h'"),
+    });
+    expect(readDaemonState(profile(), fakeProc({ 10: 500 }), 'other')?.live).toBe(false);
+  });
+
   test('a file that is not a state file is stale, never thrown', () => {
     write({ hello: 'world' });
-    expect(readDaemonState(profile(), fakeProc({}))).toMatchObject({
+    expect(readDaemonState(profile(), fakeProc({}), 'h')).toMatchObject({
       live: false,
       state: undefined,
       reason: expect.stringContaining('not a valid daemon state file'),

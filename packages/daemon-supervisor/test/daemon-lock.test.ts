@@ -148,3 +148,23 @@ setTimeout(() => {}, 1500);
     rmSync(lockPath, { force: true });
   }
 }, 60_000);
+
+test('a lock recorded by another host is never taken over here, even when its pid means nothing here', () => {
+  acquireDaemonLock(lockPath, other, { read: fakeProc({ 200: 7 }), hostname: 'node2' });
+  const before = readFileSync(lockPath, 'utf8');
+  expect(parseLockFile(before)).toEqual({ ...other, hostname: 'node2' });
+  let thrown: unknown;
+  try {
+    // Pid 200 does not run here: a lock of this host would be stale.
+    acquireDaemonLock(lockPath, me, { read: fakeProc({ 100: 5 }), hostname: 'node1' });
+  } catch (error) {
+    thrown = error;
+  }
+  expect(isSupervisorError(thrown) && thrown.code).toBe('already_running');
+  expect((thrown as Error).message).toContain("held by host 'node2' (pid 200)");
+  expect(readFileSync(lockPath, 'utf8')).toBe(before);
+  // The same host judges it as usual: stale, taken over.
+  const lock = acquireDaemonLock(lockPath, me, { read: fakeProc({ 100: 5 }), hostname: 'node2' });
+  expect(parseLockFile(readFileSync(lockPath, 'utf8'))).toEqual({ ...me, hostname: 'node2' });
+  lock.release();
+});

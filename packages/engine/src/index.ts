@@ -115,6 +115,8 @@ export type {
   StorageBackendName,
   TerminalEffects,
   TerminalResult,
+  WorkerRecord,
+  WorkerRegistration,
 } from './process-store.js';
 export {
   type ReconcileReport,

@@ -80,6 +80,22 @@ export const POSTGRES_MIGRATIONS: readonly StoreMigration[] = [
       INSERT INTO leader_lease (id, owner, lease_expires_at) VALUES (1, '', 0);
     `,
   },
+  {
+    version: 2,
+    description: 'worker registry: host, pid, start, last heartbeat, slots of every worker',
+    sql: `
+      CREATE TABLE workers (
+        worker_id TEXT PRIMARY KEY,
+        hostname TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        slots_used INTEGER NOT NULL,
+        slots_total INTEGER NOT NULL,
+        started_at BIGINT NOT NULL,
+        last_heartbeat_at BIGINT NOT NULL
+      );
+      CREATE INDEX workers_host ON workers (hostname, started_at);
+    `,
+  },
 ];
 
 /** Schema version of the PostgreSQL store this code writes and reads. */

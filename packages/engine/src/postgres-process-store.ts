@@ -26,6 +26,8 @@ import type {
   ReportLevel,
   TerminalEffects,
   TerminalResult,
+  WorkerRecord,
+  WorkerRegistration,
 } from './process-store.js';
 import {
   activityBuckets,
@@ -939,6 +941,43 @@ export class PostgresProcessStore implements ProcessStore {
       `UPDATE processes SET dispatched_at = ${NOW_SQL} WHERE pk = ANY($1::bigint[])`,
       [pks],
     );
+  }
+
+  // --- worker registry ------------------------------------------------------------------------
+
+  async registerWorker(worker: WorkerRegistration): Promise<void> {
+    await this.query(
+      `INSERT INTO workers (worker_id, hostname, pid, slots_used, slots_total, started_at, last_heartbeat_at)
+       VALUES ($1, $2, $3, $4, $5, ${NOW_SQL}, ${NOW_SQL})
+       ON CONFLICT (worker_id) DO UPDATE SET hostname = excluded.hostname, pid = excluded.pid,
+         slots_used = excluded.slots_used, slots_total = excluded.slots_total,
+         last_heartbeat_at = excluded.last_heartbeat_at`,
+      [worker.workerId, worker.hostname, worker.pid, worker.slotsUsed, worker.slotsTotal],
+    );
+  }
+
+  async unregisterWorker(workerId: string): Promise<void> {
+    await this.query('DELETE FROM workers WHERE worker_id = $1', [workerId]);
+  }
+
+  async removeStaleWorkers(hostname: string, staleAfterSeconds: number): Promise<string[]> {
+    const rows = await this.query<{ worker_id: string }>(
+      `DELETE FROM workers WHERE hostname = $1 AND last_heartbeat_at < ${NOW_SQL} - $2::bigint
+       RETURNING worker_id`,
+      [hostname, Math.round(staleAfterSeconds * 1000)],
+    );
+    return rows.map((r) => r.worker_id).sort();
+  }
+
+  async listWorkers(options: { staleAfterSeconds: number }): Promise<WorkerRecord[]> {
+    // One statement: the rows and the database's time at the same instant.
+    const rows = await this.query<rules.WorkerRow & { now: number }>(
+      `SELECT w.*, n.now FROM (SELECT ${NOW_SQL} AS now) n
+       LEFT JOIN workers w ON TRUE ORDER BY w.hostname COLLATE "C", w.started_at, w.worker_id`,
+    );
+    return rows
+      .filter((row) => row.worker_id !== null)
+      .map((row) => rules.workerRecordOf(row, Number(row.now), options.staleAfterSeconds));
   }
 
   // --- reports and cleanup --------------------------------------------------------------------

@@ -295,6 +295,29 @@ export type DeleteSelection =
       states?: readonly ProcessState[];
     };
 
+/** What a worker writes into the worker registry at its start and on each heartbeat. */
+export interface WorkerRegistration {
+  /** The worker's id: the owner it writes on the leases it takes. */
+  workerId: string;
+  /** Its host (`getHostname()` of `@aiida/config`: `AIIDA_HOSTNAME`, else `os.hostname()`). */
+  hostname: string;
+  pid: number;
+  /** Slots in use (claims in progress and running processes). */
+  slotsUsed: number;
+  /** Slots it has (`daemon.worker_process_slots`). */
+  slotsTotal: number;
+}
+
+/** One worker of the registry, as read from the store. Times are ISO 8601, by the store's clock. */
+export interface WorkerRecord extends WorkerRegistration {
+  /** When it first registered. */
+  startedAt: string;
+  /** Its latest heartbeat. */
+  lastHeartbeatAt: string;
+  /** True when its latest heartbeat is older than the `staleAfterSeconds` asked for. */
+  stale: boolean;
+}
+
 /**
  * Storage of processes: the single source of truth. Every method is one short transaction. Writes
  * that change a running process are fenced by its {@link LeaseFence}: they fail with
@@ -443,6 +466,27 @@ export interface ProcessStore {
   }): Promise<number[]>;
   /** Records that the tasks of `pks` were confirmed by the broker. */
   markDispatched(pks: number[]): Promise<void>;
+
+  // --- worker registry ------------------------------------------------------------------------
+  /**
+   * Registers a worker or records its heartbeat: inserts its row (start time = now) or updates
+   * its slots and last heartbeat (= now). Times are the store's clock (the database's, for
+   * PostgreSQL), never the worker's.
+   */
+  registerWorker(worker: WorkerRegistration): Promise<void>;
+  /** Removes a worker's row (its clean exit). Removing an unknown worker is not an error. */
+  unregisterWorker(workerId: string): Promise<void>;
+  /**
+   * Every registered worker of every host, by host then start. A worker whose latest heartbeat is
+   * older than `staleAfterSeconds` (measured by the store's clock) is marked `stale`.
+   */
+  listWorkers(options: { staleAfterSeconds: number }): Promise<WorkerRecord[]>;
+  /**
+   * Removes the rows of `hostname`'s workers whose last heartbeat is older than
+   * `staleAfterSeconds` (a worker starting on a host clears what its host's dead workers left).
+   * Returns the removed worker ids. A stalled worker that comes back registers again.
+   */
+  removeStaleWorkers(hostname: string, staleAfterSeconds: number): Promise<string[]>;
 
   // --- reports and cleanup --------------------------------------------------------------------
   addReport(pk: number, level: ReportLevel, message: string): Promise<void>;

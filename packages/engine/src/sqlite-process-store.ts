@@ -28,6 +28,8 @@ import type {
   ReportLevel,
   TerminalEffects,
   TerminalResult,
+  WorkerRecord,
+  WorkerRegistration,
 } from './process-store.js';
 import { STORE_MIGRATIONS, STORE_SCHEMA_VERSION } from './store-migrations.js';
 import {
@@ -995,6 +997,49 @@ export class SqliteProcessStore implements ProcessStore {
   async markDispatched(pks: number[]): Promise<void> {
     if (pks.length === 0) return;
     this.tx(() => this.stmts.markDispatched.run(this.now(), JSON.stringify(pks)));
+  }
+
+  // --- worker registry ------------------------------------------------------------------------
+
+  async registerWorker(worker: WorkerRegistration): Promise<void> {
+    this.tx(() => {
+      const now = this.now();
+      this.db
+        .prepare(
+          `INSERT INTO workers (worker_id, hostname, pid, slots_used, slots_total, started_at, last_heartbeat_at)
+           VALUES (@workerId, @hostname, @pid, @slotsUsed, @slotsTotal, @now, @now)
+           ON CONFLICT (worker_id) DO UPDATE SET hostname = excluded.hostname, pid = excluded.pid,
+             slots_used = excluded.slots_used, slots_total = excluded.slots_total,
+             last_heartbeat_at = excluded.last_heartbeat_at`,
+        )
+        .run({ ...worker, now });
+    });
+  }
+
+  async unregisterWorker(workerId: string): Promise<void> {
+    this.tx(() => this.db.prepare('DELETE FROM workers WHERE worker_id = ?').run(workerId));
+  }
+
+  async removeStaleWorkers(hostname: string, staleAfterSeconds: number): Promise<string[]> {
+    return this.tx(() => {
+      const cutoff = this.now() - staleAfterSeconds * 1000;
+      const rows = this.db
+        .prepare(
+          'DELETE FROM workers WHERE hostname = ? AND last_heartbeat_at < ? RETURNING worker_id',
+        )
+        .all(hostname, cutoff) as { worker_id: string }[];
+      return rows.map((r) => r.worker_id).sort();
+    });
+  }
+
+  async listWorkers(options: { staleAfterSeconds: number }): Promise<WorkerRecord[]> {
+    return this.read(() => {
+      const now = this.now();
+      const rows = this.db
+        .prepare('SELECT * FROM workers ORDER BY hostname, started_at, worker_id')
+        .all() as rules.WorkerRow[];
+      return rows.map((row) => rules.workerRecordOf(row, now, options.staleAfterSeconds));
+    });
   }
 
   // --- reports and cleanup --------------------------------------------------------------------

@@ -86,6 +86,22 @@ export const STORE_MIGRATIONS: readonly StoreMigration[] = [
       CREATE INDEX processes_state_type ON processes (state, type, paused);
     `,
   },
+  {
+    version: 3,
+    description: 'worker registry: host, pid, start, last heartbeat, slots of every worker',
+    sql: `
+      CREATE TABLE workers (
+        worker_id TEXT PRIMARY KEY,
+        hostname TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        slots_used INTEGER NOT NULL,
+        slots_total INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        last_heartbeat_at INTEGER NOT NULL
+      );
+      CREATE INDEX workers_host ON workers (hostname, started_at);
+    `,
+  },
 ];
 
 /** Schema version this code writes and reads. */

@@ -12,6 +12,7 @@ import type {
   ProcessRecord,
   TerminalEffects,
   TerminalResult,
+  WorkerRecord,
 } from './process-store.js';
 
 /**
@@ -273,6 +274,38 @@ export function mayLead(
   now: number,
 ): boolean {
   return !current || current.owner === ownerId || current.leaseExpiresAt <= now;
+}
+
+/** A row of the `workers` table (times in milliseconds, by the store's clock). */
+export interface WorkerRow {
+  worker_id: string;
+  hostname: string;
+  pid: number;
+  slots_used: number;
+  slots_total: number;
+  started_at: number;
+  last_heartbeat_at: number;
+}
+
+/**
+ * A worker of the registry as the store reports it: stale when its latest heartbeat is older than
+ * `staleAfterSeconds` at `now` (the same rule as a lease: no heartbeat for a lease timeout).
+ */
+export function workerRecordOf(
+  row: WorkerRow,
+  now: number,
+  staleAfterSeconds: number,
+): WorkerRecord {
+  return {
+    workerId: row.worker_id,
+    hostname: row.hostname,
+    pid: Number(row.pid),
+    slotsUsed: Number(row.slots_used),
+    slotsTotal: Number(row.slots_total),
+    startedAt: new Date(Number(row.started_at)).toISOString(),
+    lastHeartbeatAt: new Date(Number(row.last_heartbeat_at)).toISOString(),
+    stale: Number(row.last_heartbeat_at) + staleAfterSeconds * 1000 < now,
+  };
 }
 
 /** The status of a parked workflow. */

@@ -484,6 +484,23 @@ export function describeStoreContract(
         expect(await store.electLeader('w1', 10)).toBe(false);
       });
 
+      test('two handles on one store (two hosts): one leader; the other takes over once the lease lapses', async () => {
+        const other = await h.open();
+        try {
+          expect(await store.electLeader('hostA:1:a', 10)).toBe(true);
+          expect(await other.electLeader('hostB:1:b', 10)).toBe(false);
+          await h.advance(6);
+          expect(await store.electLeader('hostA:1:a', 10)).toBe(true); // renewed
+          await h.advance(6);
+          expect(await other.electLeader('hostB:1:b', 10)).toBe(false); // renewal counts
+          await h.advance(5); // hostA stopped renewing 11 s ago
+          expect(await other.electLeader('hostB:1:b', 10)).toBe(true);
+          expect(await store.electLeader('hostA:1:a', 10)).toBe(false);
+        } finally {
+          await other.close();
+        }
+      });
+
       test('findDispatchable: never dispatched after the grace, or owner lease expired', async () => {
         const [a, b, c, d] = await store.createProcesses([add, add, add, add]);
         await store.markDispatched([b!.pk]);
@@ -552,6 +569,99 @@ export function describeStoreContract(
           processStatus: 'Killed: time limit of 5 s exceeded',
         });
         expect((await store.getProcess(b!.pk))?.state).toBe('created');
+      });
+    });
+
+    describe('worker registry', () => {
+      const worker = (id: string, host: string, pid: number) => ({
+        workerId: id,
+        hostname: host,
+        pid,
+        slotsUsed: 0,
+        slotsTotal: 200,
+      });
+
+      test("register, heartbeat and unregister: every host's workers, by host then start", async () => {
+        expect(await store.listWorkers({ staleAfterSeconds: 10 })).toEqual([]);
+        await store.registerWorker(worker('b:20:x', 'hostB', 20));
+        await h.advance(1);
+        await store.registerWorker(worker('a:11:y', 'hostA', 11));
+        await h.advance(1);
+        await store.registerWorker(worker('a:10:z', 'hostA', 10));
+        const listed = await store.listWorkers({ staleAfterSeconds: 10 });
+        expect(listed.map((w) => [w.hostname, w.workerId, w.pid, w.stale])).toEqual([
+          ['hostA', 'a:11:y', 11, false],
+          ['hostA', 'a:10:z', 10, false],
+          ['hostB', 'b:20:x', 20, false],
+        ]);
+        const first = listed.find((w) => w.workerId === 'b:20:x')!;
+        expect(first.startedAt).toBe(first.lastHeartbeatAt);
+        expect(Date.parse(first.startedAt)).toBeLessThan(Date.parse(listed[0]!.startedAt));
+
+        // A heartbeat updates slots and the last heartbeat, keeps the start.
+        await h.advance(2);
+        const find = async () =>
+          (await store.listWorkers({ staleAfterSeconds: 10 })).find(
+            (w) => w.workerId === 'b:20:x',
+          )!;
+        const before = await find();
+        await store.registerWorker({ ...worker('b:20:x', 'hostB', 20), slotsUsed: 7 });
+        const beat = await find();
+        expect(beat).toMatchObject({ slotsUsed: 7, slotsTotal: 200, startedAt: before.startedAt });
+        expect(
+          Date.parse(beat.lastHeartbeatAt) - Date.parse(before.lastHeartbeatAt),
+        ).toBeGreaterThanOrEqual(2000);
+
+        await store.unregisterWorker('a:11:y');
+        await store.unregisterWorker('not-registered'); // not an error
+        expect((await store.listWorkers({ staleAfterSeconds: 10 })).map((w) => w.workerId)).toEqual(
+          ['a:10:z', 'b:20:x'],
+        );
+      });
+
+      test("removeStaleWorkers removes only the given host's stale rows", async () => {
+        await store.registerWorker(worker('a:1:x', 'hostA', 1));
+        await store.registerWorker(worker('b:2:y', 'hostB', 2));
+        await h.advance(6);
+        await store.registerWorker(worker('a:3:z', 'hostA', 3));
+        expect(await store.removeStaleWorkers('hostA', 5)).toEqual(['a:1:x']);
+        expect(await store.removeStaleWorkers('hostA', 5)).toEqual([]);
+        expect((await store.listWorkers({ staleAfterSeconds: 5 })).map((w) => w.workerId)).toEqual([
+          'a:3:z',
+          'b:2:y',
+        ]);
+      });
+
+      test('stale once the last heartbeat is older than staleAfterSeconds, by the store clock', async () => {
+        await store.registerWorker(worker('a:1:x', 'hostA', 1));
+        await store.registerWorker(worker('b:2:y', 'hostB', 2));
+        await h.advance(6);
+        await store.registerWorker(worker('b:2:y', 'hostB', 2)); // b beats, a does not
+        const stale = (s: number) =>
+          store
+            .listWorkers({ staleAfterSeconds: s })
+            .then((ws) => ws.map((w) => [w.workerId, w.stale]));
+        expect(await stale(10)).toEqual([
+          ['a:1:x', false],
+          ['b:2:y', false],
+        ]);
+        await h.advance(5); // a: 11 s without a heartbeat, b: 5 s
+        expect(await stale(10)).toEqual([
+          ['a:1:x', true],
+          ['b:2:y', false],
+        ]);
+        // Another handle (another host) sees the same rows and the same verdict.
+        const other = await h.open();
+        try {
+          expect(
+            (await other.listWorkers({ staleAfterSeconds: 10 })).map((w) => [w.workerId, w.stale]),
+          ).toEqual([
+            ['a:1:x', true],
+            ['b:2:y', false],
+          ]);
+        } finally {
+          await other.close();
+        }
       });
     });
 

@@ -4,6 +4,7 @@ import {
   PostgresProcessStore,
   ProcessExecutor,
   ProcessRegistry,
+  Reconciler,
 } from '@aiida/engine';
 import { z } from 'zod';
 import { createTestDatabase, type TestDatabase } from '../../../tests/support/postgres.js';
@@ -39,6 +40,9 @@ describeStoreContract('core.psql', async () => {
       await db.admin(`UPDATE control_intents SET created_at = created_at - ${d}`);
       await db.admin(`UPDATE reports SET time = time - ${d}`);
       await db.admin(`UPDATE leader_lease SET lease_expires_at = lease_expires_at - ${d}`);
+      await db.admin(
+        `UPDATE workers SET started_at = started_at - ${d}, last_heartbeat_at = last_heartbeat_at - ${d}`,
+      );
     },
     setSchemaVersion: async (version) => {
       await db.admin('DELETE FROM schema_version WHERE version > $1', [version]);
@@ -149,6 +153,46 @@ describe('PostgresProcessStore: leases on the database clock', () => {
       clock: { now: () => Date.now() + shiftMinutes * 60_000 },
     });
   }
+
+  test("two hosts' reconcilers on one database: one leads and dispatches; the other takes over once the leader stops renewing", async () => {
+    const published: Record<string, number[]> = { alpha: [], beta: [] };
+    const reconcilerOf = async (host: 'alpha' | 'beta') =>
+      new Reconciler({
+        store: await open(),
+        ownerId: `${host}:1:x`,
+        leaseTimeout: 4,
+        neverDispatchedGrace: 0,
+        dispatcher: {
+          publishContinue: async (pk) => {
+            published[host]!.push(pk);
+          },
+          publishContinueMany: async (pks) => {
+            published[host]!.push(...pks);
+          },
+        },
+        logger: silent,
+      });
+    const alpha = await reconcilerOf('alpha');
+    const beta = await reconcilerOf('beta');
+    const submitter = await open();
+    const [first] = await submitter.createProcesses([{ type: 'test.hold', inputs: {} }]);
+    expect((await alpha.tick()).leader).toBe(true);
+    expect(await beta.tick()).toEqual({ leader: false, dispatched: [], killed: [] });
+    expect(published).toEqual({ alpha: [first!.pk], beta: [] });
+    // alpha renews within its lease: beta stays out.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect((await alpha.tick()).leader).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect((await beta.tick()).leader).toBe(false);
+    // alpha stops; once its lease (4 s on the database clock) lapses, beta leads and works.
+    const [second] = await submitter.createProcesses([{ type: 'test.hold', inputs: {} }]);
+    await waitFor(async () => (await beta.tick()).leader, {
+      timeout: 10,
+      what: 'beta to be elected after alpha stopped renewing',
+    });
+    expect(published.beta).toContain(second!.pk);
+    expect((await alpha.tick()).leader).toBe(false);
+  });
 
   test('a worker whose clock is minutes off neither steals a live lease nor keeps an expired one', async () => {
     const registry = holdingRegistry();

@@ -1,5 +1,5 @@
 import type { TaskConsumerOptions, TaskHandler, TaskOutcome } from '@aiida/broker';
-import { getOption, type Profile } from '@aiida/config';
+import { getHostname, getOption, type Profile } from '@aiida/config';
 import {
   type ControlChannel,
   describeError,
@@ -105,6 +105,11 @@ export interface EngineRunnerOptions {
   prefetch?: number;
   /** Log lines (the worker program passes its pino logger, `createWorkerLogger`). @default silent */
   logger?: EngineLogger;
+  /**
+   * This worker's host in the worker registry.
+   * @default `getHostname()` of `@aiida/config` (`AIIDA_HOSTNAME`, else `os.hostname()`)
+   */
+  hostname?: string;
 }
 
 /** Milliseconds a task whose claim failed (store trouble) is held before it goes back. */
@@ -126,6 +131,8 @@ const BROADCAST_WARN_INTERVAL_S = 10;
  * - It renews its leases every heartbeat (kill and pause intents and time limits found in the
  *   store are applied then), answers RPC for the pks it holds, broadcasts state changes, and
  *   ticks the {@link Reconciler} (one worker, elected in the store, acts).
+ * - It registers in the store's worker registry (host, pid, slots) at its start and on every
+ *   heartbeat, and unregisters when it drains.
  * - {@link EngineProcessRunner.drain} cancels the consumer, lets running steps finish until the
  *   deadline, checkpoints and releases the rest, and closes the store.
  */
@@ -148,6 +155,9 @@ export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
   private intakePaused = false;
   private resumeScheduled = false;
   private reconcileTimer: NodeJS.Timeout | undefined;
+  private registryTimer: NodeJS.Timeout | undefined;
+  private registering: Promise<void> | undefined;
+  private registryFailing = false;
   private reconciling: Promise<void> | undefined;
   private leader = false;
   private broadcastFailures = 0;
@@ -245,6 +255,11 @@ export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
       throw error;
     }
     this.executor.startHeartbeat(this.options.heartbeatInterval);
+    await this.clearDeadWorkersOfThisHost();
+    await this.register();
+    this.registryTimer = setInterval(() => {
+      void this.register();
+    }, this.options.heartbeatInterval * 1000);
     const interval =
       this.options.reconcileInterval ??
       Math.min(Math.max(1, this.options.heartbeatInterval), this.options.leaseTimeout / 3);
@@ -272,6 +287,8 @@ export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
     const left = () => Math.max(0, (deadline - Date.now()) / 1000);
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     this.reconcileTimer = undefined;
+    if (this.registryTimer) clearInterval(this.registryTimer);
+    this.registryTimer = undefined;
     await this.consumer?.close(Math.min(1, left() / 4)).catch(() => {});
     const executor = this.executor!;
     // The executor waits `t`, then gives interrupted bodies up to min(1 s, t) more.
@@ -285,6 +302,10 @@ export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
         (report.abandoned.length > 0 ? ` (${report.abandoned.join(', ')})` : ''),
     );
     await this.reconciling?.catch(() => {});
+    await this.registering?.catch(() => {});
+    await this.store?.unregisterWorker(this.options.workerId).catch((error: unknown) => {
+      this.logger.warn(`could not leave the worker registry: ${describeError(error).message}`);
+    });
     await this.rpc?.close(Math.min(0.5, left())).catch(() => {});
     await this.store?.close().catch(() => {});
     this.phase = 'stopped';
@@ -431,6 +452,54 @@ export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
           );
         }
       });
+  }
+
+  /** Removes the registry rows that this host's dead workers left (stale for a lease timeout). */
+  private async clearDeadWorkersOfThisHost(): Promise<void> {
+    try {
+      const removed = await this.store!.removeStaleWorkers(
+        this.options.hostname ?? getHostname(),
+        this.options.leaseTimeout,
+      );
+      if (removed.length > 0) {
+        this.logger.info(
+          `removed stale workers of this host from the registry: ${removed.join(', ')}`,
+        );
+      }
+    } catch (error) {
+      this.logger.warn(`could not clear the worker registry: ${describeError(error).message}`);
+    }
+  }
+
+  /**
+   * Writes this worker's row of the registry (its heartbeat there). A failure is logged once per
+   * run of failures and never stops the worker: the registry is for status, not for correctness.
+   */
+  private register(): Promise<void> {
+    const store = this.store;
+    if (!store || this.registering) return this.registering ?? Promise.resolve();
+    this.registering = store
+      .registerWorker({
+        workerId: this.options.workerId,
+        hostname: this.options.hostname ?? getHostname(),
+        pid: process.pid,
+        slotsUsed: this.used,
+        slotsTotal: this.slots,
+      })
+      .then(() => {
+        if (this.registryFailing) this.logger.info('worker registry heartbeats written again');
+        this.registryFailing = false;
+      })
+      .catch((error: unknown) => {
+        if (!this.registryFailing) {
+          this.logger.warn(`could not write the worker registry: ${describeError(error).message}`);
+        }
+        this.registryFailing = true;
+      })
+      .finally(() => {
+        this.registering = undefined;
+      });
+    return this.registering;
   }
 
   private reconcile(): void {

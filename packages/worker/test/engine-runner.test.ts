@@ -213,6 +213,7 @@ function makeRunner(slots: number, prefetch?: number): EngineProcessRunner {
     maxAttempts: 3,
     reconcileInterval: 60,
     killGrace: 0.2,
+    hostname: 'test-host',
   });
 }
 
@@ -333,4 +334,44 @@ test('drain releases a workflow at its step boundary and publishes its task agai
   expect(row).toMatchObject({ state: 'waiting', owner: null, runnable: true });
   expect(broker.queue).toEqual([pk]);
   expect(runner.stats().slotsUsed).toBe(0);
+});
+
+test('registers in the worker registry at start, heartbeats its slots there, and leaves on drain', async () => {
+  // Rows a killed worker of this host and one of another host left a minute ago.
+  const past = new SqliteProcessStore({
+    filepath: join(dir, 'aiida.sqlite'),
+    clock: { now: () => Date.now() - 60_000 },
+  });
+  const dead = { pid: 1, slotsUsed: 0, slotsTotal: 2 };
+  await past.registerWorker({ ...dead, workerId: 'test-host:1:dead', hostname: 'test-host' });
+  await past.registerWorker({ ...dead, workerId: 'other:1:dead', hostname: 'other' });
+  await past.close();
+  runner = makeRunner(2, 2);
+  await runner.start(broker);
+  // This host's dead worker is cleared at the start; another host's row is not ours to clear.
+  expect((await store.listWorkers({ staleAfterSeconds: 5 })).map((w) => w.workerId)).toEqual([
+    'other:1:dead',
+    'test-worker',
+  ]);
+  const mine = async () =>
+    (await store.listWorkers({ staleAfterSeconds: 5 })).find((w) => w.workerId === 'test-worker');
+  expect(await mine()).toMatchObject({
+    hostname: 'test-host',
+    pid: process.pid,
+    slotsUsed: 0,
+    slotsTotal: 2,
+    stale: false,
+  });
+  const first = (await mine())!.lastHeartbeatAt;
+  await engine.submit('test.gated', { key: 1 });
+  // The next heartbeats carry the slot in use and a later time.
+  await waitUntil(async () => {
+    const row = await mine();
+    return row?.slotsUsed === 1 && row.lastHeartbeatAt > first;
+  });
+  gate(1).resolve();
+  await runner.drain(2);
+  expect((await store.listWorkers({ staleAfterSeconds: 5 })).map((w) => w.workerId)).toEqual([
+    'other:1:dead',
+  ]);
 });

@@ -1,9 +1,14 @@
 import { existsSync } from 'node:fs';
 import { getOption, listProfiles, type Profile, renderLogLine } from '@aiida/config';
+import type { ClusterStatus } from '@aiida/daemon-client';
 import type { Command } from 'commander';
 import { loadProfile } from '../context.js';
 import { daemonClientFor } from '../daemon-access.js';
-import { type DaemonStatus, renderDaemonStatus } from '../daemon-status-view.js';
+import {
+  type DaemonStatus,
+  renderClusterStatus,
+  renderDaemonStatus,
+} from '../daemon-status-view.js';
 import { CliError, codeOf, describeError, ExitCodes } from '../errors.js';
 import { plural } from '../format.js';
 import { withExamples } from '../help.js';
@@ -16,6 +21,8 @@ import { runForegroundWorker } from '../worker-program.js';
 interface TimeoutOption {
   timeout?: number;
 }
+
+type StatusOptions = TimeoutOption & { all?: boolean; allHosts?: boolean; json?: boolean };
 
 /**
  * Refuses, before anything is started, a daemon of more than `daemon.max_workers` workers (the
@@ -192,10 +199,17 @@ export function registerDaemonCommands(program: Command): void {
         '90 % slot use. Exit code 0 if the daemon runs, 3 if not.',
     )
     .option('--all', 'Show the daemons of all profiles.')
+    .option(
+      '--all-hosts',
+      "Show every host's workers of the profile from the store's worker registry (stale: no " +
+        'heartbeat for daemon.lease_timeout); works while this host runs no daemon. Exit code 0 ' +
+        'if some worker is live, 3 if none.',
+    )
     .option('--json', 'Print the status as JSON (an array with --all).')
     .option('-t, --timeout <seconds>', TIMEOUT_HELP, parseSeconds)
-    .action(async (options: TimeoutOption & { all?: boolean; json?: boolean }, cmd: Command) => {
+    .action(async (options: StatusOptions, cmd: Command) => {
       const profiles = options.all ? listProfiles() : [loadProfile(cmd)];
+      if (options.allHosts) return printClusterStatus(profiles, options);
       const results: DaemonStatusResult[] = [];
       for (const profile of profiles) {
         const result = await daemonStatusOf(profile, options.timeout);
@@ -209,6 +223,8 @@ export function registerDaemonCommands(program: Command): void {
     'aiida daemon status',
     'aiida daemon status --all',
     'aiida daemon status --json',
+    'aiida daemon status --all-hosts',
+    'aiida daemon status --all-hosts --json',
   ]);
 
   const incr = group
@@ -343,6 +359,25 @@ async function daemonStatusOf(
       error: { code: codeOf(error) ?? 'daemon_error', message: describeError(error).message },
     };
   }
+}
+
+/**
+ * `daemon status --all-hosts`: every host's workers of each profile from its store's registry, as
+ * a table or JSON (`ClusterStatus`, an array with `--all`); exit code 3 when a profile has no
+ * live worker on any host.
+ */
+async function printClusterStatus(profiles: Profile[], options: StatusOptions): Promise<void> {
+  const clusters: ClusterStatus[] = [];
+  for (const profile of profiles) {
+    const cluster = await daemonClientFor(profile).getClusterStatus();
+    clusters.push(cluster);
+    if (!options.json) {
+      echo(`${paint('Profile:', ['blue', 'bold'])} ${paint(profile.name, 'bold')}`);
+      echo(renderClusterStatus(cluster));
+    }
+  }
+  if (options.json) echoJson(options.all ? clusters : clusters[0]);
+  if (clusters.some((c) => c.workers === c.staleWorkers)) process.exitCode = ExitCodes.notRunning;
 }
 
 function printStatus(result: DaemonStatusResult): void {

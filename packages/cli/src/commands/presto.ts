@@ -5,7 +5,7 @@ import {
   deleteProfile,
   describeStorage,
   getConfigFilePath,
-  getDaemonDir,
+  getProfileDaemonDir,
   getStorageDir,
   listProfiles,
   type Profile,
@@ -242,7 +242,7 @@ async function removeProfileEverywhere(
     // Already gone.
   }
   rmSync(getStorageDir(profile), { recursive: true, force: true });
-  rmSync(getDaemonDir(profile), { recursive: true, force: true });
+  rmSync(getProfileDaemonDir(profile), { recursive: true, force: true });
   if (profile.storage.backend === 'core.psql') {
     await dropPostgresDatabase(profile.storage.config, timeout, admin).catch(() => undefined);
   }

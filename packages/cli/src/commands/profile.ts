@@ -9,6 +9,7 @@ import {
   getDaemonDir,
   getDefaultProfileName,
   getProfile,
+  getProfileDaemonDir,
   getRedactedBrokerUrl,
   getStorageDir,
   importAiidaProfile,
@@ -289,7 +290,7 @@ export function registerProfileCommands(program: Command): void {
             );
           }
           rmSync(getStorageDir(profile), { recursive: true, force: true });
-          rmSync(getDaemonDir(profile), { recursive: true, force: true });
+          rmSync(getProfileDaemonDir(profile), { recursive: true, force: true });
           echoSuccess(`Deleted profile \`${profile.name}\` and its data.`);
         } else {
           echoSuccess(
