@@ -14,8 +14,8 @@ export function runScope(run: BenchResults): string {
 
 /**
  * `run`'s figures added to the report of an `earlier` run: figures of the same id, throughput
- * series of the same name, CPU rows of the same system and worker count, scale, soak and
- * profiles that `run` has are replaced; everything else of `earlier` stays (machine, versions
+ * series of the same name, CPU rows of the same system and worker count, CPU profiles of the
+ * same title, and scale and soak that `run` has are replaced; everything else of `earlier` stays (machine, versions
  * apart from the ones `run` adds, config, commands). A note names the run the new figures come
  * from; a note of an earlier merge of the same scope is replaced, as are errors of its sections.
  */
@@ -50,7 +50,10 @@ export function mergeResults(earlier: BenchResults, run: BenchResults): BenchRes
     cpu,
     scale: run.scale ?? earlier.scale,
     soak: run.soak ?? earlier.soak,
-    profiles: run.profiles.length > 0 ? run.profiles : earlier.profiles,
+    profiles: [
+      ...earlier.profiles.filter((p) => !run.profiles.some((r) => r.what === p.what)),
+      ...run.profiles,
+    ],
     versions: { ...earlier.versions, ...versions },
     notes: [
       ...earlier.notes.filter((n) => !n.startsWith(note)),
