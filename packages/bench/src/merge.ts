@@ -1,5 +1,14 @@
 import type { BenchResults, CpuBreakdown, ThroughputSeries } from './results.js';
 
+/**
+ * Names of reports written before the bench measured more than one store: the series and CPU
+ * rows of "ours" were SQLite + RabbitMQ's. An earlier report's names are read as today's.
+ */
+const RENAMED_SERIES: Record<string, string> = {
+  'ours (aiida daemon)': 'ours (SQLite + RabbitMQ)',
+};
+const RENAMED_CPU_SYSTEMS: Record<string, string> = { ours: 'ours-sqlite' };
+
 /** The start of the note a merged run leaves, by what it measured. */
 export function separateRunNote(what: string): string {
   return `The ${what} figures come from a separate run`;
@@ -31,14 +40,19 @@ export function mergeResults(earlier: BenchResults, run: BenchResults): BenchRes
   }
   const seriesNames = new Set(run.throughput.map((s) => s.name));
   const throughput: ThroughputSeries[] = [
-    ...earlier.throughput.filter((s) => !seriesNames.has(s.name)),
+    ...earlier.throughput
+      .map((s) => ({ ...s, name: RENAMED_SERIES[s.name] ?? s.name }))
+      .filter((s) => !seriesNames.has(s.name)),
     ...run.throughput,
   ];
   const cpuKey = (b: CpuBreakdown) => `${b.system}@${b.workers}`;
   const cpuKeys = new Set(run.cpu.map(cpuKey));
-  const cpu = [...earlier.cpu.filter((b) => !cpuKeys.has(cpuKey(b))), ...run.cpu].sort(
-    (a, b) => a.workers - b.workers,
-  );
+  const cpu = [
+    ...earlier.cpu
+      .map((b) => ({ ...b, system: RENAMED_CPU_SYSTEMS[b.system] ?? b.system }))
+      .filter((b) => !cpuKeys.has(cpuKey(b))),
+    ...run.cpu,
+  ].sort((a, b) => a.workers - b.workers);
   const scope = runScope(run);
   const note = separateRunNote(scope);
   const sections = String(run.config.sections ?? '').split(', ');

@@ -63,11 +63,16 @@ export function renderMarkdown(
   const withGoals = results.figures.filter((f) => f.goal);
   if (withGoals.length > 0) {
     const missed = withGoals.filter((f) => f.goal!.met === false);
+    // A merged report holds figures of more than one run (see its notes).
+    const merged = results.notes.some((n) => n.includes('figures come from a separate run'));
+    const scope = merged
+      ? 'in this report (figures of more than one run, see Notes)'
+      : 'in this run';
     lines.push('## Goals', '');
     lines.push(
       missed.length === 0
-        ? 'Every goal measured in this run was met.'
-        : `**${missed.length} of ${withGoals.length} goals were missed in this run**: ${missed.map((f) => f.id).join(', ')}.`,
+        ? `Every goal measured ${scope} was met.`
+        : `**${missed.length} of ${withGoals.length} goals were missed ${scope}**: ${missed.map((f) => f.id).join(', ')}.`,
       '',
       '| figure | goal | ratio (ours / peer) | result |',
       '|---|---|---|---|',

@@ -75,11 +75,28 @@ describe('mergeResults', () => {
   test('replaces series and CPU rows of the run, keeps the others', () => {
     const merged = mergeResults(earlier, run);
     expect(merged.throughput.map((s) => [s.name, s.points[0]!.value.median])).toEqual([
-      ['ours (aiida daemon)', 2000],
+      ['ours (SQLite + RabbitMQ)', 2000],
       ['ours (PostgreSQL + RabbitMQ)', 900],
       ['BullMQ (Redis)', 5000],
     ]);
     expect(merged.cpu).toEqual(run.cpu);
+  });
+
+  test("reads an older report's SQLite series and CPU rows under today's names", () => {
+    const sqlite = results({
+      config: { sections: 'throughput', systems: 'ours-sqlite' },
+      throughput: [
+        { name: 'ours (SQLite + RabbitMQ)', points: [{ workers: 1, value: summary(2500) }] },
+      ],
+      cpu: [{ workers: 1, system: 'ours-sqlite', perItemMs: { bench: summary(0.3) } }],
+    });
+    const old = { ...earlier, cpu: [{ workers: 1, system: 'ours', perItemMs: {} }] };
+    const merged = mergeResults(old, sqlite);
+    expect(merged.throughput.map((s) => s.name)).toEqual([
+      'BullMQ (Redis)',
+      'ours (SQLite + RabbitMQ)',
+    ]);
+    expect(merged.cpu).toEqual(sqlite.cpu);
   });
 
   test("keeps the earlier run's commit and config, adds versions, names the run in a note", () => {
