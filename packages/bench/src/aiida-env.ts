@@ -1,12 +1,29 @@
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RabbitBroker } from '@aiida/broker';
-import { createProfile, defaultBrokerSettings, getBrokerUrl, type Profile } from '@aiida/config';
+import { fileURLToPath } from 'node:url';
+import { RabbitBroker, type StateChangedHandler } from '@aiida/broker';
+import {
+  createProfile,
+  defaultBrokerSettings,
+  getBrokerUrl,
+  getProfile,
+  type Profile,
+  setOption,
+} from '@aiida/config';
 import { DaemonClient } from '@aiida/daemon-client';
-import { type Engine, openEngine, silentLogger } from '@aiida/engine';
+import {
+  type ControlChannel,
+  type Engine,
+  openEngine,
+  silentLogger,
+  type TaskDispatcher,
+} from '@aiida/engine';
 import { Connection } from 'rabbitmq-client';
+import { dropBenchDatabase, noteBenchDatabase, PG_ADMIN } from './pg-admin.js';
 import { isAlive, stopPid } from './procs.js';
+import type { StorageBackend, TransportBackend } from './variants.js';
 
 /** Name of the process type the bench's plugin registers: sleeps `ms` milliseconds. */
 export const SLEEP_TYPE = 'bench.sleep';
@@ -53,12 +70,159 @@ async function deleteNames(topology: RabbitBroker['topology']): Promise<void> {
   }
 }
 
-/** A throwaway AIIDA_PATH with one profile (its own broker prefix), a daemon client and engine. */
+/** What the bench process (the submitter) holds of a profile's transport. */
+export interface SubmitterSide {
+  /** The engine's dispatcher and control channel (`openEngine` options). */
+  dispatcher: TaskDispatcher | null;
+  control: ControlChannel | null;
+  /** Calls `handler` for every state change of the profile's processes. */
+  subscribeStateChanged(handler: StateChangedHandler): Promise<void>;
+  /** The RabbitMQ broker, for the transports that have one. */
+  broker?: RabbitBroker;
+  /** Closes it and deletes what the profile made on the transport (queues, exchanges). */
+  dispose(): Promise<void>;
+}
+
+/**
+ * Each `process_control.backend` the bench knows: the `createProfile` input and `aiida presto`
+ * arguments that choose it, and how the submitter connects. `core.store` (issue 10) is one more
+ * entry here (and one in variants.ts).
+ */
+export const TRANSPORTS: Record<
+  TransportBackend,
+  {
+    profileInput: Record<string, unknown>;
+    prestoArgs: string[];
+    connect(profile: Profile): Promise<SubmitterSide>;
+  }
+> = {
+  'core.rabbitmq': {
+    profileInput: {},
+    prestoArgs: [],
+    async connect(profile) {
+      const broker = new RabbitBroker({ profile, connectionName: 'aiida-bench' });
+      await broker.connect({ timeout: 10 });
+      return {
+        dispatcher: broker,
+        control: broker,
+        broker,
+        subscribeStateChanged: async (handler) =>
+          void (await broker.subscribeStateChanged(handler)),
+        async dispose() {
+          const topology = broker.topology;
+          try {
+            await broker.deleteTopology();
+            await broker.close({ timeout: 5 });
+          } finally {
+            // A broker that reconnected meanwhile (a RabbitMQ restart) redeclares its topology:
+            // delete again over a connection of our own, which does not.
+            await deleteNames(topology);
+          }
+        },
+      };
+    },
+  },
+};
+
+/** The `aiida` command line of this workspace. */
+const CLI = fileURLToPath(new URL('../../cli/dist/bin.js', import.meta.url));
+
+function run(args: string[], options: { cwd: string; env: NodeJS.ProcessEnv }): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, args, options, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${args.slice(1).join(' ')} failed: ${stderr || error.message}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+/**
+ * Each `storage.backend` the bench knows: how a profile on it is made as users make one, and what
+ * is removed at the end. SQLite: `createProfile` (the library; the file lives in the AIIDA_PATH).
+ * PostgreSQL: `aiida presto --use-postgres` on the local server (the CLI makes a role and a
+ * database of the profile's own), options set with `setOption`; the database and role are dropped.
+ */
+export const STORAGES: Record<
+  StorageBackend,
+  {
+    make(
+      aiidaPath: string,
+      init: { name: string; options: Record<string, unknown> },
+      transport: TransportBackend,
+    ): Promise<Profile>;
+    drop(profile: Profile): Promise<void>;
+  }
+> = {
+  'core.sqlite': {
+    async make(aiidaPath, init, transport) {
+      return createProfile(
+        {
+          ...TRANSPORTS[transport].profileInput,
+          name: init.name,
+          pluginBaseDir: aiidaPath,
+          options: init.options,
+          setDefault: true,
+        },
+        { aiidaPath },
+      );
+    },
+    async drop() {},
+  },
+  'core.psql': {
+    async make(aiidaPath, init, transport) {
+      await run(
+        [
+          CLI,
+          '-p',
+          init.name,
+          'presto',
+          '--use-postgres',
+          '--postgres-hostname',
+          PG_ADMIN.host,
+          '--postgres-port',
+          String(PG_ADMIN.port),
+          '--postgres-username',
+          PG_ADMIN.user,
+          ...TRANSPORTS[transport].prestoArgs,
+        ],
+        // presto takes the plugin folder from the working directory, as for a user.
+        { cwd: aiidaPath, env: { ...process.env, AIIDA_PATH: aiidaPath } },
+      );
+      const made = getProfile(init.name, { aiidaPath });
+      if (made.storage.backend !== 'core.psql') {
+        throw new Error(`aiida presto --use-postgres made a ${made.storage.backend} profile`);
+      }
+      noteBenchDatabase(made.storage.config.database_name);
+      for (const [option, value] of Object.entries(init.options)) {
+        setOption(option, value, { profile: init.name, aiidaPath });
+      }
+      return getProfile(init.name, { aiidaPath });
+    },
+    async drop(profile) {
+      if (profile.storage.backend === 'core.psql') {
+        await dropBenchDatabase(profile.storage.config.database_name);
+      }
+    },
+  },
+};
+
+/** What {@link BenchProfile.create} and {@link BenchProfile.open} take. */
+export interface BenchProfileInit {
+  name?: string;
+  options?: Record<string, unknown>;
+  env?: NodeJS.ProcessEnv;
+  supervisorProgram?: string;
+}
+
+/**
+ * A throwaway AIIDA_PATH with one profile (its own broker prefix, and on PostgreSQL its own
+ * database), a daemon client and engine.
+ */
 export class BenchProfile {
   readonly aiidaPath: string;
   readonly profile: Profile;
   readonly client: DaemonClient;
-  private broker: RabbitBroker | undefined;
+  private side: SubmitterSide | undefined;
   private engine: Engine | undefined;
   private daemonPid: number | null = null;
 
@@ -67,10 +231,52 @@ export class BenchProfile {
     profile: Profile,
     env: NodeJS.ProcessEnv,
     supervisorProgram: string | undefined,
+    private readonly storage: StorageBackend,
+    private readonly transport: TransportBackend,
   ) {
     this.aiidaPath = aiidaPath;
     this.profile = profile;
     this.client = new DaemonClient(profile, { env, supervisorProgram });
+  }
+
+  private static folder(): string {
+    const aiidaPath = mkdtempSync(join(tmpdir(), 'aiida-bench-'));
+    writeFileSync(join(aiidaPath, 'bench-plugin.mjs'), PLUGIN_SOURCE);
+    return aiidaPath;
+  }
+
+  private static options(init: BenchProfileInit): Record<string, unknown> {
+    return { 'engine.plugins': ['./bench-plugin.mjs'], ...init.options };
+  }
+
+  /**
+   * A profile on `storage` with `transport` (default SQLite and RabbitMQ), made through
+   * {@link STORAGES}; otherwise as {@link create}.
+   */
+  static async open(
+    init: BenchProfileInit & { storage?: StorageBackend; transport?: TransportBackend } = {},
+  ): Promise<BenchProfile> {
+    const storage = init.storage ?? 'core.sqlite';
+    const transport = init.transport ?? 'core.rabbitmq';
+    const aiidaPath = BenchProfile.folder();
+    try {
+      const profile = await STORAGES[storage].make(
+        aiidaPath,
+        { name: init.name ?? 'bench', options: BenchProfile.options(init) },
+        transport,
+      );
+      return new BenchProfile(
+        aiidaPath,
+        profile,
+        { ...init.env, AIIDA_PATH: aiidaPath },
+        init.supervisorProgram,
+        storage,
+        transport,
+      );
+    } catch (error) {
+      rmSync(aiidaPath, { recursive: true, force: true });
+      throw error;
+    }
   }
 
   /**
@@ -78,21 +284,13 @@ export class BenchProfile {
    * `options` says otherwise). `env` goes to the supervisor and so to its workers;
    * `supervisorProgram` replaces the supervisor's entry (the CPU-profiling wrapper).
    */
-  static create(
-    init: {
-      name?: string;
-      options?: Record<string, unknown>;
-      env?: NodeJS.ProcessEnv;
-      supervisorProgram?: string;
-    } = {},
-  ): BenchProfile {
-    const aiidaPath = mkdtempSync(join(tmpdir(), 'aiida-bench-'));
-    writeFileSync(join(aiidaPath, 'bench-plugin.mjs'), PLUGIN_SOURCE);
+  static create(init: BenchProfileInit = {}): BenchProfile {
+    const aiidaPath = BenchProfile.folder();
     const profile = createProfile(
       {
         name: init.name ?? 'bench',
         pluginBaseDir: aiidaPath,
-        options: { 'engine.plugins': ['./bench-plugin.mjs'], ...init.options },
+        options: BenchProfile.options(init),
         setDefault: true,
       },
       { aiidaPath },
@@ -102,6 +300,8 @@ export class BenchProfile {
       profile,
       { ...init.env, AIIDA_PATH: aiidaPath },
       init.supervisorProgram,
+      'core.sqlite',
+      'core.rabbitmq',
     );
   }
 
@@ -132,23 +332,31 @@ export class BenchProfile {
     this.daemonPid = pid;
   }
 
-  /** The connected broker of this profile (for submits and the raw connection's queue clean-up). */
-  async getBroker(): Promise<RabbitBroker> {
-    if (!this.broker) {
-      const broker = new RabbitBroker({ profile: this.profile, connectionName: 'aiida-bench' });
-      await broker.connect({ timeout: 10 });
-      this.broker = broker;
-    }
-    return this.broker;
+  /** The submitter's side of this profile's transport, connected on first use. */
+  async getSide(): Promise<SubmitterSide> {
+    this.side ??= await TRANSPORTS[this.transport].connect(this.profile);
+    return this.side;
   }
 
-  /** The engine of this profile, with the broker as dispatcher and control channel. */
+  /** The connected RabbitMQ broker of this profile (its transport must be `core.rabbitmq`). */
+  async getBroker(): Promise<RabbitBroker> {
+    const broker = (await this.getSide()).broker;
+    if (!broker) throw new Error(`profile ${this.profile.name} has no RabbitMQ broker`);
+    return broker;
+  }
+
+  /** Calls `handler` for every state change of this profile's processes. */
+  async subscribeStateChanged(handler: StateChangedHandler): Promise<void> {
+    await (await this.getSide()).subscribeStateChanged(handler);
+  }
+
+  /** The engine of this profile, with the transport's dispatcher and control channel. */
   async getEngine(): Promise<Engine> {
     if (!this.engine) {
-      const broker = await this.getBroker();
+      const side = await this.getSide();
       this.engine = await openEngine(this.profile, {
-        dispatcher: broker,
-        control: broker,
+        dispatcher: side.dispatcher,
+        control: side.control,
         logger: silentLogger,
       });
       if (!this.engine.registry.has(SLEEP_TYPE)) {
@@ -159,7 +367,10 @@ export class BenchProfile {
     return this.engine;
   }
 
-  /** Stops the daemon, closes the engine, deletes the profile's queues and removes the folder. */
+  /**
+   * Stops the daemon, closes the engine, deletes the profile's queues, drops its database (on
+   * PostgreSQL) and removes the folder.
+   */
   async dispose(): Promise<void> {
     const problems: string[] = [];
     try {
@@ -172,23 +383,15 @@ export class BenchProfile {
     } catch (error) {
       problems.push(`closing the engine: ${(error as Error).message}`);
     }
-    let topology: RabbitBroker['topology'] | undefined;
     try {
-      const broker = await this.getBroker();
-      topology = broker.topology;
-      await broker.deleteTopology();
-      await broker.close({ timeout: 5 });
+      await (await this.getSide()).dispose();
     } catch (error) {
       problems.push(`deleting the queues: ${(error as Error).message}`);
     }
-    // A broker that reconnected meanwhile (a RabbitMQ restart) redeclares its topology: delete
-    // again over a connection of our own, which does not.
-    if (topology) {
-      try {
-        await deleteNames(topology);
-      } catch (error) {
-        problems.push(`deleting the queues again: ${(error as Error).message}`);
-      }
+    try {
+      await STORAGES[this.storage].drop(this.profile);
+    } catch (error) {
+      problems.push(`dropping the store: ${(error as Error).message}`);
     }
     rmSync(this.aiidaPath, { recursive: true, force: true });
     if (problems.length > 0) {

@@ -19,6 +19,7 @@ export function niceStep(max: number, count = 5): number {
 
 function formatTick(value: number): string {
   if (value >= 1000) return `${Number((value / 1000).toFixed(1))}k`;
+  if (value >= 100) return String(Math.round(value));
   return String(Number(value.toFixed(2)));
 }
 

@@ -4,13 +4,14 @@ import { cpuTimeMs, pidsByComm } from './procs.js';
 const BACKGROUND_MS = 1000;
 
 /** The processes whose CPU time a throughput run is split into. */
-export const CPU_COMPONENTS = ['bench', 'workers', 'rabbitmq', 'redis'] as const;
+export const CPU_COMPONENTS = ['bench', 'workers', 'rabbitmq', 'redis', 'postgres'] as const;
 export type CpuComponent = (typeof CPU_COMPONENTS)[number];
 
 /**
  * Reads the CPU time (user + system, ms) used so far by: this process (the submitter and poller),
- * a set of worker processes (given by the caller), the RabbitMQ server (`beam.smp`) and the Redis
- * server (`redis-server`). The servers are shared with anyone else using them at the same time:
+ * a set of worker processes (given by the caller), the RabbitMQ server (`beam.smp`), the Redis
+ * server (`redis-server`) and PostgreSQL (every `postgres` process: the server forks one per
+ * connection, so they are looked up at each reading). The servers are shared with anyone else using them at the same time:
  * {@link measure} first reads their CPU rate over an idle second and subtracts that background.
  */
 export class CpuMeter {
@@ -27,6 +28,7 @@ export class CpuMeter {
       workers: sum(this.workerPids()),
       rabbitmq: sum(this.rabbitmq),
       redis: sum(this.redis),
+      postgres: sum(pidsByComm('postgres')),
     };
   }
 
@@ -44,6 +46,7 @@ export class CpuMeter {
     const background = {
       rabbitmq: (idleEnd.rabbitmq - idleStart.rabbitmq) / idleMs,
       redis: (idleEnd.redis - idleStart.redis) / idleMs,
+      postgres: Math.max(0, idleEnd.postgres - idleStart.postgres) / idleMs,
     };
 
     const before = this.read();
@@ -54,7 +57,7 @@ export class CpuMeter {
     const perItem = {} as Record<CpuComponent, number>;
     for (const c of CPU_COMPONENTS) {
       const used = after[c] - before[c];
-      const noise = c === 'rabbitmq' || c === 'redis' ? background[c] * elapsed : 0;
+      const noise = c === 'bench' || c === 'workers' ? 0 : background[c] * elapsed;
       perItem[c] = Math.max(0, used - noise) / items;
     }
     return { result, perItem };

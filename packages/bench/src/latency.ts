@@ -4,11 +4,12 @@ import { BenchProfile, SLEEP_TYPE } from './aiida-env.js';
 import { forceNoDelay } from './children/nodelay.js';
 import type { BenchConfig } from './config.js';
 import { fmt, log } from './log.js';
-import { BullmqPeer, REDIS } from './peers.js';
+import { BullmqPeer, GraphilePeer, REDIS } from './peers.js';
 import { pollUntil, sleep } from './procs.js';
 import { profiledDaemon } from './profiled-daemon.js';
 import { type Figure, figure } from './results.js';
 import { median, nowMs, quantile, summarize } from './stats.js';
+import { oursVariants } from './variants.js';
 
 const TASK_MS = 10;
 const WARM_UP = 20;
@@ -55,131 +56,176 @@ async function openLoop(
 
 const latencies = (timed: Timed[]) => timed.map((t) => t.end - t.start);
 
+/** One side of the latency run: how it submits one task, and when each ended (ms, by id). */
+interface LatencySide {
+  key: string;
+  submit: () => Promise<string>;
+  ended: Map<string, number>;
+  /** Our variants: where the time of these tasks went, from the store's timestamps. */
+  phases?: (timed: Timed[]) => Promise<void>;
+}
+
+type Phase = 'submit' | 'toStarted' | 'running' | 'toHeard';
+
 /**
- * Latency of 10 ms tasks from submit to finished, p50 and p99, ours against BullMQ, with
- * `latencyWorkers` workers each. Tasks are submitted one by one at a steady rate (open loop), and
- * "finished" is when this process hears of it: our state-changed broadcast, BullMQ's `completed`
- * event (QueueEvents). Repetitions alternate the order.
+ * Latency of 10 ms tasks from submit to finished, p50 and p99, each of our variants (storage +
+ * transport) against BullMQ and graphile-worker, with `latencyWorkers` workers each. Tasks are
+ * submitted one by one at a steady rate (open loop), and "finished" is when this process hears of
+ * it: our state-changed broadcast, BullMQ's `completed` event (QueueEvents), graphile-worker's
+ * job row deleted (a trigger notifies at commit). Only the systems of `config.systems` run.
+ * Repetitions rotate the order.
  */
 export async function benchLatency(config: BenchConfig, withBullmq: boolean): Promise<Figure[]> {
   const workers = config.latencyWorkers;
-  const p50 = { ours: [] as number[], bullmq: [] as number[], nodelay: [] as number[] };
-  const p99 = { ours: [] as number[], bullmq: [] as number[], nodelay: [] as number[] };
-  // Where our time goes, per repetition (medians, ms): the submit call, then from the store's
-  // timestamps created -> started (claimed) -> finished, and finished -> broadcast heard.
-  const phases = {
-    submit: [] as number[],
-    toStarted: [] as number[],
-    running: [] as number[],
-    toHeard: [] as number[],
-  };
-
-  const bp = BenchProfile.create({
-    name: 'bench-latency',
-    options: { 'daemon.worker_process_slots': config.concurrency },
-  });
-  const oursEnded = new Map<string, number>();
+  const want = (s: string) => config.systems.includes(s);
+  const variants = oursVariants(config.systems);
+  const p50 = new Map<string, number[]>();
+  const p99 = new Map<string, number[]>();
+  // Where our time goes, per variant and repetition (medians, ms): the submit call, then from the
+  // store's timestamps created -> started (claimed) -> finished, and finished -> broadcast heard.
+  const phases = new Map<string, Record<Phase, number[]>>();
   const failures: string[] = [];
-  const peer = withBullmq ? new BullmqPeer() : undefined;
-  let events: QueueEvents | undefined;
-  const peerEnded = new Map<string, number>();
-  // The experiment: the same daemon with TCP_NODELAY forced on every socket (workers through the
-  // bench wrapper, the submitter's own broker connection made while forced).
-  const nd = BenchProfile.create({
-    name: 'bench-latency-nodelay',
-    options: { 'daemon.worker_process_slots': config.concurrency },
-    ...profiledDaemon(config.repoRoot, '', 'none', { noDelay: true }),
-  });
-  const ndEnded = new Map<string, number>();
+  const disposers: (() => Promise<void>)[] = [];
+  const sides: LatencySide[] = [];
   try {
-    await bp.startDaemon(workers);
-    const engine = await bp.getEngine();
-    const broker = await bp.getBroker();
-    await broker.subscribeStateChanged((message) => {
-      if (!TERMINAL_STATES.includes(message.to)) return;
-      oursEnded.set(String(message.pk), nowMs());
-      if (message.to !== 'finished') failures.push(`process ${message.pk} ended ${message.to}`);
-    });
-    const submitOurs = async () => String((await engine.submit(SLEEP_TYPE, { ms: TASK_MS })).pk);
-
-    await nd.startDaemon(workers);
-    const restore = forceNoDelay();
-    let ndEngine: Awaited<ReturnType<typeof nd.getEngine>>;
-    try {
-      ndEngine = await nd.getEngine();
-      await (await nd.getBroker()).subscribeStateChanged((message) => {
-        if (TERMINAL_STATES.includes(message.to)) ndEnded.set(String(message.pk), nowMs());
+    for (const variant of variants) {
+      const bp = await BenchProfile.open({
+        name: `bench-latency-${variant.system}`,
+        options: { 'daemon.worker_process_slots': config.concurrency },
+        storage: variant.storage,
+        transport: variant.transport,
       });
-    } finally {
-      restore();
-    }
-    const submitNd = async () => String((await ndEngine.submit(SLEEP_TYPE, { ms: TASK_MS })).pk);
-    await openLoop(WARM_UP, config.latencyRate, submitNd, ndEnded);
-
-    let submitPeer: (() => Promise<string>) | undefined;
-    if (peer) {
-      await peer.setup(workers, config.concurrency);
-      events = new QueueEvents(peer.name, { connection: { ...REDIS } });
-      await events.waitUntilReady();
-      events.on('completed', ({ jobId }) => peerEnded.set(jobId, nowMs()));
-      events.on('failed', ({ jobId, failedReason }) => {
-        peerEnded.set(jobId, nowMs());
-        failures.push(`BullMQ job ${jobId} failed: ${failedReason}`);
+      disposers.push(() => bp.dispose());
+      await bp.startDaemon(workers);
+      const engine = await bp.getEngine();
+      const ended = new Map<string, number>();
+      await bp.subscribeStateChanged((message) => {
+        if (!TERMINAL_STATES.includes(message.to)) return;
+        ended.set(String(message.pk), nowMs());
+        if (message.to !== 'finished') failures.push(`process ${message.pk} ended ${message.to}`);
       });
-      submitPeer = async () => {
-        const job = await peer.queue.add('sleep', { ms: TASK_MS }, { removeOnComplete: true });
-        return job.id!;
-      };
-      await openLoop(WARM_UP, config.latencyRate, submitPeer, peerEnded);
-    }
-    await openLoop(WARM_UP, config.latencyRate, submitOurs, oursEnded);
-
-    for (let rep = 0; rep < config.reps; rep++) {
-      const sides = ['ours', 'bullmq', 'nodelay'] as const;
-      const order = sides.map((_, i) => sides[(i + rep) % sides.length]!);
-      for (const side of order) {
-        if (side === 'bullmq' && !submitPeer) continue;
-        const timed =
-          side === 'ours'
-            ? await openLoop(config.latencyTasks, config.latencyRate, submitOurs, oursEnded)
-            : side === 'bullmq'
-              ? await openLoop(config.latencyTasks, config.latencyRate, submitPeer!, peerEnded)
-              : await openLoop(config.latencyTasks, config.latencyRate, submitNd, ndEnded);
-        p50[side].push(quantile(latencies(timed), 0.5));
-        p99[side].push(quantile(latencies(timed), 0.99));
-        if (side === 'ours') {
+      const mine: Record<Phase, number[]> = { submit: [], toStarted: [], running: [], toHeard: [] };
+      phases.set(variant.system, mine);
+      sides.push({
+        key: variant.system,
+        ended,
+        submit: async () => String((await engine.submit(SLEEP_TYPE, { ms: TASK_MS })).pk),
+        phases: async (timed) => {
           const records = await engine.store.getProcesses(timed.map((t) => Number(t.id)));
           const byPk = new Map(records.map((r) => [String(r.pk), r]));
           const ms = (iso: string | null | undefined) => (iso ? Date.parse(iso) : Number.NaN);
-          phases.submit.push(median(timed.map((t) => t.submitted - t.start)));
-          phases.toStarted.push(
-            median(timed.map((t) => ms(byPk.get(t.id)?.startedAt) - ms(byPk.get(t.id)?.createdAt))),
+          const at = (t: Timed) => byPk.get(t.id);
+          mine.submit.push(median(timed.map((t) => t.submitted - t.start)));
+          mine.toStarted.push(
+            median(timed.map((t) => ms(at(t)?.startedAt) - ms(at(t)?.createdAt))),
           );
-          phases.running.push(
-            median(
-              timed.map((t) => ms(byPk.get(t.id)?.finishedAt) - ms(byPk.get(t.id)?.startedAt)),
-            ),
-          );
-          phases.toHeard.push(
-            median(timed.map((t) => wall(t.end) - ms(byPk.get(t.id)?.finishedAt))),
-          );
-        }
+          mine.running.push(median(timed.map((t) => ms(at(t)?.finishedAt) - ms(at(t)?.startedAt))));
+          mine.toHeard.push(median(timed.map((t) => wall(t.end) - ms(at(t)?.finishedAt))));
+        },
+      });
+    }
+
+    if (want('bullmq') && withBullmq) {
+      const peer = new BullmqPeer();
+      disposers.push(() => peer.dispose());
+      await peer.setup(workers, config.concurrency);
+      const events = new QueueEvents(peer.name, { connection: { ...REDIS } });
+      disposers.push(() => events.close());
+      await events.waitUntilReady();
+      const ended = new Map<string, number>();
+      events.on('completed', ({ jobId }) => ended.set(jobId, nowMs()));
+      events.on('failed', ({ jobId, failedReason }) => {
+        ended.set(jobId, nowMs());
+        failures.push(`BullMQ job ${jobId} failed: ${failedReason}`);
+      });
+      sides.push({
+        key: 'bullmq',
+        ended,
+        submit: async () => {
+          const job = await peer.queue.add('sleep', { ms: TASK_MS }, { removeOnComplete: true });
+          return job.id!;
+        },
+      });
+    }
+
+    if (want('graphile')) {
+      const graphile = new GraphilePeer();
+      disposers.push(() => graphile.dispose());
+      await graphile.setup(workers, { notifyDone: true });
+      const ended = new Map<string, number>();
+      graphile.onDone((ids) => {
+        const at = nowMs();
+        for (const id of ids) ended.set(id, at);
+      });
+      sides.push({ key: 'graphile', ended, submit: () => graphile.add('sleep', { ms: TASK_MS }) });
+    }
+
+    if (want('nodelay')) {
+      // The experiment: the SQLite daemon with TCP_NODELAY forced on every socket (workers
+      // through the bench wrapper, the submitter's own broker connection made while forced).
+      const nd = BenchProfile.create({
+        name: 'bench-latency-nodelay',
+        options: { 'daemon.worker_process_slots': config.concurrency },
+        ...profiledDaemon(config.repoRoot, '', 'none', { noDelay: true }),
+      });
+      disposers.push(() => nd.dispose());
+      await nd.startDaemon(workers);
+      const ended = new Map<string, number>();
+      const restore = forceNoDelay();
+      let ndEngine: Awaited<ReturnType<typeof nd.getEngine>>;
+      try {
+        ndEngine = await nd.getEngine();
+        await nd.subscribeStateChanged((message) => {
+          if (TERMINAL_STATES.includes(message.to)) ended.set(String(message.pk), nowMs());
+        });
+      } finally {
+        restore();
+      }
+      sides.push({
+        key: 'nodelay',
+        ended,
+        submit: async () => String((await ndEngine.submit(SLEEP_TYPE, { ms: TASK_MS })).pk),
+      });
+    }
+
+    for (const side of sides) {
+      p50.set(side.key, []);
+      p99.set(side.key, []);
+      await openLoop(WARM_UP, config.latencyRate, side.submit, side.ended);
+    }
+    for (let rep = 0; rep < config.reps; rep++) {
+      for (const side of sides.map((_, i) => sides[(i + rep) % sides.length]!)) {
+        const timed = await openLoop(
+          config.latencyTasks,
+          config.latencyRate,
+          side.submit,
+          side.ended,
+        );
+        p50.get(side.key)!.push(quantile(latencies(timed), 0.5));
+        p99.get(side.key)!.push(quantile(latencies(timed), 0.99));
+        await side.phases?.(timed);
       }
       if (failures.length > 0) throw new Error(`latency run: ${failures.slice(0, 3).join('; ')}`);
       log(
-        `latency rep ${rep + 1}/${config.reps}: ours p50 ${fmt(p50.ours.at(-1)!)} p99 ${fmt(p99.ours.at(-1)!)} ms` +
-          (submitPeer
-            ? `, BullMQ p50 ${fmt(p50.bullmq.at(-1)!)} p99 ${fmt(p99.bullmq.at(-1)!)} ms`
-            : '') +
-          `; ours with TCP_NODELAY p50 ${fmt(p50.nodelay.at(-1)!)} p99 ${fmt(p99.nodelay.at(-1)!)} ms`,
+        `latency rep ${rep + 1}/${config.reps}: ` +
+          sides
+            .map(
+              (s) =>
+                `${s.key} p50 ${fmt(p50.get(s.key)!.at(-1)!)} p99 ${fmt(p99.get(s.key)!.at(-1)!)} ms`,
+            )
+            .join(', '),
       );
     }
   } finally {
-    await events?.close();
-    await peer?.dispose();
-    await bp.dispose();
-    await nd.dispose();
+    for (const dispose of disposers.reverse()) {
+      try {
+        await dispose();
+      } catch (error) {
+        log(`latency clean-up: ${(error as Error).message}`);
+      }
+    }
   }
+
   const section = `Latency of ${TASK_MS} ms tasks, submit to finished (${workers} workers)`;
   const common = {
     section,
@@ -187,53 +233,94 @@ export async function benchLatency(config: BenchConfig, withBullmq: boolean): Pr
     better: 'lower' as const,
     note: `${config.latencyTasks} tasks per repetition submitted one by one at ${config.latencyRate}/s`,
   };
-  const phase = (id: keyof typeof phases, title: string) =>
-    figure({
-      ...common,
-      id: `latency.ours.${id}`,
-      title: `ours, median of: ${title}`,
-      ours: summarize(phases[id]),
-      note: undefined,
-    });
-  return [
-    figure({
-      ...common,
-      id: 'latency.p50',
-      title: 'p50 latency (ours vs BullMQ)',
-      ours: summarize(p50.ours),
-      ...(withBullmq ? { peerName: 'BullMQ', peer: summarize(p50.bullmq) } : {}),
-    }),
-    figure({
-      ...common,
-      id: 'latency.p99',
-      title: 'p99 latency (ours vs BullMQ)',
-      ours: summarize(p99.ours),
-      ...(withBullmq ? { peerName: 'BullMQ', peer: summarize(p99.bullmq) } : {}),
-    }),
-    figure({
-      ...common,
-      id: 'latency.nodelay.p50',
-      title:
-        'experiment: p50 with TCP_NODELAY forced on every socket (ours with it vs ours as shipped)',
-      ours: summarize(p50.nodelay),
-      peerName: 'ours as shipped',
-      peer: summarize(p50.ours),
-      note:
-        'rabbitmq-client calls socket.setNoDelay(false) unless given noDelay: true; @aiida/broker ' +
-        'passes it since 02d59c4, so this side now checks that nothing else holds small frames back',
-    }),
-    figure({
-      ...common,
-      id: 'latency.nodelay.p99',
-      title: 'experiment: p99 with TCP_NODELAY forced (vs ours as shipped)',
-      ours: summarize(p99.nodelay),
-      peerName: 'ours as shipped',
-      peer: summarize(p99.ours),
-      note: undefined,
-    }),
-    phase('submit', 'the submit() call (commit, publish, confirm, mark dispatched)'),
-    phase('toStarted', 'created → started (store timestamps: publish, delivery, claim)'),
-    phase('running', 'started → finished (store: the 10 ms body, completion write)'),
-    phase('toHeard', 'finished → state-changed broadcast heard by the submitter'),
-  ];
+  const of = (m: Map<string, number[]>, key: string) => summarize(m.get(key) ?? []);
+  const figures: Figure[] = [];
+  for (const variant of variants) {
+    const ours = variant.system;
+    const v = variant.idPrefix;
+    const label = variant.label;
+    const bullmq = p50.has('bullmq');
+    figures.push(
+      figure({
+        ...common,
+        id: `latency.${v}p50`,
+        title: `p50 latency (${label}${bullmq ? ' vs BullMQ' : ''})`,
+        ours: of(p50, ours),
+        ...(bullmq ? { peerName: 'BullMQ', peer: of(p50, 'bullmq') } : {}),
+      }),
+      figure({
+        ...common,
+        id: `latency.${v}p99`,
+        title: `p99 latency (${label}${bullmq ? ' vs BullMQ' : ''})`,
+        ours: of(p99, ours),
+        ...(bullmq ? { peerName: 'BullMQ', peer: of(p99, 'bullmq') } : {}),
+        note: undefined,
+      }),
+    );
+    if (p50.has('graphile')) {
+      figures.push(
+        figure({
+          ...common,
+          id: `latency.${v}graphile.p50`,
+          title: `p50 latency (${label} vs graphile-worker)`,
+          ours: of(p50, ours),
+          peerName: 'graphile-worker',
+          peer: of(p50, 'graphile'),
+          note:
+            "graphile-worker's end is its job row deleted, heard through a statement trigger " +
+            'that notifies at commit (added by the bench to its jobs table)',
+        }),
+        figure({
+          ...common,
+          id: `latency.${v}graphile.p99`,
+          title: `p99 latency (${label} vs graphile-worker)`,
+          ours: of(p99, ours),
+          peerName: 'graphile-worker',
+          peer: of(p99, 'graphile'),
+          note: undefined,
+        }),
+      );
+    }
+    const mine = phases.get(ours)!;
+    const phase = (id: Phase, title: string) =>
+      figure({
+        ...common,
+        id: `latency.${v}ours.${id}`,
+        title: `${label}, median of: ${title}`,
+        ours: summarize(mine[id]),
+        note: undefined,
+      });
+    figures.push(
+      phase('submit', 'the submit() call (commit, publish, confirm, mark dispatched)'),
+      phase('toStarted', 'created → started (store timestamps: publish, delivery, claim)'),
+      phase('running', 'started → finished (store: the 10 ms body, completion write)'),
+      phase('toHeard', 'finished → state-changed broadcast heard by the submitter'),
+    );
+  }
+  if (p50.has('nodelay') && p50.has('ours-sqlite')) {
+    figures.push(
+      figure({
+        ...common,
+        id: 'latency.nodelay.p50',
+        title:
+          'experiment: p50 with TCP_NODELAY forced on every socket (ours with it vs ours as shipped)',
+        ours: of(p50, 'nodelay'),
+        peerName: 'ours as shipped',
+        peer: of(p50, 'ours-sqlite'),
+        note:
+          'rabbitmq-client calls socket.setNoDelay(false) unless given noDelay: true; @aiida/broker ' +
+          'passes it since 02d59c4, so this side now checks that nothing else holds small frames back',
+      }),
+      figure({
+        ...common,
+        id: 'latency.nodelay.p99',
+        title: 'experiment: p99 with TCP_NODELAY forced (vs ours as shipped)',
+        ours: of(p99, 'nodelay'),
+        peerName: 'ours as shipped',
+        peer: of(p99, 'ours-sqlite'),
+        note: undefined,
+      }),
+    );
+  }
+  return figures;
 }

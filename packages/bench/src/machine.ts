@@ -3,7 +3,9 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { connect } from 'node:net';
 import { cpus, loadavg, release, totalmem } from 'node:os';
+import pg from 'pg';
 import { ioredisVersion, REDIS } from './peers.js';
+import { PG_ADMIN } from './pg-admin.js';
 import { pm2Version } from './pm2-home.js';
 
 const require = createRequire(import.meta.url);
@@ -54,6 +56,25 @@ function redisVersion(): Promise<string | null> {
   });
 }
 
+/** The local PostgreSQL's `server_version`, or null if it does not answer. */
+async function postgresVersion(): Promise<string | null> {
+  const client = new pg.Client({
+    ...PG_ADMIN,
+    database: 'postgres',
+    connectionTimeoutMillis: 3000,
+  });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    const { rows } = await client.query<{ server_version: string }>('show server_version');
+    return rows[0]?.server_version ?? null;
+  } catch {
+    return null;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
 function packageVersion(name: string): string {
   try {
     return (require(`${name}/package.json`) as { version: string }).version;
@@ -74,6 +95,9 @@ export async function collectVersions(repoRoot: string): Promise<Record<string, 
     ioredis: ioredisVersion() ?? 'not installed',
     pm2: pm2Version(),
     'rabbitmq-client': packageVersion('rabbitmq-client'),
+    postgresql: (await postgresVersion()) ?? 'unknown',
+    'graphile-worker': packageVersion('graphile-worker'),
+    pg: packageVersion('pg'),
     commit: run('git', ['-C', repoRoot, 'rev-parse', '--short', 'HEAD']) ?? 'unknown',
   };
 }

@@ -9,11 +9,14 @@ import { join } from 'node:path';
 import { throughputChartSvg } from './chart.js';
 import { parseConfig, type Section } from './config.js';
 import { benchControl } from './control.js';
+import { GRAPHILE_OPTIONS_TEXT } from './graphile-options.js';
 import { benchLatency } from './latency.js';
 import { fmt, log } from './log.js';
 import { collectVersions, describeMachine } from './machine.js';
 import { benchMemory } from './memory.js';
+import { mergeResults } from './merge.js';
 import { bullmqUnavailable, ioredisPath } from './peers.js';
+import { dropLeftoverDatabases } from './pg-admin.js';
 import { BENCH_RUN_ENV, pidsOfRun, stopPid } from './procs.js';
 import { benchProfiles } from './profile.js';
 import { previousAnalysis, renderMarkdown } from './report.js';
@@ -21,6 +24,7 @@ import type { BenchResults, Figure } from './results.js';
 import { benchScale } from './scale.js';
 import { benchSoak } from './soak.js';
 import { benchPublish, benchThroughput } from './throughput.js';
+import { SYSTEMS } from './variants.js';
 import { benchWeb } from './web.js';
 
 // `--render-only`: rewrite benchmarks.md and the chart from an existing benchmarks.json.
@@ -36,10 +40,12 @@ process.env[BENCH_RUN_ENV] = runId;
 const argv = process.argv.slice(2).filter((a, i) => !(i === 0 && a === '--'));
 const config = parseConfig(argv);
 
-async function sweepLeftovers(): Promise<number[]> {
-  const left = pidsOfRun(runId);
-  for (const pid of left) await stopPid(pid, 3);
-  return left;
+async function sweepLeftovers(): Promise<{ pids: number[]; databases: string[] }> {
+  const pids = pidsOfRun(runId);
+  for (const pid of pids) await stopPid(pid, 3);
+  // After the processes: a database is dropped once nothing of ours is connected to it.
+  const databases = await dropLeftoverDatabases();
+  return { pids, databases };
 }
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -56,6 +62,7 @@ const results: BenchResults = {
   quick: config.quick,
   config: {
     sections: config.sections.join(', '),
+    systems: config.systems.length === SYSTEMS.length ? 'all' : config.systems.join(', '),
     repetitions: config.reps,
     'throughput N': config.throughputN,
     'worker counts': config.workerCounts.join(', '),
@@ -93,6 +100,13 @@ if (bullmqMissing) {
   }
 }
 
+if (
+  config.systems.includes('graphile') &&
+  config.sections.some((s) => ['publish', 'throughput', 'latency'].includes(s))
+) {
+  results.notes.push(`${GRAPHILE_OPTIONS_TEXT}.`);
+}
+
 async function section(name: Section, run: () => Promise<Figure[]>): Promise<void> {
   if (!config.sections.includes(name)) return;
   log(`--- ${name} ---`);
@@ -121,8 +135,7 @@ try {
   await section('control', () => benchControl(config));
   await section('publish', () => benchPublish(config));
   await section('throughput', async () => {
-    if (bullmqMissing) throw new Error(bullmqMissing);
-    const { figures, series, cpu } = await benchThroughput(config);
+    const { figures, series, cpu } = await benchThroughput(config, bullmqMissing === null);
     results.throughput = series;
     results.cpu = cpu;
     return figures;
@@ -151,46 +164,39 @@ try {
   }
 } finally {
   const left = await sweepLeftovers();
-  if (left.length > 0) {
-    results.errors.push(`processes left running by the bench, stopped by pid: ${left.join(', ')}`);
+  if (left.pids.length > 0) {
+    results.errors.push(
+      `processes left running by the bench, stopped by pid: ${left.pids.join(', ')}`,
+    );
+  }
+  if (left.databases.length > 0) {
+    results.errors.push(`PostgreSQL databases left by the bench, dropped: ${left.databases}`);
   }
 }
 
 results.finishedAt = new Date().toISOString();
 results.machine.loadAverageAtEnd = describeMachine().loadAverage;
 const failed = results.errors.length > 0;
+// A soak-only run (half an hour, run on its own) and a `--merge` run add their figures to the
+// report of the last full run in `outDir` instead of replacing it.
 writeOutputs(
   config.outDir,
-  config.sections.join() === 'soak' ? withEarlierRun(config.outDir, results) : results,
+  config.merge || config.sections.join() === 'soak'
+    ? withEarlierRun(config.outDir, results)
+    : results,
   config.throughputN,
 );
 process.exit(failed ? 1 : 0);
 
-/**
- * A soak-only run (half an hour, run on its own) adds its figures to the report of the last full
- * run in `outDir` instead of replacing it: the other sections, machine and versions stay those
- * of that run, and a note says which run the soak figures come from.
- */
-function withEarlierRun(outDir: string, soakRun: BenchResults): BenchResults {
+/** `run` merged into the report in `outDir` (see {@link mergeResults}), or `run` if none. */
+function withEarlierRun(outDir: string, run: BenchResults): BenchResults {
   let earlier: BenchResults;
   try {
     earlier = JSON.parse(readFileSync(join(outDir, 'benchmarks.json'), 'utf8')) as BenchResults;
   } catch {
-    return soakRun;
+    return run;
   }
-  const soakNote = 'The soak figures come from a separate run';
-  return {
-    ...earlier,
-    figures: [...earlier.figures.filter((f) => f.section !== 'soak'), ...soakRun.figures],
-    soak: soakRun.soak,
-    notes: [
-      ...earlier.notes.filter((n) => !n.startsWith(soakNote)),
-      `${soakNote} (\`${soakRun.command}\`, ${soakRun.startedAt} to ${soakRun.finishedAt}, ` +
-        `load average ${JSON.stringify(soakRun.machine.loadAverage)} at start, ` +
-        `${JSON.stringify(soakRun.machine.loadAverageAtEnd)} at end).`,
-    ],
-    errors: [...earlier.errors.filter((e) => !e.startsWith('soak:')), ...soakRun.errors],
-  };
+  return mergeResults(earlier, run);
 }
 
 /** Writes benchmarks.json, benchmarks.md (keeping its analysis block) and the chart. */

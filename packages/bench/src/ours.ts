@@ -4,6 +4,7 @@ import { forceNoDelay } from './children/nodelay.js';
 import { BATCH } from './peers.js';
 import { pollUntil } from './procs.js';
 import { nowMs } from './stats.js';
+import type { OursVariant } from './variants.js';
 
 const ACTIVE_STATES = ['created', 'waiting', 'running'] as const;
 
@@ -49,10 +50,11 @@ export async function assertAllFinished(bp: BenchProfile, expected: number): Pro
 
 /**
  * Ours end to end: a profile whose daemon runs `workers` workers with `slots` slots each; a
- * repetition submits `n` additions and polls the store until none is active.
+ * repetition submits `n` additions and polls the store until none is active. The profile's
+ * storage and transport are those of `options.variant` (default SQLite and RabbitMQ).
  */
 export class OursThroughput {
-  readonly bp: BenchProfile;
+  private profile: BenchProfile | undefined;
 
   private readonly noDelay: boolean;
 
@@ -61,23 +63,32 @@ export class OursThroughput {
    * `noDelay` makes this process's broker connection with TCP_NODELAY forced on (the experiment).
    */
   constructor(
-    name: string,
-    slots: number,
-    daemon: { env?: NodeJS.ProcessEnv; supervisorProgram?: string } = {},
-    options: { noDelay?: boolean } = {},
+    private readonly name: string,
+    private readonly slots: number,
+    private readonly daemon: { env?: NodeJS.ProcessEnv; supervisorProgram?: string } = {},
+    private readonly options: { noDelay?: boolean; variant?: OursVariant } = {},
   ) {
     this.noDelay = options.noDelay ?? false;
-    this.bp = BenchProfile.create({
-      name,
-      options: { 'daemon.worker_process_slots': slots },
-      ...daemon,
-    });
+  }
+
+  /** The profile (after {@link setup}). */
+  get bp(): BenchProfile {
+    if (!this.profile) throw new Error(`${this.name}: setup() first`);
+    return this.profile;
   }
 
   /** Pids of the supervisor and its workers (after {@link setup}). */
   pids: number[] = [];
 
+  /** Makes the profile and starts its daemon with `workers` workers. */
   async setup(workers: number): Promise<void> {
+    this.profile = await BenchProfile.open({
+      name: this.name,
+      options: { 'daemon.worker_process_slots': this.slots },
+      ...this.daemon,
+      storage: this.options.variant?.storage,
+      transport: this.options.variant?.transport,
+    });
     await this.bp.startDaemon(workers);
     const restore = this.noDelay ? forceNoDelay() : undefined;
     try {
@@ -107,6 +118,6 @@ export class OursThroughput {
   }
 
   async dispose(): Promise<void> {
-    await this.bp.dispose();
+    await this.profile?.dispose();
   }
 }

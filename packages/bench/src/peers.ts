@@ -3,7 +3,10 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { defaultBrokerSettings, getBrokerUrl } from '@aiida/config';
 import { Queue } from 'bullmq';
+import { Logger, makeWorkerUtils, runMigrations, type WorkerUtils } from 'graphile-worker';
+import pg from 'pg';
 import { Connection, type Publisher } from 'rabbitmq-client';
+import { adminUrl, createBenchDatabase, dropBenchDatabase } from './pg-admin.js';
 import { type ChildHelper, forkHelper, pollUntil } from './procs.js';
 import { nowMs } from './stats.js';
 
@@ -14,6 +17,9 @@ export const BATCH = 1000;
 
 const BULLMQ_WORKER = fileURLToPath(new URL('./children/bullmq-worker.js', import.meta.url));
 const RAW_CONSUMER = fileURLToPath(new URL('./children/raw-consumer.js', import.meta.url));
+const GRAPHILE_WORKER = fileURLToPath(new URL('./children/graphile-worker.js', import.meta.url));
+/** The channel the latency run's trigger notifies with the ids of completed jobs. */
+const DONE_CHANNEL = 'bench_gw_done';
 
 /**
  * Why BullMQ can't run here, or null when it can. BullMQ 6 leaves its Redis client to the user
@@ -233,4 +239,135 @@ export class BullmqPeer {
       await this.queue.close();
     }
   }
+}
+
+/**
+ * graphile-worker on the local PostgreSQL: a database of its own (unique name, created and
+ * dropped by the bench, migrated once by the bench before any worker starts), `workers` worker
+ * processes with the options of graphile-options.ts, jobs added with `addJobs` ({@link BATCH} at
+ * a time, one attempt each). A job is done when its row is gone (graphile-worker deletes a job
+ * when it completes). With `notifyDone`, a statement trigger on its jobs table notifies the ids
+ * of deleted jobs at commit, so the bench hears a completion as it hears ours.
+ */
+export class GraphilePeer {
+  private database: string | undefined;
+  private utils: WorkerUtils | undefined;
+  private client: pg.Client | undefined;
+  private workers: ChildHelper[] = [];
+  private readonly doneListeners = new Set<(ids: string[]) => void>();
+
+  /** Creates and migrates the database; with `workers` > 0 forks the workers. */
+  async setup(workers: number, options: { notifyDone?: boolean } = {}): Promise<void> {
+    this.database = await createBenchDatabase('bench_gw_');
+    const connectionString = adminUrl(this.database);
+    await runMigrations({ connectionString, logger: quietLogger() });
+    this.utils = await makeWorkerUtils({ connectionString, logger: quietLogger() });
+    this.client = new pg.Client({ connectionString });
+    this.client.on('error', () => undefined);
+    await this.client.connect();
+    if (options.notifyDone) {
+      await this.client.query(`
+        create function graphile_worker.bench_done() returns trigger language plpgsql as $$
+        begin
+          perform pg_notify('${DONE_CHANNEL}', (select string_agg(id::text, ',') from done));
+          return null;
+        end $$;
+        create trigger bench_done after delete on graphile_worker._private_jobs
+          referencing old table as done for each statement
+          execute function graphile_worker.bench_done();
+        listen ${DONE_CHANNEL};`);
+      this.client.on('notification', (n) => {
+        if (n.channel !== DONE_CHANNEL || !n.payload) return;
+        const ids = n.payload.split(',');
+        for (const listener of this.doneListeners) listener(ids);
+      });
+    }
+    for (let i = 0; i < workers; i++) {
+      this.workers.push(forkHelper(GRAPHILE_WORKER, [connectionString]));
+    }
+    await Promise.all(this.workers.map((w) => w.next('ready', 30)));
+  }
+
+  /** Pids of the worker processes. */
+  get pids(): number[] {
+    return this.workers.map((w) => w.pid);
+  }
+
+  /** Calls `listener` with the ids of jobs as they complete (needs `notifyDone`). */
+  onDone(listener: (ids: string[]) => void): void {
+    this.doneListeners.add(listener);
+  }
+
+  /** Adds one job; returns its id. */
+  async add(identifier: string, payload: Record<string, unknown>): Promise<string> {
+    const job = await this.utils!.addJob(identifier, payload, { maxAttempts: 1 });
+    return String(job.id);
+  }
+
+  /** Adds `n` trivial `add` jobs with `addJobs`, {@link BATCH} per call. */
+  async addMany(n: number): Promise<void> {
+    for (let start = 0; start < n; start += BATCH) {
+      const specs = [];
+      for (let i = start; i < Math.min(n, start + BATCH); i++) {
+        specs.push({ identifier: 'add', payload: { x: i, y: 1 }, maxAttempts: 1 });
+      }
+      await this.utils!.addJobs(specs);
+    }
+  }
+
+  /** Jobs still in the table, and how many of them failed. */
+  async pending(): Promise<{ left: number; failed: number }> {
+    const { rows } = await this.client!.query<{ remaining: number; failed: number }>(
+      'select count(*)::int as remaining, count(*) filter (where last_error is not null)::int ' +
+        'as failed from graphile_worker._private_jobs',
+    );
+    return { left: rows[0]!.remaining, failed: rows[0]!.failed };
+  }
+
+  /** Adds `n` trivial jobs, then polls until none is left: seconds from the first add. */
+  async runOnce(n: number): Promise<{ seconds: number }> {
+    const t0 = nowMs();
+    await this.addMany(n);
+    let last = { left: n, failed: 0 };
+    await pollUntil(
+      async () => {
+        last = await this.pending();
+        if (last.failed > 0) throw new Error(`${last.failed} graphile-worker jobs failed`);
+        return last.left === 0;
+      },
+      {
+        timeout: 600,
+        interval: 20,
+        what: `${n} graphile-worker jobs to complete`,
+        describe: () => `${last.left} left`,
+      },
+    );
+    return { seconds: (nowMs() - t0) / 1000 };
+  }
+
+  /** Deletes every job (after an add-only run). */
+  async purge(): Promise<void> {
+    await this.client!.query('delete from graphile_worker._private_jobs');
+  }
+
+  /** Stops the workers (by pid if they do not exit), closes, drops the database. */
+  async dispose(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.stop(10)));
+    this.workers = [];
+    try {
+      await this.utils?.release();
+      await this.client?.end();
+    } finally {
+      if (this.database) await dropBenchDatabase(this.database);
+    }
+  }
+}
+
+/** graphile-worker's logger, reduced to warnings and errors (on stderr). */
+function quietLogger(): Logger {
+  return new Logger(() => (level, message) => {
+    if (level === 'error' || level === 'warning') {
+      process.stderr.write(`graphile-worker: ${message}\n`);
+    }
+  });
 }

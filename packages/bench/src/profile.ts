@@ -11,13 +11,16 @@ import {
 import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import pg from 'pg';
 import { BenchProfile } from './aiida-env.js';
 import type { BenchConfig } from './config.js';
 import { log } from './log.js';
 import { addItems, OursThroughput, submitInBatches } from './ours.js';
+import { PG_ADMIN } from './pg-admin.js';
 import { pollUntil, signalPid } from './procs.js';
 import { profiledDaemon } from './profiled-daemon.js';
 import type { ProfileSummary } from './results.js';
+import { oursVariants } from './variants.js';
 
 /** Where the raw `.cpuprofile` files of the last run are kept (they open in Chrome DevTools). */
 export const PROFILES_DIR = join(tmpdir(), 'aiida-bench-profiles');
@@ -158,6 +161,35 @@ async function profileInProcess(work: () => Promise<void>): Promise<CpuProfile> 
   }
 }
 
+/** Transaction and row counters of one database (pg_stat_database), as the superuser. */
+async function databaseCounters(
+  database: string,
+): Promise<{ commits: number; rolledBack: number; tuplesWritten: number; scans: number }> {
+  const client = new pg.Client({ ...PG_ADMIN, database });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ c: string; r: string; w: string }>(
+      'select xact_commit as c, xact_rollback as r, ' +
+        'tup_inserted + tup_updated + tup_deleted as w from pg_stat_database where datname = $1',
+      [database],
+    );
+    // Every statement that reads or writes a table by key or by scan counts one here.
+    const scans = await client.query<{ s: string | null }>(
+      'select sum(coalesce(seq_scan, 0) + coalesce(idx_scan, 0)) as s from pg_stat_user_tables',
+    );
+    const row = rows[0];
+    return {
+      commits: Number(row?.c ?? 0),
+      rolledBack: Number(row?.r ?? 0),
+      tuplesWritten: Number(row?.w ?? 0),
+      scans: Number(scans.rows[0]?.s ?? 0),
+    };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
 /** Seconds between ISO timestamps at the start of log lines matching `a` and `b`. */
 function logGap(text: string, a: RegExp, b: RegExp): number | null {
   const lines = text.split('\n');
@@ -225,21 +257,50 @@ export async function benchProfiles(config: BenchConfig): Promise<ProfileSummary
     summaries.push(summarizeCpuProfile(load(dir, file), what, file, config.repoRoot));
   };
   try {
-    // 1. A worker running N trivial processes.
-    const tp = new OursThroughput('bench-prof-tp', config.concurrency, daemon);
-    let workerPid = 0;
-    let supervisorPid = 0;
-    try {
-      await tp.setup(1);
-      const status = await tp.bp.client.getStatus();
-      workerPid = status.workers[0]!.pid!;
-      supervisorPid = status.pid;
-      await tp.runOnce(config.throughputN);
-    } finally {
-      await tp.dispose();
+    // 1. A worker running N trivial processes, on each storage and transport pair chosen.
+    for (const variant of oursVariants(config.systems)) {
+      const first = variant.idPrefix === '';
+      const tp = new OursThroughput(`bench-prof-tp-${variant.system}`, config.concurrency, daemon, {
+        variant,
+      });
+      let workerPid = 0;
+      let supervisorPid = 0;
+      let commits: string | undefined;
+      try {
+        await tp.setup(1);
+        const status = await tp.bp.client.getStatus();
+        workerPid = status.workers[0]!.pid!;
+        supervisorPid = status.pid;
+        const storage = tp.bp.profile.storage;
+        const database = storage.backend === 'core.psql' ? storage.config.database_name : null;
+        const before = database ? await databaseCounters(database) : null;
+        await tp.runOnce(config.throughputN);
+        if (database && before) {
+          // PostgreSQL publishes a backend's counters when it goes idle, at most a second late.
+          await new Promise((r) => setTimeout(r, 1500));
+          const after = await databaseCounters(database);
+          const per = (k: keyof typeof after) => (after[k] - before[k]) / config.throughputN;
+          commits =
+            `PostgreSQL during those ${config.throughputN} processes (pg_stat_database of the ` +
+            `profile's database, all its connections): ${per('commits').toFixed(2)} transactions ` +
+            `committed, ${per('rolledBack').toFixed(2)} rolled back, ${per('tuplesWritten').toFixed(1)} ` +
+            `rows inserted/updated/deleted, ${per('scans').toFixed(1)} table scans (index or ` +
+            'sequential: about one per statement that reads or writes rows) per process';
+        }
+      } finally {
+        await tp.dispose();
+      }
+      // The first pair keeps the titles of earlier reports.
+      const on = first ? '' : ` of ${variant.label}`;
+      add(
+        workerPid,
+        `worker${on}: start, ${config.throughputN} core.arithmetic.add (1 worker), stop`,
+      );
+      add(supervisorPid, `supervisor during that throughput run${on}`);
+      if (commits) summaries.push({ what: commits, file: '', totalMs: 0, top: [], byArea: [] });
     }
-    add(workerPid, `worker: start, ${config.throughputN} core.arithmetic.add (1 worker), stop`);
-    add(supervisorPid, 'supervisor during that throughput run');
+    // The rest profiles the daemon's control and start-up, the same on every store.
+    if (!config.systems.includes('ours-sqlite')) return summaries;
 
     // 2. Control: start 4, 200 status calls, the status command, a revival, stop.
     const bp = BenchProfile.create({ name: 'bench-prof-ctl', ...daemon });
@@ -334,7 +395,7 @@ export async function benchProfiles(config: BenchConfig): Promise<ProfileSummary
 
     summaries.push(await startupCosts(config.repoRoot));
 
-    // 3. submitMany in this process (no daemon): the submit side.
+    // 3. submitMany in this process (no daemon): the submit side (SQLite).
     const sub = BenchProfile.create({ name: 'bench-prof-submit' });
     try {
       await sub.getEngine();

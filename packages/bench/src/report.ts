@@ -63,11 +63,16 @@ export function renderMarkdown(
   const withGoals = results.figures.filter((f) => f.goal);
   if (withGoals.length > 0) {
     const missed = withGoals.filter((f) => f.goal!.met === false);
+    // A merged report holds figures of more than one run (see its notes).
+    const merged = results.notes.some((n) => n.includes('figures come from a separate run'));
+    const scope = merged
+      ? 'in this report (figures of more than one run, see Notes)'
+      : 'in this run';
     lines.push('## Goals', '');
     lines.push(
       missed.length === 0
-        ? 'Every goal measured in this run was met.'
-        : `**${missed.length} of ${withGoals.length} goals were missed in this run**: ${missed.map((f) => f.id).join(', ')}.`,
+        ? `Every goal measured ${scope} was met.`
+        : `**${missed.length} of ${withGoals.length} goals were missed ${scope}**: ${missed.map((f) => f.id).join(', ')}.`,
       '',
       '| figure | goal | ratio (ours / peer) | result |',
       '|---|---|---|---|',
@@ -109,18 +114,22 @@ export function renderMarkdown(
       '',
       'CPU time (user + system) per process, job or message, in ms, median over the repetitions, ' +
         'from /proc/<pid>/stat (workers, supervisor, servers) and process.cpuUsage() (the bench ' +
-        'process: submitting and polling). RabbitMQ and Redis are shared with whatever else runs on ' +
-        'the machine: their rate over an idle second just before each run is subtracted, so their ' +
-        'columns are estimates. /proc counts in 10 ms ticks, hence the granularity of small values.',
+        'process: submitting and polling). RabbitMQ, Redis and PostgreSQL (all its `postgres` ' +
+        'processes) are shared with whatever else runs on the machine: their rate over an idle ' +
+        'second just before each run is subtracted, so their columns are estimates (n/a: not ' +
+        'measured in that run). /proc counts in 10 ms ticks, hence the granularity of small values.',
       '',
-      '| workers | system | bench (submit + poll) | workers (+ supervisor) | RabbitMQ | Redis | total |',
-      '|---|---|---|---|---|---|---|',
+      '| workers | system | bench (submit + poll) | workers (+ supervisor) | RabbitMQ | Redis | PostgreSQL | total |',
+      '|---|---|---|---|---|---|---|---|',
     );
     for (const b of results.cpu) {
       const v = (c: string) => b.perItemMs[c]?.median ?? Number.NaN;
-      const total = ['bench', 'workers', 'rabbitmq', 'redis'].reduce((t, c) => t + v(c), 0);
+      const cell = (c: string) => (b.perItemMs[c] ? fmt(v(c)) : 'n/a');
+      const total = ['bench', 'workers', 'rabbitmq', 'redis', 'postgres']
+        .filter((c) => b.perItemMs[c])
+        .reduce((t, c) => t + v(c), 0);
       lines.push(
-        `| ${b.workers} | ${b.system} | ${fmt(v('bench'))} | ${fmt(v('workers'))} | ${fmt(v('rabbitmq'))} | ${fmt(v('redis'))} | ${fmt(total)} |`,
+        `| ${b.workers} | ${b.system} | ${cell('bench')} | ${cell('workers')} | ${cell('rabbitmq')} | ${cell('redis')} | ${cell('postgres')} | ${fmt(total)} |`,
       );
     }
     lines.push('');
@@ -241,7 +250,9 @@ export function renderMarkdown(
   lines.push(`- This run: \`${results.command}\``);
   lines.push(
     '- Full run: `pnpm bench` (root: builds everything with turbo, then `node packages/bench/dist/main.js`); ' +
-      'development: `pnpm bench -- --quick`, a subset: `pnpm bench -- --only control,latency`.',
+      'development: `pnpm bench -- --quick`, a subset: `pnpm bench -- --only control,latency`, ' +
+      'some systems added to this report: `pnpm bench -- --only publish,throughput,latency ' +
+      '--systems ours-psql,graphile,bullmq --merge`.',
   );
   for (const [key, value] of Object.entries(results.config)) {
     lines.push(`- ${key}: ${typeof value === 'string' ? value : JSON.stringify(value)}`);

@@ -112,3 +112,8 @@ export function figure(init: Omit<Figure, 'ratio'>): Figure {
       : undefined;
   return { ...init, ratio };
 }
+
+/** The goal `ratio >= min`: met, missed, or not measured when there is no ratio. */
+export function atLeast(ratio: number | undefined, min: number, text: string): Goal {
+  return { text, met: ratio === undefined || !Number.isFinite(ratio) ? null : ratio >= min };
+}
