@@ -183,3 +183,27 @@ function makeLock(path: string, identity: ProcessIdentity): DaemonLock {
     },
   };
 }
+
+/**
+ * Refuses to start beside a daemon of an earlier release, which kept its lock one folder up
+ * (`daemon/<profile>/daemon.lock`, before each host got its own folder): it would not see our lock
+ * nor we its, and two daemons of one profile would run on one host. A lock there whose holder is
+ * gone (or that another host wrote) is left alone and does not stop the start.
+ */
+export function refuseEarlierLayoutDaemon(
+  legacyLockPath: string,
+  options: { profileName?: string; hostname?: string; read?: ProcReader } = {},
+): void {
+  const text = readText(legacyLockPath);
+  const holder = text === undefined ? undefined : parseLockFile(text);
+  if (holder === undefined) return;
+  if (holder.hostname !== undefined && holder.hostname !== options.hostname) return;
+  if (!checkLiveness(holder, options.read ?? readProcFile).live) return;
+  throw new SupervisorError(
+    ErrorCodes.alreadyRunning,
+    `a daemon of an earlier release is running${options.profileName ? ` for profile '${options.profileName}'` : ''} ` +
+      `(pid ${holder.pid}, lock ${legacyLockPath}); stop it with that release's \`aiida daemon stop\` ` +
+      `(or \`kill -TERM ${holder.pid}\`), then start again`,
+    { details: { pid: holder.pid } },
+  );
+}

@@ -6,6 +6,7 @@ import {
   getDaemonLogDir,
   getHostname,
   getOption,
+  getProfileDaemonDir,
   type LogFormat,
   type Profile,
 } from '@aiida/config';
@@ -26,13 +27,14 @@ import {
   daemonLockPath,
   daemonStatePath,
   ensurePrivateDir,
+  LOCK_FILE_NAME,
   parseDaemonState,
   preparePrivateSocketDir,
   removeQuietly,
   STATE_FILE_VERSION,
   writeFileAtomic,
 } from './daemon-files.js';
-import { acquireDaemonLock, type DaemonLock } from './daemon-lock.js';
+import { acquireDaemonLock, type DaemonLock, refuseEarlierLayoutDaemon } from './daemon-lock.js';
 import { assertLinux, errorMessage, isSupervisorError, SupervisorError } from './errors.js';
 import { createLogger, type Logger, type LogLevel, RotatingLog } from './log.js';
 import { createSupervisorMetrics, type MetricsServer, startMetricsServer } from './metrics.js';
@@ -250,6 +252,10 @@ class SupervisorRuntime implements Supervisor {
     try {
       const identity = currentIdentity();
       this.lock = acquireDaemonLock(daemonLockPath(profile), identity, {
+        profileName: profile.name,
+        hostname: getHostname(),
+      });
+      refuseEarlierLayoutDaemon(join(getProfileDaemonDir(profile), LOCK_FILE_NAME), {
         profileName: profile.name,
         hostname: getHostname(),
       });

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isSupervisorError } from '@aiida/daemon-supervisor';
 import { waitFor } from '../../../tests/support/wait-for.js';
-import { acquireDaemonLock, parseLockFile } from '../src/daemon-lock.js';
+import { acquireDaemonLock, parseLockFile, refuseEarlierLayoutDaemon } from '../src/daemon-lock.js';
 import { FAKE_BOOT_ID, fakeProc } from './support/fake-proc.js';
 
 let dir: string;
@@ -167,4 +167,39 @@ test('a lock recorded by another host is never taken over here, even when its pi
   const lock = acquireDaemonLock(lockPath, me, { read: fakeProc({ 100: 5 }), hostname: 'node2' });
   expect(parseLockFile(readFileSync(lockPath, 'utf8'))).toEqual({ ...me, hostname: 'node2' });
   lock.release();
+});
+
+describe('a daemon of an earlier release (its lock one folder up)', () => {
+  test('refused while its holder runs: already_running naming its pid and what to do', () => {
+    writeFileSync(lockPath, JSON.stringify(other));
+    let thrown: unknown;
+    try {
+      refuseEarlierLayoutDaemon(lockPath, {
+        profileName: 'p',
+        hostname: 'h1',
+        read: fakeProc({ 200: 7 }),
+      });
+    } catch (error) {
+      thrown = error;
+    }
+    expect(isSupervisorError(thrown) && thrown.code).toBe('already_running');
+    expect((thrown as Error).message).toContain(
+      "earlier release is running for profile 'p' (pid 200",
+    );
+    expect((thrown as Error).message).toContain('kill -TERM 200');
+    expect(readFileSync(lockPath, 'utf8')).toBe(JSON.stringify(other)); // untouched
+  });
+
+  test.each<[string, string | undefined, Record<number, number>]>([
+    ['no lock there', undefined, {}],
+    ['its holder is gone', JSON.stringify(other), {}],
+    ['another host wrote it', JSON.stringify({ ...other, hostname: 'h2' }), { 200: 7 }],
+    ['it is not a lock file', 'garbage', { 200: 7 }],
+  ])('no refusal when %s', (_what, content, running) => {
+    if (content !== undefined) writeFileSync(lockPath, content);
+    expect(() =>
+      refuseEarlierLayoutDaemon(lockPath, { hostname: 'h1', read: fakeProc(running) }),
+    ).not.toThrow();
+    if (content !== undefined) expect(readFileSync(lockPath, 'utf8')).toBe(content);
+  });
 });
