@@ -92,6 +92,7 @@ export {
 export type {
   ActivityBucket,
   CheckpointResult,
+  ClaimBatchItem,
   ClaimRefusal,
   ClaimResult,
   ControlRequestOutcome,

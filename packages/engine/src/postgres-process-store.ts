@@ -7,6 +7,7 @@ import { POSTGRES_MIGRATIONS, POSTGRES_SCHEMA_VERSION } from './postgres-migrati
 import type {
   ActivityBucket,
   CheckpointResult,
+  ClaimBatchItem,
   ClaimResult,
   ControlRequestOutcome,
   DeleteSelection,
@@ -342,6 +343,16 @@ export class PostgresProcessStore implements ProcessStore {
       case 'row': {
         const r = await c.query('SELECT * FROM processes WHERE pk = $1 FOR UPDATE', [op.pk]);
         return r.rows[0] ? ruleRow(r.rows[0] as ProcessRow) : undefined;
+      }
+      case 'claimable': {
+        // SKIP LOCKED: a row another batch claimer holds right now is left to it.
+        const r = await c.query(
+          `SELECT pk FROM processes
+           WHERE ${rules.claimableSql(TERMINAL_SQL, (b) => (b ? 'TRUE' : 'FALSE'), '$1')}
+             AND pk > $2 ORDER BY pk LIMIT $3 FOR UPDATE SKIP LOCKED`,
+          [op.now, op.afterPk, op.limit],
+        );
+        return (r.rows as { pk: number | string }[]).map((x) => Number(x.pk));
       }
       case 'liveChildren': {
         const r = await c.query(
@@ -703,6 +714,20 @@ export class PostgresProcessStore implements ProcessStore {
       }
       return out;
     });
+  }
+
+  async claimRunnable(
+    ownerId: string,
+    leaseSeconds: number,
+    options: { maxAttempts: number; limit: number },
+  ): Promise<ClaimBatchItem[]> {
+    if (options.limit < 1) return [];
+    return this.tx((c, now) =>
+      this.run(
+        c,
+        rules.claimRunnable(ownerId, leaseSeconds, options.maxAttempts, options.limit, now),
+      ),
+    );
   }
 
   async renewLeases(ownerId: string, pks: number[], leaseSeconds: number): Promise<LeaseRenewal[]> {

@@ -9,6 +9,7 @@ import type { JsonValue } from './json.js';
 import type {
   ActivityBucket,
   CheckpointResult,
+  ClaimBatchItem,
   ClaimResult,
   ControlRequestOutcome,
   DeleteSelection,
@@ -420,6 +421,11 @@ export class SqliteProcessStore implements ProcessStore {
          )
          ORDER BY pk LIMIT @limit`,
       ),
+      claimable: db.prepare(
+        `SELECT pk FROM processes
+         WHERE ${rules.claimableSql(TERMINAL_SQL, (b) => (b ? '1' : '0'), '@now')}
+           AND pk > @after ORDER BY pk LIMIT @limit`,
+      ),
       markDispatched: db.prepare(
         'UPDATE processes SET dispatched_at = ? WHERE pk IN (SELECT value FROM json_each(?))',
       ),
@@ -525,6 +531,10 @@ export class SqliteProcessStore implements ProcessStore {
       }
       case 'liveChildren':
         return (s.liveChildren.all(op.pk) as ProcessRow[]).map(ruleRow);
+      case 'claimable':
+        return (
+          s.claimable.all({ now: op.now, after: op.afterPk, limit: op.limit }) as { pk: number }[]
+        ).map((r) => r.pk);
       case 'pendingKill': {
         const intent = s.killIntent.get(op.pk) as
           | { message: string | null; force: number }
@@ -810,6 +820,19 @@ export class SqliteProcessStore implements ProcessStore {
         this.run(rules.claim(pk, ownerId, leaseSeconds, options.maxAttempts, now)),
       );
     });
+  }
+
+  async claimRunnable(
+    ownerId: string,
+    leaseSeconds: number,
+    options: { maxAttempts: number; limit: number },
+  ): Promise<ClaimBatchItem[]> {
+    if (options.limit < 1) return [];
+    return this.tx(() =>
+      this.run(
+        rules.claimRunnable(ownerId, leaseSeconds, options.maxAttempts, options.limit, this.now()),
+      ),
+    );
   }
 
   async renewLeases(ownerId: string, pks: number[], leaseSeconds: number): Promise<LeaseRenewal[]> {
