@@ -132,3 +132,11 @@ export {
 } from './sqlite-process-store.js';
 export { STORE_MIGRATIONS, STORE_SCHEMA_VERSION, type StoreMigration } from './store-migrations.js';
 export { type ValueIssue, validateJson } from './validation.js';
+export {
+  FileWorkSignal,
+  PostgresWorkSignal,
+  StoreWorkDispatcher,
+  SUPPRESS_WAKE_UPS_ENV,
+  WORK_NOTIFY_CHANNEL,
+  type WorkSignal,
+} from './work-signal.js';

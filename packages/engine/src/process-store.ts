@@ -387,6 +387,17 @@ export interface ProcessStore {
     leaseSeconds: number,
     options: { maxAttempts: number; limit: number },
   ): Promise<ClaimBatchItem[]>;
+  /**
+   * Wakes the workers that wait for work on this store, in any process and, for PostgreSQL, on
+   * any host (`core.store` transport). Carries nothing and may be lost. Never rejects.
+   */
+  notifyWork(): Promise<void>;
+  /**
+   * Calls `listener` whenever {@link ProcessStore.notifyWork} is called on any handle of this
+   * store (SQLite: a watched file beside the database; PostgreSQL: `LISTEN`). Resolves once
+   * listening, with what stops listening.
+   */
+  listenForWork(listener: () => void): Promise<() => Promise<void>>;
   /** Extends the leases `ownerId` holds on `pks`, and reports pause/kill intents and time limits. */
   renewLeases(ownerId: string, pks: number[], leaseSeconds: number): Promise<LeaseRenewal[]>;
   /**

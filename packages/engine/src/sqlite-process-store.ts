@@ -52,6 +52,7 @@ import {
   runRuleSync,
   type StoreOp,
 } from './store-rules.js';
+import { FileWorkSignal } from './work-signal.js';
 
 /** Options of {@link SqliteProcessStore}. */
 export interface SqliteStoreOptions {
@@ -235,11 +236,13 @@ export class SqliteProcessStore implements ProcessStore {
   private readonly clock: Clock;
   private readonly stmts: ReturnType<SqliteProcessStore['prepare']>;
   private closed = false;
+  private readonly workSignal: FileWorkSignal;
   /** Commits made through this handle (SQLite's `data_version` counts only the others'). */
   private localCommits = 0;
 
   constructor(options: SqliteStoreOptions) {
     this.location = options.filepath;
+    this.workSignal = new FileWorkSignal(`${options.filepath}.wake`);
     this.clock = options.clock ?? systemClock;
     const dir = dirname(options.filepath);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -833,6 +836,14 @@ export class SqliteProcessStore implements ProcessStore {
         rules.claimRunnable(ownerId, leaseSeconds, options.maxAttempts, options.limit, this.now()),
       ),
     );
+  }
+
+  async notifyWork(): Promise<void> {
+    await this.workSignal.notify();
+  }
+
+  async listenForWork(listener: () => void): Promise<() => Promise<void>> {
+    return this.workSignal.listen(listener);
   }
 
   async renewLeases(ownerId: string, pks: number[], leaseSeconds: number): Promise<LeaseRenewal[]> {

@@ -405,6 +405,30 @@ export function describeStoreContract(
         expect(await store.getProcess(poisoned!.pk)).toMatchObject({ state: 'excepted' });
       });
 
+      test('notifyWork on one handle wakes the listeners of another; a stopped listener hears nothing', async () => {
+        const other = await h.open();
+        try {
+          let heard = 0;
+          const stop = await other.listenForWork(() => {
+            heard++;
+          });
+          const before = heard; // PostgreSQL calls once when it starts listening
+          await store.notifyWork();
+          const deadline = Date.now() + 10_000;
+          while (heard === before && Date.now() < deadline) {
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+          expect(heard).toBeGreaterThan(before);
+          await stop();
+          const after = heard;
+          await store.notifyWork();
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          expect(heard).toBe(after);
+        } finally {
+          await other.close();
+        }
+      });
+
       test('two claimers at once take disjoint rows, and together all of them', async () => {
         const other = await h.open();
         try {
