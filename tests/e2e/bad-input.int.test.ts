@@ -40,7 +40,11 @@ afterAll(async () => {
 /** Rows and queue counts, to show that nothing changed. */
 async function snapshot() {
   const rows = await e2e.engine.listProcesses({});
-  return { rows: JSON.stringify(rows), count: rows.length, queues: await e2e.broker.queueCounts() };
+  return {
+    rows: JSON.stringify(rows),
+    count: rows.length,
+    queues: await e2e.broker!.queueCounts(),
+  };
 }
 
 async function submitError(engine: Engine, type: string, inputs: unknown): Promise<EngineError> {
@@ -74,7 +78,7 @@ test('invalid inputs, an unknown type, a type of a plugin that fails to import: 
   expect(failures.map((f) => f.spec)).toEqual(['./broken-plugin.mjs']);
   const store = openStore(e2e.tp.profile);
   try {
-    const engine = new Engine({ store, registry, dispatcher: e2e.broker, logger: silentLogger });
+    const engine = new Engine({ store, registry, dispatcher: e2e.broker!, logger: silentLogger });
     const broken = await submitError(engine, 'test.from_broken_plugin', { x: 1 });
     expect(broken.code).toBe(EngineErrorCodes.pluginImportFailed);
     expect(broken.message).toContain('test.from_broken_plugin');
@@ -118,7 +122,8 @@ test('in the daemon: a failed plugin makes its processes excepted, a throwing bo
 
 test('a poison message published by hand ends in the dead-letter queue', async () => {
   await withLogs(e2e, async () => {
-    const { client, broker } = e2e;
+    const { client } = e2e;
+    const broker = e2e.broker!;
     if (!client.isDaemonRunning) await client.startDaemon({ numberWorkers: 2 });
     const pids = (await readyWorkerPids(client)).sort();
     const before = await broker.queueCounts();

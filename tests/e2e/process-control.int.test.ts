@@ -22,7 +22,8 @@ const startsOf = (pk: number) => e2e.events().filter((e) => e.pk === pk);
 
 test('kill of a queued process with no daemon running: killed at once, never started', async () => {
   await withLogs(e2e, async () => {
-    const { client, engine, broker } = e2e;
+    const { client, engine } = e2e;
+    const broker = e2e.broker!;
     expect(client.isDaemonRunning).toBe(false);
     const { pk } = await engine.submit('test.sleep', { ms: 100 });
     expect((await broker.queueCounts()).tasks).toBe(1);

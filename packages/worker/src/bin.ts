@@ -3,9 +3,8 @@
  * The worker program started by the daemon supervisor: `aiida-worker --profile <name>`.
  * See {@link runWorkerProgram} for its protocol and {@link createEngineRunner} for its work.
  */
-import { RabbitBroker } from '@aiida/broker';
 import { getOption } from '@aiida/config';
-import { createEngineRunner } from './engine-runner.js';
+import { createEngineRunner, StoreTransportBroker } from './engine-runner.js';
 import { LineLogger } from './line-logger.js';
 import { runWorkerProgram } from './program.js';
 
@@ -26,8 +25,11 @@ process.on('unhandledRejection', (reason) => {
 });
 
 void runWorkerProgram({
-  createBroker: (profile) =>
-    new RabbitBroker({
+  // A core.store worker has no broker: @aiida/broker (and its AMQP client) is not even loaded.
+  createBroker: async (profile) => {
+    if (profile.broker.backend === 'core.store') return new StoreTransportBroker();
+    const { RabbitBroker } = await import('@aiida/broker');
+    return new RabbitBroker({
       profile,
       connectionName: `aiida-worker-${process.pid}`,
       // Info to stdout; warnings and errors to stderr (whose tail the supervisor shows).
@@ -36,7 +38,8 @@ void runWorkerProgram({
         warn: (message) => process.stderr.write(`broker warning: ${message}\n`),
         error: (message) => process.stderr.write(`broker error: ${message}\n`),
       },
-    }),
+    });
+  },
   createRunner: (profile) =>
     createEngineRunner(profile, {
       logger: new LineLogger(sinks, getOption('logging.level', { profile })),

@@ -14,8 +14,11 @@ export const ORPHAN_DRAIN_TIMEOUT = 5;
 export interface WorkerProgramOptions<B extends WorkerBroker = WorkerBroker> {
   /** Command-line arguments (without node and the script). @default process.argv.slice(2) */
   argv?: string[];
-  /** Makes the profile's broker (the bin passes `RabbitBroker` from `@aiida/broker`). */
-  createBroker: (profile: Profile) => B;
+  /**
+   * Makes the profile's broker (the bin passes `RabbitBroker` from `@aiida/broker`, or for a
+   * `core.store` profile a broker that connects to nothing).
+   */
+  createBroker: (profile: Profile) => B | Promise<B>;
   /** Makes the runner (the bin passes `createEngineRunner`); the default takes no work. */
   createRunner?: (profile: Profile, broker: B) => ProcessRunner<B>;
 }
@@ -65,7 +68,7 @@ export async function runWorkerProgram<B extends WorkerBroker>(
   let broker: B;
   let runner: ProcessRunner<B> | undefined;
   try {
-    broker = options.createBroker(profile);
+    broker = await options.createBroker(profile);
     runner = options.createRunner?.(profile, broker);
   } catch (error) {
     return fail(`cannot set up the worker: ${(error as Error).message}`, send);
@@ -115,7 +118,11 @@ export async function runWorkerProgram<B extends WorkerBroker>(
 
   try {
     await worker.start();
-    line(process.stdout, `ready (pid ${process.pid}, broker ${getRedactedBrokerUrl(profile)})`);
+    const transport =
+      profile.broker.backend === 'core.store'
+        ? 'process control core.store: the store is the queue, no broker'
+        : `broker ${getRedactedBrokerUrl(profile)}`;
+    line(process.stdout, `ready (pid ${process.pid}, ${transport})`);
   } catch (error) {
     if (worker.state !== 'FAILED') {
       await worker.stopped;
