@@ -67,6 +67,7 @@ export interface E2E {
  * running it again with the variable set.
  */
 export function e2eTransport(): ProcessControlBackend {
+  // biome-ignore lint/suspicious/noUndeclaredEnvVars: set by scripts/run-tests.mjs per layer
   const chosen = process.env.AIIDA_E2E_TRANSPORT;
   if (chosen === undefined || chosen === '') return 'core.rabbitmq';
   if (chosen !== 'core.rabbitmq' && chosen !== 'core.store') {
