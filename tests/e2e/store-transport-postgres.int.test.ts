@@ -2,10 +2,11 @@
 // database (two AIIDA_PATHs, as two hosts would have) share the queue through the store and
 // LISTEN/NOTIFY. One is killed whole (supervisor and workers, SIGKILL by pid) while it runs
 // processes; the other finishes everything, one committed result each, and re-runs only what the
-// killed one held.
+// killed one held. The daemons' only TCP connections are to PostgreSQL (port 5432).
 
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 import { isAlive } from '../support/processes.js';
+import { tcpSocketsOf } from '../support/sockets.js';
 import { waitFor } from '../support/wait-for.js';
 import {
   type BodyEvent,
@@ -86,6 +87,17 @@ test('two core.store daemons share one PostgreSQL queue; one killed whole mid-ru
         },
         { timeout: 60, interval: 0.02, what: 'both daemons to run bodies, 3 of them on A' },
       );
+      // While both run: every TCP socket of every daemon process goes to PostgreSQL.
+      const notPostgres: string[] = [];
+      let socketsSeen = 0;
+      for (const pid of [...a.daemonPids(), ...b.daemonPids()]) {
+        for (const s of tcpSocketsOf(pid)) {
+          socketsSeen++;
+          if (s.remotePort !== 5432) notPostgres.push(`pid ${pid} fd ${s.fd} port ${s.remotePort}`);
+        }
+      }
+      expect(notPostgres).toEqual([]);
+      expect(socketsSeen).toBeGreaterThan(0);
       const pidsA = a.daemonPids();
       for (const pid of pidsA) {
         try {

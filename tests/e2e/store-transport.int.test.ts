@@ -2,9 +2,9 @@
 // acceptance 3, no process of the daemon has a TCP socket while it runs adds and workflows;
 // acceptance 4, wake-ups suppressed by the test hook delay a process by at most the poll
 // interval and lose nothing.
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { openProcessStore, SUPPRESS_WAKE_UPS_ENV } from '@aiida/engine';
+import { tcpSocketsOf } from '../support/sockets.js';
 import { waitFor } from '../support/wait-for.js';
 import {
   type E2E,
@@ -30,41 +30,6 @@ afterAll(async () => {
   delete process.env[SUPPRESS_WAKE_UPS_ENV];
   await e2e?.cleanup();
 });
-
-/** Inodes of the TCP sockets of this network namespace (IPv4 and IPv6), from /proc/net/tcp*. */
-function tcpInodes(): Set<string> {
-  const inodes = new Set<string>();
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text = '';
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.trim().split('\n').slice(1)) {
-      const inode = line.trim().split(/\s+/)[9];
-      if (inode !== undefined && inode !== '0') inodes.add(inode);
-    }
-  }
-  return inodes;
-}
-
-/** The TCP sockets process `pid` holds: its fds that are sockets listed in /proc/net/tcp*. */
-function tcpSocketsOf(pid: number): string[] {
-  const tcp = tcpInodes();
-  const found: string[] = [];
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    let target: string;
-    try {
-      target = readlinkSync(`/proc/${pid}/fd/${fd}`);
-    } catch {
-      continue; // closed meanwhile
-    }
-    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
-    if (inode !== undefined && tcp.has(inode)) found.push(`fd ${fd} (${target})`);
-  }
-  return found;
-}
 
 test('the TCP socket check bites: it finds a listening socket of this test process', async () => {
   const server = createServer();
@@ -106,7 +71,11 @@ test('300 adds and 50 workflows on 2 workers: all correct, one result each, and 
       for (const pid of e2e.daemonPids()) {
         try {
           const found = tcpSocketsOf(pid);
-          if (found.length > 0) sockets.set(pid, found);
+          if (found.length > 0)
+            sockets.set(
+              pid,
+              found.map((s) => `fd ${s.fd} to port ${s.remotePort}`),
+            );
         } catch {
           // gone
         }
