@@ -457,7 +457,7 @@ export function claimableSql(
   nowParam: string,
 ): string {
   return `state NOT IN ${terminalList} AND paused = ${bool(false)} AND runnable = ${bool(true)}
-   AND (owner IS NULL OR lease_expires_at <= ${nowParam})`;
+   AND (owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= ${nowParam})`;
 }
 
 /** Candidate rounds of one {@link claimRunnable}, at most (a round that fills nothing ends it). */
