@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Runs the test layers in order (unit, integration, then chaos as a separate serial jest run),
+// Runs the test layers in order (unit, integration, the end-to-end files again on the core.store
+// transport, then chaos as a separate serial jest run),
 // sums jest's totals into one closing line `N passed, N failed`, and then acts as the suite's
 // global teardown: any process still carrying this run's marker in its environment is a stray,
 // killed by pid, and fails the run.
@@ -12,6 +13,13 @@ const root = new URL('..', import.meta.url).pathname;
 const layers = {
   unit: { pattern: '(?<!\\.int|\\.chaos)\\.test\\.ts$', args: ['--maxWorkers=2'] },
   integration: { pattern: '\\.int\\.test\\.ts$', args: ['--maxWorkers=2'] },
+  // The end-to-end suite once more with the store as the queue (no broker): one suite, run on
+  // every transport (files that choose their transport themselves are left out).
+  'e2e-store': {
+    pattern: 'tests/e2e/(?!store-transport)[^/]*\\.int\\.test\\.ts$',
+    args: ['--maxWorkers=2'],
+    env: { AIIDA_E2E_TRANSPORT: 'core.store' },
+  },
   chaos: { pattern: '\\.chaos\\.test\\.ts$', args: ['--runInBand'] },
 };
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
@@ -57,6 +65,7 @@ for (const name of selected) {
       stdio: 'inherit',
       env: {
         ...process.env,
+        ...layer.env,
         AIIDA_TEST_RUN_ID: runId,
         NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --experimental-vm-modules`.trim(),
       },

@@ -21,6 +21,8 @@ let e2e: E2E;
 
 beforeAll(async () => {
   e2e = await setupE2E({
+    // RabbitMQ's outage: this file is about the broker transport only.
+    processControl: 'core.rabbitmq',
     name: 'broker-outage',
     options: {
       // 2 workers × 5 slots: 10 run at once.
@@ -37,7 +39,8 @@ afterAll(async () => {
 
 test('stop_app for 15 s with 60 queued and 10 running, 20 submitted meanwhile: all finish once after start_app', async () => {
   await withLogs(e2e, async () => {
-    const { client, engine, broker } = e2e;
+    const { client, engine } = e2e;
+    const broker = e2e.broker!;
     await client.startDaemon({ numberWorkers: 2 });
     const pids = await readyWorkerPids(client);
     expect(pids).toHaveLength(2);

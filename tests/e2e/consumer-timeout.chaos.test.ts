@@ -24,7 +24,11 @@ let e2e: E2E;
 const previous = new Map<string, RabbitEnvValue>();
 
 beforeAll(async () => {
-  e2e = await setupE2E({ name: 'consumer-timeout' });
+  e2e = await setupE2E({
+    name: 'consumer-timeout',
+    // RabbitMQ's consumer_timeout: this file is about the broker transport only.
+    processControl: 'core.rabbitmq',
+  });
 });
 
 afterAll(async () => {
@@ -48,7 +52,7 @@ test('consumer_timeout 5 s bites a plain consumer, but not the daemon: 20 proces
       connectionName: 'consumer-timeout-proof',
     });
     connection.on('error', () => {});
-    const queue = `${e2e.broker.topology.prefix}.consumer-timeout-proof`;
+    const queue = `${e2e.broker!.topology.prefix}.consumer-timeout-proof`;
     const deliveries: { redelivered: boolean; t: number }[] = [];
     const errors: { code?: string; message: string; t: number }[] = [];
     let releaseFirst: () => void = () => {};

@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { RabbitBroker } from '@aiida/broker';
-import type { PsqlStorageConfig } from '@aiida/config';
+import type { ProcessControlBackend, PsqlStorageConfig } from '@aiida/config';
 import { DaemonClient } from '@aiida/daemon-client';
 import { type Engine, openEngine, type ProcessRecord, silentLogger } from '@aiida/engine';
 import type * as RabbitClient from 'rabbitmq-client';
@@ -46,7 +46,8 @@ export interface BodyEvent {
 export interface E2E {
   tp: TestProfile;
   client: DaemonClient;
-  broker: RabbitBroker;
+  /** The profile's RabbitMQ broker, connected; undefined for a `core.store` profile. */
+  broker: RabbitBroker | undefined;
   engine: Engine;
   /** Path of the bodies' event log. */
   eventsFile: string;
@@ -61,9 +62,25 @@ export interface E2E {
 }
 
 /**
+ * The transport of the end-to-end tests that do not choose one: `AIIDA_E2E_TRANSPORT`
+ * (`core.rabbitmq` or `core.store`), else `core.rabbitmq`. One suite runs on every transport by
+ * running it again with the variable set.
+ */
+export function e2eTransport(): ProcessControlBackend {
+  // biome-ignore lint/suspicious/noUndeclaredEnvVars: set by scripts/run-tests.mjs per layer
+  const chosen = process.env.AIIDA_E2E_TRANSPORT;
+  if (chosen === undefined || chosen === '') return 'core.rabbitmq';
+  if (chosen !== 'core.rabbitmq' && chosen !== 'core.store') {
+    throw new Error(`AIIDA_E2E_TRANSPORT must be core.rabbitmq or core.store, not ${chosen}`);
+  }
+  return chosen;
+}
+
+/**
  * A temporary profile (own AIIDA_PATH, own broker prefix) with the test timings, the plugins
- * given (the test plugin first), an engine on its store connected to RabbitMQ, and a
- * DaemonClient (not started). `env` goes to the daemon (supervisor and workers).
+ * given (the test plugin first), an engine on its store connected to RabbitMQ (for a
+ * `core.store` profile: the engine `openEngine` gives it, no broker), and a DaemonClient (not
+ * started). `env` goes to the daemon (supervisor and workers).
  */
 export async function setupE2E(init: {
   name: string;
@@ -72,24 +89,34 @@ export async function setupE2E(init: {
   env?: NodeJS.ProcessEnv;
   /** A `core.psql` store; default: SQLite. */
   storage?: { backend: 'core.psql'; config: PsqlStorageConfig };
+  /** @default {@link e2eTransport} */
+  processControl?: ProcessControlBackend;
+  /** An existing AIIDA_PATH to add the profile to. @default a new temporary folder */
+  aiidaPath?: string;
 }): Promise<E2E> {
   const plugins = init.plugins ?? [TEST_PLUGIN];
   const tp = createTestProfile({
     name: init.name,
     options: { 'engine.plugins': plugins, ...init.options },
     storage: init.storage,
+    processControl: init.processControl ?? e2eTransport(),
+    aiidaPath: init.aiidaPath,
   });
   for (const file of ['test-plugin.mjs', 'broken-plugin.mjs', 'fragile-plugin.mjs']) {
     copyFileSync(join(FIXTURES, file), join(tp.aiidaPath, file));
   }
   const eventsFile = join(tp.aiidaPath, 'events.log');
-  const broker = new RabbitBroker({ profile: tp.profile, logger: quietBrokerLogger });
-  await broker.connect({ timeout: 10 });
-  const engine = await openEngine(tp.profile, {
-    dispatcher: broker,
-    control: broker,
-    logger: silentLogger,
-  });
+  const fromStore = tp.profile.broker.backend === 'core.store';
+  const broker = fromStore
+    ? undefined
+    : new RabbitBroker({ profile: tp.profile, logger: quietBrokerLogger });
+  await broker?.connect({ timeout: 10 });
+  const engine = await openEngine(
+    tp.profile,
+    broker
+      ? { dispatcher: broker, control: broker, logger: silentLogger }
+      : { logger: silentLogger },
+  );
   const client = new DaemonClient(tp.profile, init.env ? { env: init.env } : {});
   const seen = new Set<number>();
   const remember = () => {
@@ -120,8 +147,8 @@ export async function setupE2E(init: {
       } catch {}
       for (const pid of seen) await stopPid(pid, 3);
       await engine.close().catch(() => {});
-      await broker.deleteTopology().catch(() => {});
-      await broker.close({ timeout: 3 });
+      await broker?.deleteTopology().catch(() => {});
+      await broker?.close({ timeout: 3 });
       tp.remove();
     },
   };

@@ -28,6 +28,8 @@ const LEASE_TIMEOUT = 3;
 const HEARTBEAT = 0.5;
 const BODY_MS = 6000;
 const STALL_MS = 30_000;
+/** Milliseconds from the blocking body's start to its block. */
+const BLOCK_AFTER_MS = 1500;
 /**
  * Seconds from the stall to the restart of each of the stalled worker's processes on the other
  * worker: the lease timeout plus a few heartbeats, with room for a loaded 2-core machine.
@@ -210,22 +212,25 @@ test('a body that blocks its worker for 30 s: the processes running there finish
     const { client, engine } = e2e;
     if (!client.isDaemonRunning) await client.startDaemon({ numberWorkers: 2 });
     const workers = await twoReadyWorkers();
-    // Sleepers running on both workers, then a body that blocks whichever worker takes it.
-    const sleepers = (
-      await engine.submitMany(
-        Array.from({ length: 10 }, (_, i) => ({ type: 'test.sleep', inputs: { ms: 8000, x: i } })),
-      )
-    ).map(({ pk }) => pk);
+    // A body that blocks its worker 1.5 s after it starts, submitted with 10 sleepers: whatever
+    // the transport hands out (RabbitMQ round-robin, or one batch claim from the store), the
+    // blocked worker holds sleepers of its own by then.
+    const [blocker, ...rest] = await engine.submitMany([
+      { type: 'test.block', inputs: { ms: STALL_MS, after: BLOCK_AFTER_MS } },
+      ...Array.from({ length: 10 }, (_, i) => ({ type: 'test.sleep', inputs: { ms: 8000, x: i } })),
+    ]);
+    const sleepers = rest.map(({ pk }) => pk);
     await waitFor(() => sleepers.every((pk) => starts(e2e.events()).has(pk)), {
       timeout: 30,
       interval: 0.1,
       what: 'the 10 sleepers to start',
     });
-    const blocker = await engine.submit('test.block', { ms: STALL_MS });
-    const blockStart = await waitFor(
-      () => e2e.events().find((e) => e.event === 'start' && e.pk === blocker.pk),
+    const started = await waitFor(
+      () => e2e.events().find((e) => e.event === 'start' && e.pk === blocker!.pk),
       { timeout: 30, interval: 0.1, what: 'the blocking body to start' },
     );
+    // The block itself begins BLOCK_AFTER_MS after the body's start.
+    const blockStart = { ...started, t: started.t + BLOCK_AFTER_MS };
     const victim = workers.find((w) => w.pid === blockStart.pid);
     if (!victim) throw new Error(`no worker with pid ${blockStart.pid}`);
     const held = sleepers.filter((pk) => starts(e2e.events()).get(pk)?.[0]?.pid === victim.pid);
@@ -233,7 +238,7 @@ test('a body that blocks its worker for 30 s: the processes running there finish
     const rowsAtBlock = await e2e.rows();
     expect(held.filter((pk) => rowsAtBlock.get(pk)?.state === 'running').length).toBeGreaterThan(0);
 
-    const mine = [blocker.pk, ...sleepers];
+    const mine = [blocker!.pk, ...sleepers];
     await waitFor(
       async () => {
         const now = await e2e.rows();
@@ -249,10 +254,10 @@ test('a body that blocks its worker for 30 s: the processes running there finish
     // All done while the worker was still blocked: nothing of it came from the blocked worker.
     expect(doneAfter).toBeLessThan(STALL_MS / 1000);
     const rows = await e2e.rows();
-    expect(rows.get(blocker.pk)).toMatchObject({ state: 'finished', outputs: { attempt: 2 } });
+    expect(rows.get(blocker!.pk)).toMatchObject({ state: 'finished', outputs: { attempt: 2 } });
     const all = starts(e2e.events());
     // The body ran again only after its owner lost its lease, on the other worker.
-    const blockerStarts = all.get(blocker.pk)!;
+    const blockerStarts = all.get(blocker!.pk)!;
     expect(blockerStarts.map((e) => e.pid)).toEqual([victim.pid, expect.any(Number)]);
     expect(blockerStarts[1]!.pid).not.toBe(victim.pid);
     expect(blockerStarts[1]!.t - blockerStarts[0]!.t).toBeGreaterThanOrEqual(LEASE_TIMEOUT * 1000);
@@ -272,13 +277,13 @@ test('a body that blocks its worker for 30 s: the processes running there finish
     // Its late writes (the blocker's first attempt, the sleepers it held) were refused and logged.
     const lines = workerLogLines(victim.index, victim.pid);
     expect(
-      [blocker.pk, ...held].filter(
+      [blocker!.pk, ...held].filter(
         (pk) => !lines.some((l) => l.includes(`process ${pk}: lease lost`)),
       ),
     ).toEqual([]);
     const rowsAfter = await e2e.rows();
     expect(held.map((pk) => rowsAfter.get(pk))).toEqual(heldRows);
-    expect(rowsAfter.get(blocker.pk)).toEqual(rows.get(blocker.pk));
+    expect(rowsAfter.get(blocker!.pk)).toEqual(rows.get(blocker!.pk));
     console.log(
       `stalled-worker (blocked loop): ${held.length} sleepers were on the blocked worker; ` +
         `the blocker and all sleepers finished ${doneAfter.toFixed(1)} s after the block began`,

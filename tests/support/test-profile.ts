@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import {
   createProfile,
   getDaemonLogDir,
+  type ProcessControlBackend,
   type Profile,
   type PsqlStorageConfig,
 } from '@aiida/config';
@@ -37,9 +38,13 @@ export function createTestProfile(
     broker?: Partial<Profile['broker']['config']>;
     /** A `core.psql` store (see `createTestDatabase`); default: the profile's own SQLite file. */
     storage?: { backend: 'core.psql'; config: PsqlStorageConfig };
+    /** `process_control.backend`. @default 'core.rabbitmq' */
+    processControl?: ProcessControlBackend;
+    /** The AIIDA_PATH to create the profile in. @default a new temporary folder */
+    aiidaPath?: string;
   } = {},
 ): TestProfile {
-  const aiidaPath = mkdtempSync(join(tmpdir(), 'aiida-test-'));
+  const aiidaPath = init.aiidaPath ?? mkdtempSync(join(tmpdir(), 'aiida-test-'));
   process.env.AIIDA_PATH = aiidaPath;
   const profile = createProfile(
     {
@@ -47,6 +52,7 @@ export function createTestProfile(
       options: { ...TEST_OPTIONS, ...init.options },
       broker: init.broker,
       storage: init.storage,
+      processControl: init.processControl,
       pluginBaseDir: aiidaPath,
       setDefault: true,
     },

@@ -1,20 +1,20 @@
-import { jest } from '@jest/globals';
 import { createTestProfile, type TestProfile } from '../../../tests/support/test-profile.js';
 import { stderrBrokerLogger } from '../src/index.js';
 
 let tp: TestProfile | undefined;
+const originalWrite = process.stderr.write;
 afterEach(() => {
-  jest.restoreAllMocks();
+  process.stderr.write = originalWrite;
   tp?.remove();
   tp = undefined;
 });
 
 function captureStderr(): string[] {
   const written: string[] = [];
-  jest.spyOn(process.stderr, 'write').mockImplementation((chunk: unknown) => {
+  process.stderr.write = ((chunk: unknown) => {
     written.push(String(chunk));
     return true;
-  });
+  }) as typeof process.stderr.write;
   return written;
 }
 

@@ -14,6 +14,7 @@ const COMMANDS = [
   ['profile', 'setup'],
   ['profile', 'import-aiida'],
   ['profile', 'set-default'],
+  ['profile', 'configure-broker'],
   ['profile', 'delete'],
   ['config'],
   ['config', 'list'],

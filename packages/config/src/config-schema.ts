@@ -65,7 +65,11 @@ const profileFileSchema = z.strictObject({
     z.strictObject({ backend: z.literal('core.psql'), config: psqlStorageConfigSchema }),
   ]),
   process_control: z.strictObject({
-    backend: z.literal('core.rabbitmq'),
+    /**
+     * `core.rabbitmq`: tasks and RPC through RabbitMQ. `core.store`: the store is the queue (no
+     * broker); `config` is then kept only to switch back.
+     */
+    backend: z.enum(['core.rabbitmq', 'core.store']),
     config: brokerConfigFileSchema,
   }),
   plugin_base_dir: z.string().min(1),

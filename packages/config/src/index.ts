@@ -113,8 +113,11 @@ export {
   getDefaultProfileName,
   getProfile,
   listProfiles,
+  PROCESS_CONTROL_BACKENDS,
+  type ProcessControlBackend,
   type Profile,
   type PsqlStorageConfig,
   type StorageSettings,
   setDefaultProfile,
+  setProcessControlBackend,
 } from './profiles.js';

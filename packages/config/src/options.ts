@@ -131,6 +131,21 @@ export const OPTIONS = Object.freeze({
     scope: 'both',
   }),
   /**
+   * With `process_control.backend` `core.store`: how often an idle worker looks for runnable
+   * processes in the store even when nothing woke it (the safety net for a lost wake-up).
+   * @default 1
+   */
+  'daemon.store_poll_interval': defineOption({
+    name: 'daemon.store_poll_interval',
+    schema: seconds().positive(),
+    unit: 's',
+    default: 1,
+    description:
+      'core.store profiles: longest time a worker waits before looking for runnable processes in the store when no wake-up came.',
+    needsRestart: true,
+    scope: 'both',
+  }),
+  /**
    * How long a worker owns a process without renewing its lease, in seconds; at least 3 ×
    * `daemon.worker_heartbeat_interval`.
    * @default 10

@@ -44,6 +44,19 @@ export function describeStorage(storage: StorageSettings): string {
   return `PostgreSQL ${c.database_username}@${c.database_hostname}:${c.database_port}/${c.database_name}`;
 }
 
+/**
+ * How work reaches a profile's workers: `core.rabbitmq` (tasks and control RPC through RabbitMQ)
+ * or `core.store` (workers claim runnable rows straight from the store and are woken through it;
+ * no broker).
+ */
+export type ProcessControlBackend = 'core.rabbitmq' | 'core.store';
+
+/** The process control backends, in the order `aiida presto` tries them. */
+export const PROCESS_CONTROL_BACKENDS: readonly ProcessControlBackend[] = [
+  'core.rabbitmq',
+  'core.store',
+];
+
 /** A profile: one independent AiiDA installation (its storage, broker, daemon and options). */
 export interface Profile {
   /** Unique name, a safe file name. */
@@ -52,8 +65,11 @@ export interface Profile {
   uuid: string;
   /** Where its processes are stored: an SQLite file (the default) or a PostgreSQL database. */
   storage: StorageSettings;
-  /** Its message broker. */
-  broker: { backend: 'core.rabbitmq'; config: BrokerSettings };
+  /**
+   * Its process control: `backend` says whether RabbitMQ or the store delivers work; `config` is
+   * the RabbitMQ settings (kept with `core.store` too, to switch back).
+   */
+  broker: { backend: ProcessControlBackend; config: BrokerSettings };
   /** Folder that plugin module specifiers (`engine.plugins`) are resolved from. */
   pluginBaseDir: string;
   /** The profile's option overrides (see {@link getOption}). */
@@ -68,6 +84,11 @@ export interface CreateProfileInput {
   name: string;
   /** Broker settings that differ from {@link defaultBrokerSettings}. */
   broker?: Partial<BrokerSettings>;
+  /**
+   * How work reaches the workers: through RabbitMQ or straight from the store (no broker).
+   * @default 'core.rabbitmq'
+   */
+  processControl?: ProcessControlBackend;
   /** Folder that plugins are resolved from. @default process.cwd() */
   pluginBaseDir?: string;
   /**
@@ -92,6 +113,7 @@ export function createProfile(
   opts: ConfigLocationOptions = {},
 ): Profile {
   assertValidProfileName(input.name);
+  const processControl = checkProcessControlBackend(input.processControl ?? 'core.rabbitmq');
   const aiidaPath = resolveAiidaPath(opts.aiidaPath);
   const broker = checkBrokerSettings(input.name, {
     ...defaultBrokerSettings(),
@@ -117,7 +139,7 @@ export function createProfile(
             filepath: join(getStorageDir({ name: input.name, aiidaPath }), 'aiida.sqlite'),
           },
         },
-    process_control: { backend: 'core.rabbitmq', config: brokerSettingsToFile(broker) },
+    process_control: { backend: processControl, config: brokerSettingsToFile(broker) },
     plugin_base_dir: resolve(input.pluginBaseDir ?? process.cwd()),
     options,
   };
@@ -207,6 +229,43 @@ export function deleteProfile(name: string, opts: ConfigLocationOptions = {}): v
   );
 }
 
+/**
+ * Switches how work reaches the workers of profile `name` (`process_control.backend`); the
+ * RabbitMQ settings are kept. The caller makes sure no daemon of the profile runs (its workers
+ * would keep the old transport). Throws {@link ConfigError} `profile_not_found`, or
+ * `config_invalid` for an unknown backend.
+ */
+export function setProcessControlBackend(
+  name: string,
+  backend: ProcessControlBackend,
+  opts: ConfigLocationOptions = {},
+): Profile {
+  const chosen = checkProcessControlBackend(backend);
+  const aiidaPath = resolveAiidaPath(opts.aiidaPath);
+  let profile: Profile | undefined;
+  updateConfig(
+    (config) => {
+      requireProfile(config, name, aiidaPath);
+      const stored = config.profiles[name] as ProfileFile;
+      stored.process_control.backend = chosen;
+      profile = profileFromFile(name, stored, aiidaPath);
+    },
+    { aiidaPath },
+  );
+  return profile!;
+}
+
+function checkProcessControlBackend(backend: string): ProcessControlBackend {
+  if ((PROCESS_CONTROL_BACKENDS as readonly string[]).includes(backend)) {
+    return backend as ProcessControlBackend;
+  }
+  throw new ConfigError(
+    ConfigErrorCodes.configInvalid,
+    `Unknown process control backend ${JSON.stringify(backend)}: use one of ` +
+      `${PROCESS_CONTROL_BACKENDS.join(', ')}.`,
+  );
+}
+
 /** The profile `name` of an already read config, or a `profile_not_found` error. */
 export function requireProfile(
   config: ConfigFile,
@@ -244,7 +303,7 @@ function profileFromFile(name: string, stored: ProfileFile, aiidaPath: string): 
             },
           },
     broker: {
-      backend: 'core.rabbitmq',
+      backend: stored.process_control.backend,
       config: brokerSettingsFromFile(stored.process_control.config),
     },
     pluginBaseDir: stored.plugin_base_dir,

@@ -35,6 +35,7 @@ describe('the option registry', () => {
       'daemon.worker_process_slots': [200, null],
       'daemon.graceful_timeout': [30, 's'],
       'daemon.worker_heartbeat_interval': [1, 's'],
+      'daemon.store_poll_interval': [1, 's'],
       'daemon.lease_timeout': [10, 's'],
       'daemon.worker_max_memory': [0, 'bytes'],
       'daemon.log_max_bytes': [10 * 1024 * 1024, 'bytes'],

@@ -16,6 +16,7 @@ import {
   listProfiles,
   profileNameProblem,
   setDefaultProfile,
+  setProcessControlBackend,
 } from '@aiida/config';
 import { makeTempAiidaPath, type TempAiidaPath } from './temp-aiida-path.js';
 import { thrown } from './thrown.js';
@@ -143,6 +144,35 @@ describe('createProfile', () => {
     expect(error.message).toMatch(/broker\.port/);
     expect(error.message).toMatch(/broker\.queueType: expected one of "classic", "quorum"/);
     expect(listProfiles(at)).toEqual([]);
+  });
+
+  test('process control: core.rabbitmq by default, core.store on request, stored and switched', () => {
+    expect(createProfile({ name: 'r' }, at).broker.backend).toBe('core.rabbitmq');
+    const profile = createProfile({ name: 's', processControl: 'core.store' }, at);
+    expect(profile.broker.backend).toBe('core.store');
+    expect(getProfile('s', at).broker).toEqual(profile.broker);
+    const stored = JSON.parse(readFileSync(tmp.configFile, 'utf8'));
+    expect(stored.profiles.s.process_control.backend).toBe('core.store');
+    expect(stored.profiles.r.process_control.backend).toBe('core.rabbitmq');
+    const switched = setProcessControlBackend('s', 'core.rabbitmq', at);
+    expect(switched.broker.backend).toBe('core.rabbitmq');
+    // The RabbitMQ settings were kept while the profile used the store.
+    expect(switched.broker.config).toEqual(profile.broker.config);
+    expect(getProfile('s', at).broker.backend).toBe('core.rabbitmq');
+  });
+
+  test('an unknown process control backend is config_invalid and writes nothing', () => {
+    createProfile({ name: 'p' }, at);
+    const before = tmp.bytes();
+    const bad = 'core.kafka' as 'core.store';
+    let error = thrown(() => createProfile({ name: 'q', processControl: bad }, at));
+    expect(error.code).toBe(ConfigErrorCodes.configInvalid);
+    expect(error.message).toMatch(/"core\.kafka".*core\.rabbitmq, core\.store/);
+    error = thrown(() => setProcessControlBackend('p', bad, at));
+    expect(error.code).toBe(ConfigErrorCodes.configInvalid);
+    error = thrown(() => setProcessControlBackend('nope', 'core.store', at));
+    expect(error.code).toBe(ConfigErrorCodes.profileNotFound);
+    expect(tmp.bytes().equals(before)).toBe(true);
   });
 
   test('a taken name is profile_exists and changes nothing', () => {

@@ -1,9 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { PROTOCOL_VERSION, type ProcessState, type RpcRequest, TERMINAL_STATES } from '@aiida/ipc';
+import {
+  PROCESS_STATES,
+  PROTOCOL_VERSION,
+  type ProcessState,
+  type RpcRequest,
+  TERMINAL_STATES,
+} from '@aiida/ipc';
 import type { Clock } from './clock.js';
 import { describeError, EngineError, EngineErrorCodes } from './errors.js';
-import { ProcessExecutor } from './executor.js';
+import { ProcessExecutor, type StateChange } from './executor.js';
 import type { JsonValue } from './json.js';
 import { type EngineLogger, stderrLogger } from './logger.js';
 import type { ControlChannel, TaskDispatcher } from './ports.js';
@@ -90,6 +96,14 @@ export interface KillOptions {
   /** Make the kill final after a short grace, whatever the body does. @default false */
   force?: boolean;
 }
+
+/** Newest rows a state watcher reads per poll, for processes created and ended between polls. */
+const NEW_ROWS_PER_POLL = 1000;
+
+/** The states of a process that can still change. */
+const ACTIVE_STATES: readonly ProcessState[] = PROCESS_STATES.filter(
+  (state) => !TERMINAL_STATES.includes(state),
+);
 
 function isTerminal(state: ProcessState): boolean {
   return TERMINAL_STATES.includes(state);
@@ -386,6 +400,84 @@ export class Engine {
         setTimeout(resolve, Math.min(interval, Math.max(0, deadline - Date.now()))),
       );
     }
+  }
+
+  /**
+   * Calls `handler` with each state change of a process (of `pk` only, when given), as the store
+   * shows it: a poll of the store's change token every `interval` seconds, and a read of the
+   * active rows when it moved. Works with every transport (with RabbitMQ, the workers'
+   * `state_changed` broadcasts are a faster alternative); changes between two polls merge into
+   * one (`created` → `finished` for a quick process; of more than 1,000 processes created between
+   * two polls, the oldest that also ended then are missed). Resolves once the first snapshot is taken;
+   * `close()` stops it. A handler that throws is not called again for that change.
+   */
+  async watchStateChanges(
+    handler: (change: StateChange) => void,
+    options: { pk?: number; interval?: number } = {},
+  ): Promise<{ close(): Promise<void> }> {
+    const interval = Math.max(0.01, options.interval ?? 0.2) * 1000;
+    const read = async (): Promise<ProcessRecord[]> =>
+      options.pk === undefined
+        ? this.store.listProcesses({ states: ACTIVE_STATES })
+        : this.store.getProcesses([options.pk]);
+    let token = await this.store.changeToken();
+    const first = await read();
+    let known = new Map(first.map((r) => [r.pk, r.state] as const));
+    // Newest pk seen: a process created and ended between two polls is found among the newer.
+    let newest =
+      options.pk === undefined
+        ? ((await this.store.listProcesses({ limit: 1 }))[0]?.pk ?? 0)
+        : Number.POSITIVE_INFINITY;
+    let closed = false;
+    let timer: NodeJS.Timeout | undefined;
+    let ticking: Promise<void> | undefined;
+    const tick = async () => {
+      const now = await this.store.changeToken();
+      if (now === token) return;
+      token = now;
+      const seen = new Map((await read()).map((r) => [r.pk, r.state] as const));
+      if (options.pk === undefined) {
+        const recent = await this.store.listProcesses({ limit: NEW_ROWS_PER_POLL });
+        for (const r of recent) if (r.pk > newest && !seen.has(r.pk)) seen.set(r.pk, r.state);
+        newest = Math.max(newest, recent[0]?.pk ?? 0);
+      }
+      const gone = [...known.keys()].filter((pk) => !seen.has(pk));
+      if (gone.length > 0) {
+        for (const r of await this.store.getProcesses(gone)) seen.set(r.pk, r.state);
+      }
+      for (const [pk, state] of seen) {
+        const before = known.get(pk) ?? 'created';
+        if (before !== state) {
+          try {
+            handler({ pk, from: before, to: state });
+          } catch (error) {
+            this.logger.warn(`state-change handler failed: ${describeError(error).message}`);
+          }
+        }
+      }
+      known = new Map([...seen].filter(([, state]) => !isTerminal(state)));
+    };
+    const schedule = () => {
+      if (closed) return;
+      timer = setTimeout(() => {
+        ticking = tick()
+          .catch((error: unknown) => {
+            this.logger.debug(`watching state changes: ${describeError(error).message}`);
+          })
+          .finally(() => {
+            ticking = undefined;
+            schedule();
+          });
+      }, interval);
+    };
+    schedule();
+    return {
+      close: async () => {
+        closed = true;
+        if (timer) clearTimeout(timer);
+        await ticking;
+      },
+    };
   }
 
   /**

@@ -357,6 +357,35 @@ export class ProcessExecutor {
       : await this.store.claim(pk, this.ownerId, this.leaseTimeout, {
           maxAttempts: this.maxAttempts,
         });
+    return this.settleClaim(pk, result, askedAt);
+  }
+
+  /**
+   * The store as the queue (`core.store`): claims up to `limit` runnable processes, oldest first,
+   * in one store transaction ({@link ProcessStore.claimRunnable}), and returns the granted ones
+   * (each to be run with `run()`, as for {@link ProcessExecutor.claim}). Processes the claim rules
+   * ended instead (kill intent, time limit, poison) have their effects carried out here.
+   */
+  async claimRunnable(limit: number): Promise<(ClaimOutcome & { claimed: true })[]> {
+    if (this.draining || limit < 1) return [];
+    const askedAt = this.clock.now();
+    const items = await this.store.claimRunnable(this.ownerId, this.leaseTimeout, {
+      maxAttempts: this.maxAttempts,
+      limit,
+    });
+    const out: (ClaimOutcome & { claimed: true })[] = [];
+    for (const item of items) {
+      const outcome = await this.settleClaim(item.pk, item.result, askedAt);
+      if (outcome.claimed) out.push(outcome);
+    }
+    return out;
+  }
+
+  private async settleClaim(
+    pk: number,
+    result: ClaimResult,
+    askedAt: number,
+  ): Promise<ClaimOutcome> {
     if (!result.ok) {
       if (result.effects) this.handleEffects(result.effects);
       if (result.reason === 'poisoned') {

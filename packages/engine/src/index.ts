@@ -92,6 +92,7 @@ export {
 export type {
   ActivityBucket,
   CheckpointResult,
+  ClaimBatchItem,
   ClaimRefusal,
   ClaimResult,
   ControlRequestOutcome,
@@ -133,3 +134,11 @@ export {
 } from './sqlite-process-store.js';
 export { STORE_MIGRATIONS, STORE_SCHEMA_VERSION, type StoreMigration } from './store-migrations.js';
 export { type ValueIssue, validateJson } from './validation.js';
+export {
+  FileWorkSignal,
+  PostgresWorkSignal,
+  StoreWorkDispatcher,
+  SUPPRESS_WAKE_UPS_ENV,
+  WORK_NOTIFY_CHANNEL,
+  type WorkSignal,
+} from './work-signal.js';

@@ -7,6 +7,7 @@ import { loadPlugins } from './plugins.js';
 import type { ControlChannel, TaskDispatcher } from './ports.js';
 import { ProfileBroker } from './profile-broker.js';
 import { ProcessRegistry } from './registry.js';
+import { StoreWorkDispatcher } from './work-signal.js';
 
 /** The engine-related options of a profile, resolved through `@aiida/config`. */
 export interface EngineProfileOptions {
@@ -37,10 +38,15 @@ export function readEngineOptions(profile: Profile): EngineProfileOptions {
 export interface OpenEngineOptions {
   /**
    * Publishes `continue` tasks. Default: the profile's RabbitMQ broker, connected on first use
-   * and closed with the engine. `null`: none (submitted rows wait for the daemon's reconciler).
+   * and closed with the engine; for a `core.store` profile, a {@link StoreWorkDispatcher} (wakes
+   * the workers through the store; no broker). `null`: none (submitted rows wait for the
+   * daemon's reconciler, or its workers' poll).
    */
   dispatcher?: TaskDispatcher | null;
-  /** The control fast path (RPC to a process's worker). Default and `null` as for `dispatcher`. */
+  /**
+   * The control fast path (RPC to a process's worker). Default and `null` as for `dispatcher`;
+   * none for a `core.store` profile (the owner finds the store's intents within a heartbeat).
+   */
   control?: ControlChannel | null;
   logger?: EngineLogger;
   clock?: Clock;
@@ -63,12 +69,18 @@ export async function openEngine(
     clock: options.clock,
     onIdleError: (error) => logger.warn(`store connection dropped: ${error.message}`),
   });
-  const needsBroker = options.dispatcher === undefined || options.control === undefined;
+  // core.store: the row is the task; a submit only wakes the workers through the store, and
+  // control goes through the store's intents alone (the owner applies them on lease renewal).
+  const storeTransport = profile.broker.backend === 'core.store';
+  const needsBroker =
+    !storeTransport && (options.dispatcher === undefined || options.control === undefined);
   const broker = needsBroker ? new ProfileBroker(profile, logger) : undefined;
+  const defaultDispatcher = storeTransport ? new StoreWorkDispatcher(store) : broker;
   return new Engine({
     store,
     registry,
-    dispatcher: options.dispatcher === undefined ? broker : (options.dispatcher ?? undefined),
+    dispatcher:
+      options.dispatcher === undefined ? defaultDispatcher : (options.dispatcher ?? undefined),
     control: options.control === undefined ? broker : (options.control ?? undefined),
     ownedResources: broker ? [broker] : [],
     leaseTimeout: resolved.leaseTimeout,

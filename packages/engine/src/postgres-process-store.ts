@@ -7,6 +7,7 @@ import { POSTGRES_MIGRATIONS, POSTGRES_SCHEMA_VERSION } from './postgres-migrati
 import type {
   ActivityBucket,
   CheckpointResult,
+  ClaimBatchItem,
   ClaimResult,
   ControlRequestOutcome,
   DeleteSelection,
@@ -50,6 +51,7 @@ import {
   runRuleAsync,
   type StoreOp,
 } from './store-rules.js';
+import { PostgresWorkSignal } from './work-signal.js';
 
 /** How to reach a PostgreSQL database (AiiDA's `core.psql` fields). */
 export interface PostgresConnection {
@@ -221,6 +223,7 @@ export class PostgresProcessStore implements ProcessStore {
   readonly backend = 'core.psql' as const;
   readonly location: string;
   private closed = false;
+  private readonly workSignal: PostgresWorkSignal;
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -228,8 +231,15 @@ export class PostgresProcessStore implements ProcessStore {
     readonly schemaVersion: number,
     /** `server_version` of the database server. */
     readonly serverVersion: string,
+    clientConfig: pg.ClientConfig,
+    onIdleError?: (error: Error) => void,
   ) {
     this.location = location;
+    this.workSignal = new PostgresWorkSignal(
+      pool,
+      () => new pg.Client(clientConfig),
+      (error) => onIdleError?.(error),
+    );
   }
 
   /**
@@ -241,17 +251,17 @@ export class PostgresProcessStore implements ProcessStore {
   static async open(options: PostgresStoreOptions): Promise<PostgresProcessStore> {
     const c = options.connection;
     const location = describePostgresConnection(c);
-    const pool = new pg.Pool({
+    const clientConfig: pg.ClientConfig = {
       host: c.hostname,
       port: c.port,
       user: c.username,
       password: c.password ?? undefined,
       database: c.database,
-      max: options.poolSize ?? 4,
       connectionTimeoutMillis: Math.round((options.connectTimeout ?? 10) * 1000),
       application_name: 'aiida-daemon-ts',
       types,
-    });
+    };
+    const pool = new pg.Pool({ ...clientConfig, max: options.poolSize ?? 4 });
     // Without a listener, an idle connection dropped by a server restart would crash the process.
     pool.on('error', (error) => options.onIdleError?.(error));
     try {
@@ -261,7 +271,14 @@ export class PostgresProcessStore implements ProcessStore {
       const schemaVersion = await migrate(pool, location);
       // "15.20 (Debian 15.20-0+deb12u1)": the version number only.
       const serverVersion = version.server_version.split(' ')[0] ?? version.server_version;
-      return new PostgresProcessStore(pool, location, schemaVersion, serverVersion);
+      return new PostgresProcessStore(
+        pool,
+        location,
+        schemaVersion,
+        serverVersion,
+        clientConfig,
+        options.onIdleError,
+      );
     } catch (error) {
       await pool.end().catch(() => undefined);
       if (error instanceof EngineError) throw error;
@@ -344,6 +361,16 @@ export class PostgresProcessStore implements ProcessStore {
       case 'row': {
         const r = await c.query('SELECT * FROM processes WHERE pk = $1 FOR UPDATE', [op.pk]);
         return r.rows[0] ? ruleRow(r.rows[0] as ProcessRow) : undefined;
+      }
+      case 'claimable': {
+        // SKIP LOCKED: a row another batch claimer holds right now is left to it.
+        const r = await c.query(
+          `SELECT pk FROM processes
+           WHERE ${rules.claimableSql(TERMINAL_SQL, (b) => (b ? 'TRUE' : 'FALSE'), '$1')}
+             AND pk > $2 ORDER BY pk LIMIT $3 FOR UPDATE SKIP LOCKED`,
+          [op.now, op.afterPk, op.limit],
+        );
+        return (r.rows as { pk: number | string }[]).map((x) => Number(x.pk));
       }
       case 'liveChildren': {
         const r = await c.query(
@@ -705,6 +732,34 @@ export class PostgresProcessStore implements ProcessStore {
       }
       return out;
     });
+  }
+
+  async claimRunnable(
+    ownerId: string,
+    leaseSeconds: number,
+    options: { maxAttempts: number; limit: number },
+  ): Promise<ClaimBatchItem[]> {
+    if (options.limit < 1) return [];
+    return this.tx((c, now) =>
+      this.run(
+        c,
+        rules.claimRunnable(ownerId, leaseSeconds, options.maxAttempts, options.limit, now),
+      ),
+    );
+  }
+
+  async notifyWork(): Promise<void> {
+    if (this.closed) return;
+    await this.workSignal.notify();
+  }
+
+  async listenForWork(listener: () => void): Promise<() => Promise<void>> {
+    this.assertOpen();
+    try {
+      return await this.workSignal.listen(listener);
+    } catch (error) {
+      throw storeError(this.location, error, 'cannot listen for work on');
+    }
   }
 
   async renewLeases(ownerId: string, pks: number[], leaseSeconds: number): Promise<LeaseRenewal[]> {

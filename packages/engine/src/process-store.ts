@@ -131,6 +131,12 @@ export interface TerminalEffects {
   orphanedGroups: ProcessGroupRecord[];
 }
 
+/** One row a batch claim ({@link ProcessStore.claimRunnable}) looked at, and the decision. */
+export interface ClaimBatchItem {
+  pk: number;
+  result: ClaimResult;
+}
+
 /** What the owner learns on each renewal. */
 export interface LeaseRenewal {
   pk: number;
@@ -392,6 +398,29 @@ export interface ProcessStore {
     leaseSeconds: number,
     options: { maxAttempts: number },
   ): Promise<ClaimResult[]>;
+  /**
+   * The store as the queue: in one transaction, claims up to `limit` runnable rows (not terminal,
+   * not paused, not parked, unowned or with an expired lease), oldest (lowest pk) first, each by
+   * the rules of {@link ProcessStore.claim}. Candidates that the claim rules end instead (kill
+   * intent, time limit, poison) come back with their refusal and do not count against `limit`.
+   * PostgreSQL skips rows another claimer has locked, so daemons on several hosts share the rows.
+   */
+  claimRunnable(
+    ownerId: string,
+    leaseSeconds: number,
+    options: { maxAttempts: number; limit: number },
+  ): Promise<ClaimBatchItem[]>;
+  /**
+   * Wakes the workers that wait for work on this store, in any process and, for PostgreSQL, on
+   * any host (`core.store` transport). Carries nothing and may be lost. Never rejects.
+   */
+  notifyWork(): Promise<void>;
+  /**
+   * Calls `listener` whenever {@link ProcessStore.notifyWork} is called on any handle of this
+   * store (SQLite: a watched file beside the database; PostgreSQL: `LISTEN`). Resolves once
+   * listening, with what stops listening.
+   */
+  listenForWork(listener: () => void): Promise<() => Promise<void>>;
   /** Extends the leases `ownerId` holds on `pks`, and reports pause/kill intents and time limits. */
   renewLeases(ownerId: string, pks: number[], leaseSeconds: number): Promise<LeaseRenewal[]>;
   /**

@@ -9,6 +9,7 @@ import type { JsonValue } from './json.js';
 import type {
   ActivityBucket,
   CheckpointResult,
+  ClaimBatchItem,
   ClaimResult,
   ControlRequestOutcome,
   DeleteSelection,
@@ -53,6 +54,7 @@ import {
   runRuleSync,
   type StoreOp,
 } from './store-rules.js';
+import { FileWorkSignal } from './work-signal.js';
 
 /** Options of {@link SqliteProcessStore}. */
 export interface SqliteStoreOptions {
@@ -236,11 +238,13 @@ export class SqliteProcessStore implements ProcessStore {
   private readonly clock: Clock;
   private readonly stmts: ReturnType<SqliteProcessStore['prepare']>;
   private closed = false;
+  private readonly workSignal: FileWorkSignal;
   /** Commits made through this handle (SQLite's `data_version` counts only the others'). */
   private localCommits = 0;
 
   constructor(options: SqliteStoreOptions) {
     this.location = options.filepath;
+    this.workSignal = new FileWorkSignal(`${options.filepath}.wake`);
     this.clock = options.clock ?? systemClock;
     const dir = dirname(options.filepath);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -422,6 +426,11 @@ export class SqliteProcessStore implements ProcessStore {
          )
          ORDER BY pk LIMIT @limit`,
       ),
+      claimable: db.prepare(
+        `SELECT pk FROM processes
+         WHERE ${rules.claimableSql(TERMINAL_SQL, (b) => (b ? '1' : '0'), '@now')}
+           AND pk > @after ORDER BY pk LIMIT @limit`,
+      ),
       markDispatched: db.prepare(
         'UPDATE processes SET dispatched_at = ? WHERE pk IN (SELECT value FROM json_each(?))',
       ),
@@ -527,6 +536,10 @@ export class SqliteProcessStore implements ProcessStore {
       }
       case 'liveChildren':
         return (s.liveChildren.all(op.pk) as ProcessRow[]).map(ruleRow);
+      case 'claimable':
+        return (
+          s.claimable.all({ now: op.now, after: op.afterPk, limit: op.limit }) as { pk: number }[]
+        ).map((r) => r.pk);
       case 'pendingKill': {
         const intent = s.killIntent.get(op.pk) as
           | { message: string | null; force: number }
@@ -812,6 +825,27 @@ export class SqliteProcessStore implements ProcessStore {
         this.run(rules.claim(pk, ownerId, leaseSeconds, options.maxAttempts, now)),
       );
     });
+  }
+
+  async claimRunnable(
+    ownerId: string,
+    leaseSeconds: number,
+    options: { maxAttempts: number; limit: number },
+  ): Promise<ClaimBatchItem[]> {
+    if (options.limit < 1) return [];
+    return this.tx(() =>
+      this.run(
+        rules.claimRunnable(ownerId, leaseSeconds, options.maxAttempts, options.limit, this.now()),
+      ),
+    );
+  }
+
+  async notifyWork(): Promise<void> {
+    await this.workSignal.notify();
+  }
+
+  async listenForWork(listener: () => void): Promise<() => Promise<void>> {
+    return this.workSignal.listen(listener);
   }
 
   async renewLeases(ownerId: string, pks: number[], leaseSeconds: number): Promise<LeaseRenewal[]> {

@@ -2,6 +2,7 @@ import { type ProcessState, TERMINAL_STATES } from '@aiida/ipc';
 import { EngineError, EngineErrorCodes } from './errors.js';
 import type { JsonValue } from './json.js';
 import type {
+  ClaimBatchItem,
   ClaimResult,
   ControlRequestOutcome,
   DeleteSelection,
@@ -56,6 +57,12 @@ export interface KillIntent {
 export type StoreOp =
   /** Read one row; answer a {@link RuleRow} or undefined. */
   | { op: 'row'; pk: number }
+  /**
+   * Pks of claim candidates above `afterPk`, lowest (oldest) first, at most `limit`: the rows
+   * {@link claimableSql} selects at `now`. PostgreSQL locks them (`FOR UPDATE SKIP LOCKED`), so
+   * concurrent batch claimers take different rows. Answer number[].
+   */
+  | { op: 'claimable'; afterPk: number; limit: number; now: number }
   /** Read the non-terminal children of `pk`; answer {@link RuleRow}[]. */
   | { op: 'liveChildren'; pk: number }
   /** Read the strongest pending kill intent of `pk` (force first, then oldest); answer {@link KillIntent} or null. */
@@ -117,6 +124,7 @@ interface OpAnswers {
   row: RuleRow | undefined;
   liveChildren: RuleRow[];
   pendingKill: KillIntent | null;
+  claimable: number[];
   claim: ProcessRecord;
   oldTerminal: number[];
   tree: TreeRow[];
@@ -467,6 +475,55 @@ export function* claim(
     now,
   });
   return { ok: true, lease: leaseOf(record), record, previousState: row.state, ownerLost };
+}
+
+/**
+ * Which rows a batch claim looks at, as a SQL condition on `processes` in a backend's dialect
+ * (its terminal-state list, boolean literals and the parameter that holds `now`): not terminal, not paused, runnable (not
+ * parked), and unowned or with an expired lease. It is the SQL form of the refusals of
+ * {@link claim} and of {@link isLeaseLive}, and only narrows the search: every candidate still goes
+ * through {@link claim}, which decides.
+ */
+export function claimableSql(
+  terminalList: string,
+  bool: (value: boolean) => string,
+  nowParam: string,
+): string {
+  return `state NOT IN ${terminalList} AND paused = ${bool(false)} AND runnable = ${bool(true)}
+   AND (owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= ${nowParam})`;
+}
+
+/** Candidate rounds of one {@link claimRunnable}, at most (a round that fills nothing ends it). */
+const MAX_CLAIM_ROUNDS = 8;
+
+/**
+ * The batch claim: takes up to `limit` leases on claim candidates (see {@link claimableSql}),
+ * oldest first, each through {@link claim}, in the caller's one transaction. A candidate that
+ * {@link claim} ends instead (kill intent, time limit, poison) is returned with its refusal and
+ * does not count against `limit`: the next round looks further.
+ */
+export function* claimRunnable(
+  ownerId: string,
+  leaseSeconds: number,
+  maxAttempts: number,
+  limit: number,
+  now: number,
+): Rule<ClaimBatchItem[]> {
+  const out: ClaimBatchItem[] = [];
+  let granted = 0;
+  let afterPk = 0;
+  for (let round = 0; granted < limit && round < MAX_CLAIM_ROUNDS; round++) {
+    const want = limit - granted;
+    const pks = yield* ask({ op: 'claimable', afterPk, limit: want, now });
+    for (const pk of pks) {
+      const result = yield* claim(pk, ownerId, leaseSeconds, maxAttempts, now);
+      out.push({ pk, result });
+      if (result.ok) granted++;
+      afterPk = Math.max(afterPk, pk);
+    }
+    if (pks.length < want) break;
+  }
+  return out;
 }
 
 /**

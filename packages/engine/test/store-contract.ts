@@ -319,6 +319,136 @@ export function describeStoreContract(
       });
     });
 
+    describe('claimRunnable (the store as the queue)', () => {
+      const granted = (items: { pk: number; result: { ok: boolean } }[]) =>
+        items.filter((i) => i.result.ok).map((i) => i.pk);
+
+      test('takes runnable rows oldest first up to the limit; skips paused, parked, held and terminal rows', async () => {
+        const rows = await store.createProcesses(Array.from({ length: 8 }, () => add));
+        const pk = rows.map((r) => r.pk);
+        await store.requestPause(pk[0]!);
+        await store.requestKill(pk[1]!, 'gone', false);
+        const held = await store.claim(pk[2]!, 'other', 10, { maxAttempts: 5 });
+        expect(held.ok).toBe(true);
+        // pk[3] becomes a parked parent of a live child.
+        const parent = await store.claim(pk[3]!, 'wf', 10, { maxAttempts: 5 });
+        if (!parent.ok) throw new Error('claim');
+        const child = await store.createChild(parent.lease, 'c', add);
+        expect(await store.park(parent.lease, {}, [child.record.pk])).toBe('parked');
+
+        const first = await store.claimRunnable('w1', 10, { maxAttempts: 5, limit: 3 });
+        expect(first.map((i) => i.result.ok)).toEqual([true, true, true]);
+        expect(granted(first)).toEqual([pk[4], pk[5], pk[6]]);
+        for (const item of first) {
+          if (!item.result.ok) continue;
+          expect(item.result.lease).toMatchObject({ pk: item.pk, ownerId: 'w1', epoch: 1 });
+          expect(item.result.record.state).toBe('running');
+        }
+        const second = await store.claimRunnable('w2', 10, { maxAttempts: 5, limit: 10 });
+        expect(granted(second)).toEqual([pk[7], child.record.pk]);
+        expect(await store.claimRunnable('w3', 10, { maxAttempts: 5, limit: 10 })).toEqual([]);
+        // What was skipped is unchanged.
+        expect(await store.getProcess(pk[0]!)).toMatchObject({ paused: true, owner: null });
+        expect(await store.getProcess(pk[2]!)).toMatchObject({ owner: 'other', epoch: 1 });
+        expect(await store.getProcess(pk[3]!)).toMatchObject({ state: 'waiting', owner: null });
+        // Play makes the paused row a candidate again.
+        await store.requestPlay(pk[0]!);
+        expect(granted(await store.claimRunnable('w3', 10, { maxAttempts: 5, limit: 10 }))).toEqual(
+          [pk[0]],
+        );
+      });
+
+      test('an expired lease is taken over with the claim rules (owner lost, next attempt)', async () => {
+        const [p] = await store.createProcesses([add]);
+        await store.claim(p!.pk, 'w1', 10, { maxAttempts: 5 });
+        await h.advance(9);
+        expect(await store.claimRunnable('w2', 10, { maxAttempts: 5, limit: 5 })).toEqual([]);
+        await h.advance(2);
+        const [item] = await store.claimRunnable('w2', 10, { maxAttempts: 5, limit: 5 });
+        expect(item?.pk).toBe(p!.pk);
+        expect(item?.result).toMatchObject({ ok: true, ownerLost: true });
+        if (item?.result.ok) expect(item.result.lease).toMatchObject({ epoch: 2, attempt: 2 });
+      });
+
+      test('kill intents, time limits and poison end candidates instead, without using up the limit', async () => {
+        const [killed, poisoned, timed, a, b] = await store.createProcesses([
+          add,
+          add,
+          { ...add, timeLimit: 5 },
+          add,
+          add,
+        ]);
+        await store.claim(killed!.pk, 'w1', 10, { maxAttempts: 2 });
+        await store.requestKill(killed!.pk, 'stop it', false);
+        await store.claim(poisoned!.pk, 'w1', 10, { maxAttempts: 2 });
+        await h.advance(11);
+        // `poisoned` loses its owner once here, and a second time before the batch claim.
+        expect(await store.claim(poisoned!.pk, 'w2', 10, { maxAttempts: 2 })).toMatchObject({
+          ok: true,
+        });
+        await h.advance(11);
+        const items = await store.claimRunnable('w3', 10, { maxAttempts: 2, limit: 2 });
+        expect(items.map((i) => [i.pk, i.result.ok ? 'ok' : i.result.reason])).toEqual([
+          [killed!.pk, 'killed'],
+          [poisoned!.pk, 'poisoned'],
+          [timed!.pk, 'killed'],
+          [a!.pk, 'ok'],
+          [b!.pk, 'ok'],
+        ]);
+        const killedItem = items[0]!.result;
+        if (!killedItem.ok) expect(killedItem.effects?.terminated[0]?.pk).toBe(killed!.pk);
+        expect(await store.getProcess(killed!.pk)).toMatchObject({
+          state: 'killed',
+          processStatus: 'Killed: stop it',
+        });
+        expect((await store.getProcess(timed!.pk))?.processStatus).toContain('time limit');
+        expect(await store.getProcess(poisoned!.pk)).toMatchObject({ state: 'excepted' });
+      });
+
+      test('notifyWork on one handle wakes the listeners of another; a stopped listener hears nothing', async () => {
+        const other = await h.open();
+        try {
+          let heard = 0;
+          const stop = await other.listenForWork(() => {
+            heard++;
+          });
+          const before = heard; // PostgreSQL calls once when it starts listening
+          await store.notifyWork();
+          const deadline = Date.now() + 10_000;
+          while (heard === before && Date.now() < deadline) {
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+          expect(heard).toBeGreaterThan(before);
+          await stop();
+          const after = heard;
+          await store.notifyWork();
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          expect(heard).toBe(after);
+        } finally {
+          await other.close();
+        }
+      });
+
+      test('two claimers at once take disjoint rows, and together all of them', async () => {
+        const other = await h.open();
+        try {
+          const rows = await store.createProcesses(Array.from({ length: 30 }, () => add));
+          const [x, y] = await Promise.all([
+            store.claimRunnable('a', 10, { maxAttempts: 5, limit: 20 }),
+            other.claimRunnable('b', 10, { maxAttempts: 5, limit: 20 }),
+          ]);
+          const ga = granted(x!);
+          const gb = granted(y!);
+          expect(ga.filter((pk) => gb.includes(pk))).toEqual([]);
+          expect([...ga, ...gb].sort((m, n) => m - n)).toEqual(rows.map((r) => r.pk));
+          expect(ga.length).toBeLessThanOrEqual(20);
+          expect(gb.length).toBeLessThanOrEqual(20);
+        } finally {
+          await other.close();
+        }
+      });
+    });
+
     describe('batched writes (group commit)', () => {
       test('claimMany claims each pk once; a duplicate in the batch is refused as owned', async () => {
         const [a, b] = await store.createProcesses([add, add]);

@@ -354,3 +354,67 @@ describe('Engine control without a live owner', () => {
     );
   });
 });
+
+describe('Engine.watchStateChanges (from the store, any transport)', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let store: SqliteProcessStore;
+  let engine: Engine;
+
+  beforeEach(() => {
+    tmp = tempDir();
+    store = openTestStore(tmp.dir);
+    engine = testEngine(store);
+  });
+  afterEach(async () => {
+    await engine.close();
+    tmp.remove();
+  });
+
+  const until = async (probe: () => boolean) => {
+    const deadline = Date.now() + 5000;
+    while (!probe()) {
+      if (Date.now() > deadline) throw new Error('condition not met in time');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  };
+
+  test('reports each change the store shows, for every process or for one pk', async () => {
+    const all: string[] = [];
+    const one: string[] = [];
+    const [a, b] = await engine.submitMany([
+      { type: 'core.arithmetic.add', inputs: { x: 1, y: 2 } },
+      { type: 'core.arithmetic.add', inputs: { x: 3, y: 4 } },
+    ]);
+    const watchAll = await engine.watchStateChanges((c) => all.push(`${c.pk}:${c.from}>${c.to}`), {
+      interval: 0.01,
+    });
+    const watchOne = await engine.watchStateChanges((c) => one.push(`${c.pk}:${c.from}>${c.to}`), {
+      pk: b!.pk,
+      interval: 0.01,
+    });
+    try {
+      const claimA = await store.claim(a!.pk, 'w', 10, { maxAttempts: 3 });
+      if (!claimA.ok) throw new Error('claim');
+      await until(() => all.includes(`${a!.pk}:created>running`));
+      await store.complete(claimA.lease, { state: 'finished', outputs: { sum: 3 }, exitStatus: 0 });
+      await until(() => all.includes(`${a!.pk}:running>finished`));
+      await engine.killProcess(b!.pk, { message: 'no' });
+      await until(() => one.includes(`${b!.pk}:created>killed`));
+      await until(() => all.includes(`${b!.pk}:created>killed`));
+      expect(one).toEqual([`${b!.pk}:created>killed`]);
+      // A process created after the watch began, ended between two polls: one merged change.
+      const { pk } = await engine.submit('core.arithmetic.add', { x: 0, y: 0 });
+      await engine.killProcess(pk, {});
+      await until(() => all.includes(`${pk}:created>killed`));
+    } finally {
+      await watchAll.close();
+      await watchOne.close();
+    }
+    const count = all.length;
+    await engine
+      .submit('core.arithmetic.add', { x: 5, y: 5 })
+      .then(({ pk }) => engine.killProcess(pk, {}));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(all).toHaveLength(count);
+  });
+});

@@ -3,8 +3,7 @@
  * The worker program started by the daemon supervisor: `aiida-worker --profile <name>`.
  * See {@link runWorkerProgram} for its protocol and {@link createEngineRunner} for its work.
  */
-import { RabbitBroker } from '@aiida/broker';
-import { createEngineRunner } from './engine-runner.js';
+import { createEngineRunner, StoreTransportBroker } from './engine-runner.js';
 import { runWorkerProgram } from './program.js';
 
 process.on('uncaughtException', (error) => {
@@ -19,13 +18,17 @@ process.on('unhandledRejection', (reason) => {
 });
 
 void runWorkerProgram({
-  createBroker: (profile, { logger }) =>
-    new RabbitBroker({
+  // A core.store worker has no broker: @aiida/broker (and its AMQP client) is not even loaded.
+  createBroker: async (profile, { logger }) => {
+    if (profile.broker.backend === 'core.store') return new StoreTransportBroker();
+    const { RabbitBroker } = await import('@aiida/broker');
+    return new RabbitBroker({
       profile,
       connectionName: `aiida-worker-${process.pid}`,
       // The program's logger: `logging.level` and `logging.format` apply to the broker's lines.
       logger: logger.child({ component: 'broker' }),
-    }),
+    });
+  },
   createRunner: (profile, _broker, { logger, workerId }) =>
     createEngineRunner(profile, { logger, workerId }),
 });

@@ -16,6 +16,7 @@ import {
   type RunOutcome,
   readEngineOptions,
   type StateChange,
+  StoreWorkDispatcher,
   silentLogger,
   type TaskDispatcher,
 } from '@aiida/engine';
@@ -64,8 +65,30 @@ export interface RunnerEngineParts {
   registry: ProcessRegistry;
 }
 
+/**
+ * The worker's side of a `core.store` profile: there is no broker to connect to or close (the
+ * store, opened by the runner, is the queue and the wake-up channel).
+ */
+export class StoreTransportBroker implements WorkerBroker {
+  readonly transport = 'core.store' as const;
+  async connect(): Promise<void> {}
+  async close(): Promise<void> {}
+}
+
 /** Options of {@link EngineProcessRunner}. Durations are seconds. */
 export interface EngineRunnerOptions {
+  /**
+   * Where work comes from: `core.rabbitmq` consumes the task queue of the broker given to
+   * {@link EngineProcessRunner.start}; `core.store` claims runnable rows straight from the store in
+   * batches no larger than the free slots, when woken through the store and every `pollInterval`.
+   * @default 'core.rabbitmq'
+   */
+  transport?: 'core.rabbitmq' | 'core.store';
+  /**
+   * `core.store`: seconds between two looks into the store when no wake-up came
+   * (`daemon.store_poll_interval`). @default 1
+   */
+  pollInterval?: number;
   /**
    * Opens the store and loads the registry, when the runner starts (after the broker connected).
    * A rejection fails the worker's start.
@@ -136,8 +159,16 @@ const BROADCAST_WARN_INTERVAL_S = 10;
  * - {@link EngineProcessRunner.drain} cancels the consumer, lets running steps finish until the
  *   deadline, checkpoints and releases the rest, and closes the store.
  */
-export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
+export class EngineProcessRunner implements ProcessRunner<WorkerBroker> {
   private phase: 'idle' | 'running' | 'draining' | 'stopped' = 'idle';
+  private readonly transport: 'core.rabbitmq' | 'core.store';
+  /** core.store: a claim round is under way. */
+  private pulling: Promise<void> | undefined;
+  /** core.store: there may be work in the store that no claim round has looked for yet. */
+  private workPending = false;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private stopListening: (() => Promise<void>) | undefined;
+  private storeClaimFailures = 0;
   private readonly logger: EngineLogger;
   private readonly slots: number;
   private readonly prefetch: number;
@@ -169,6 +200,7 @@ export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
       throw new RangeError(`slots must be a positive integer, got ${options.slots}`);
     }
     this.logger = options.logger ?? silentLogger;
+    this.transport = options.transport ?? 'core.rabbitmq';
     this.slots = options.slots;
     this.prefetch = Math.max(1, Math.min(options.prefetch ?? 100, options.slots, 65535));
     // Resume when a tenth of the slots (at least one) is free, so that a busy worker does not
@@ -214,18 +246,27 @@ export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
    * Opens the store and registry, starts the RPC server and the task consumer, and starts
    * renewing leases and reconciling. Rejects (and leaves nothing open) if any of it fails.
    */
-  async start(broker: EngineRunnerBroker): Promise<void> {
+  async start(workerBroker: WorkerBroker): Promise<void> {
     if (this.phase !== 'idle') throw new Error(`cannot start a runner that is ${this.phase}`);
+    const fromStore = this.transport === 'core.store';
+    const broker = fromStore ? undefined : (workerBroker as EngineRunnerBroker);
+    if (broker && typeof broker.consumeTasks !== 'function') {
+      throw new Error('a core.rabbitmq runner needs a broker that consumes tasks (RabbitBroker)');
+    }
     this.broker = broker;
     const { store, registry } = await this.options.open();
     this.store = store;
+    // core.store: the row is the task; a new runnable row only wakes the workers, and control
+    // is the store's intents (applied on lease renewal).
+    const dispatcher: TaskDispatcher = broker ?? new StoreWorkDispatcher(store);
+    const control: ControlChannel | undefined = broker;
     try {
       this.executor = new ProcessExecutor({
         store,
         registry,
         ownerId: this.options.workerId,
-        dispatcher: broker,
-        control: broker,
+        dispatcher,
+        control,
         leaseTimeout: this.options.leaseTimeout,
         maxAttempts: this.options.maxAttempts,
         maxInputBytes: this.options.maxInputBytes,
@@ -235,21 +276,31 @@ export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
       });
       this.reconciler = new Reconciler({
         store,
-        dispatcher: broker,
-        control: broker,
+        dispatcher,
+        control,
         ownerId: this.options.workerId,
         leaseTimeout: this.options.leaseTimeout,
         neverDispatchedGrace: this.options.neverDispatchedGrace ?? 10,
         logger: this.logger,
       });
-      this.rpc = await broker.serveRpc((request) => this.answerRpc(request));
-      this.phase = 'running';
-      this.consumer = broker.consumeTasks((task) => this.onTask(task.pk), {
-        prefetch: this.prefetch,
-        concurrency: this.prefetch,
-      });
+      if (broker) {
+        this.rpc = await broker.serveRpc((request) => this.answerRpc(request));
+        this.phase = 'running';
+        this.consumer = broker.consumeTasks((task) => this.onTask(task.pk), {
+          prefetch: this.prefetch,
+          concurrency: this.prefetch,
+        });
+      } else {
+        this.stopListening = await store.listenForWork(() => this.wake());
+        this.phase = 'running';
+        const poll = Math.max(0.01, this.options.pollInterval ?? 1);
+        this.pollTimer = setInterval(() => this.wake(), poll * 1000);
+        this.wake();
+      }
     } catch (error) {
       this.phase = 'stopped';
+      if (this.pollTimer) clearInterval(this.pollTimer);
+      await this.stopListening?.().catch(() => {});
       await this.rpc?.close(1).catch(() => {});
       await store.close().catch(() => {});
       throw error;
@@ -267,7 +318,10 @@ export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
     this.reconcile();
     const failed = registry.pluginErrors.map((e) => e.spec);
     this.logger.info(
-      `taking work as ${this.options.workerId}: ${this.slots} slots, prefetch ${this.prefetch}, ` +
+      `taking work as ${this.options.workerId}: ${this.slots} slots, ` +
+        (fromStore
+          ? `from the store (core.store: woken through the store, polled every ${this.options.pollInterval ?? 1} s), `
+          : `prefetch ${this.prefetch}, `) +
         `lease ${this.options.leaseTimeout} s, heartbeat ${this.options.heartbeatInterval} s, ` +
         `${registry.names().length} process types` +
         (failed.length > 0 ? `; plugins that failed to load: ${failed.join(', ')}` : ''),
@@ -290,6 +344,10 @@ export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
     if (this.registryTimer) clearInterval(this.registryTimer);
     this.registryTimer = undefined;
     await this.consumer?.close(Math.min(1, left() / 4)).catch(() => {});
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    this.pollTimer = undefined;
+    await this.stopListening?.().catch(() => {});
+    await this.pulling?.catch(() => {});
     const executor = this.executor!;
     // The executor waits `t`, then gives interrupted bodies up to min(1 s, t) more.
     const budget = left();
@@ -405,6 +463,14 @@ export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
   }
 
   private slotFreed(): void {
+    if (this.transport === 'core.store') {
+      // Look again once a tenth of the slots is free (as the RabbitMQ consumer resumes), and
+      // only while the store may hold more work: otherwise the next wake-up or poll brings it.
+      if (this.workPending && this.slots - this.used >= Math.min(this.resumeAtFree, this.slots)) {
+        this.pull();
+      }
+      return;
+    }
     if (!this.intakePaused || this.resumeScheduled || this.phase !== 'running') return;
     if (this.slots - this.used < Math.min(this.resumeAtFree, this.slots)) return;
     // Coalesce the slots that free up in the same turn into one resume.
@@ -418,6 +484,69 @@ export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
         this.logger.warn(`resuming the task consumer failed: ${describeError(error).message}`);
       });
     });
+  }
+
+  // --- core.store: the store as the queue -----------------------------------------------------
+
+  /** A wake-up or a poll: there may be new work in the store. */
+  private wake(): void {
+    this.workPending = true;
+    this.pull();
+  }
+
+  /** Starts a claim round unless one is under way (that one loops while work is pending). */
+  private pull(): void {
+    if (this.pulling || this.phase !== 'running') return;
+    this.pulling = this.pullRounds().finally(() => {
+      this.pulling = undefined;
+    });
+  }
+
+  /**
+   * Claims batches of runnable rows (never more than the free slots) while there may be more:
+   * after a wake-up, a poll, or a batch that came back full.
+   */
+  private async pullRounds(): Promise<void> {
+    const executor = this.executor!;
+    while (this.phase === 'running' && this.workPending) {
+      const free = this.slots - this.used;
+      // All slots taken: `workPending` stays set and a freed slot starts the next round.
+      if (free <= 0) return;
+      this.workPending = false;
+      const want = Math.min(free, this.prefetch);
+      this.reserved += want;
+      let claimed: Awaited<ReturnType<ProcessExecutor['claimRunnable']>>;
+      try {
+        claimed = await executor.claimRunnable(want);
+        this.storeClaimFailures = 0;
+      } catch (error) {
+        this.reserved -= want;
+        // The next poll tries again; say so once per run of failures.
+        if (this.storeClaimFailures++ === 0) {
+          this.logger.warn(
+            `claiming work from the store failed: ${describeError(error).message}; trying again at the next poll`,
+          );
+        }
+        return;
+      }
+      this.reserved -= want;
+      for (const claim of claimed) {
+        const pk = claim.pk;
+        this.running.add(pk);
+        claim.run().then(
+          (outcome) => this.ended(pk, outcome, () => {}),
+          (error: unknown) => {
+            this.logger.error(`process ${pk}: run failed: ${describeError(error).message}`, {
+              pk,
+            });
+            this.ended(pk, 'abandoned', () => {});
+          },
+        );
+      }
+      this.maxUsed = Math.max(this.maxUsed, this.used);
+      // A full batch: the store may hold more.
+      if (claimed.length === want) this.workPending = true;
+    }
   }
 
   // --- RPC, broadcasts, reconciler ------------------------------------------------------------
@@ -438,6 +567,7 @@ export class EngineProcessRunner implements ProcessRunner<EngineRunnerBroker> {
 
   private broadcast(change: StateChange): void {
     const broker = this.broker;
+    // core.store: no broadcasts; watchers poll the store (the single source of truth).
     if (!broker) return;
     broker
       .broadcastStateChanged({ v: PROTOCOL_VERSION, type: 'state_changed', ...change })
@@ -552,6 +682,8 @@ export function createEngineRunner(
   const engineOptions = readEngineOptions(profile);
   const logger = overrides.logger ?? silentLogger;
   return new EngineProcessRunner({
+    transport: profile.broker.backend,
+    pollInterval: getOption('daemon.store_poll_interval', { profile }),
     slots: getOption('daemon.worker_process_slots', { profile }),
     heartbeatInterval: engineOptions.heartbeatInterval,
     leaseTimeout: engineOptions.leaseTimeout,

@@ -14,6 +14,7 @@ export {
   type RunnerEngineParts,
   type RunnerRpcServer,
   type RunnerTaskConsumer,
+  StoreTransportBroker,
 } from './engine-runner.js';
 export {
   createWorkerLogger,

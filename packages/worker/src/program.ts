@@ -33,8 +33,11 @@ export const ORPHAN_DRAIN_TIMEOUT = 5;
 export interface WorkerProgramOptions<B extends WorkerBroker = WorkerBroker> {
   /** Command-line arguments (without node and the script). @default process.argv.slice(2) */
   argv?: string[];
-  /** Makes the profile's broker (the bin passes `RabbitBroker` from `@aiida/broker`). */
-  createBroker: (profile: Profile, context: WorkerProgramContext) => B;
+  /**
+   * Makes the profile's broker (the bin passes `RabbitBroker` from `@aiida/broker`, or for a
+   * `core.store` profile a broker that connects to nothing).
+   */
+  createBroker: (profile: Profile, context: WorkerProgramContext) => B | Promise<B>;
   /** Makes the runner (the bin passes `createEngineRunner`); the default takes no work. */
   createRunner?: (profile: Profile, broker: B, context: WorkerProgramContext) => ProcessRunner<B>;
 }
@@ -108,7 +111,7 @@ export async function runWorkerProgram<B extends WorkerBroker>(
   let broker: B;
   let runner: ProcessRunner<B> | undefined;
   try {
-    broker = options.createBroker(profile, context);
+    broker = await options.createBroker(profile, context);
     runner = options.createRunner?.(profile, broker, context);
   } catch (error) {
     return fail(`cannot set up the worker: ${(error as Error).message}`, send);
@@ -152,7 +155,11 @@ export async function runWorkerProgram<B extends WorkerBroker>(
 
   try {
     await worker.start();
-    log.info(`ready (pid ${process.pid}, broker ${getRedactedBrokerUrl(profile)})`);
+    const transport =
+      profile.broker.backend === 'core.store'
+        ? 'process control core.store: the store is the queue, no broker'
+        : `broker ${getRedactedBrokerUrl(profile)}`;
+    log.info(`ready (pid ${process.pid}, ${transport})`);
   } catch (error) {
     if (worker.state !== 'FAILED') {
       await worker.stopped;

@@ -10,6 +10,7 @@ import {
   ProcessRegistry,
   pluginApi,
   SqliteProcessStore,
+  StoreWorkDispatcher,
   step,
   workflow,
 } from '@aiida/engine';
@@ -19,6 +20,7 @@ import {
   type EngineRunnerBroker,
   type RunnerRpcServer,
   type RunnerTaskConsumer,
+  StoreTransportBroker,
 } from '@aiida/worker';
 
 const { z } = pluginApi;
@@ -374,4 +376,88 @@ test('registers in the worker registry at start, heartbeats its slots there, and
   expect((await store.listWorkers({ staleAfterSeconds: 5 })).map((w) => w.workerId)).toEqual([
     'other:1:dead',
   ]);
+});
+
+describe('core.store: the store is the queue', () => {
+  function makeStoreRunner(slots: number, pollInterval: number): EngineProcessRunner {
+    const registry = testRegistry();
+    return new EngineProcessRunner({
+      transport: 'core.store',
+      pollInterval,
+      open: async () => ({
+        store: new SqliteProcessStore({ filepath: join(dir, 'aiida.sqlite') }),
+        registry,
+      }),
+      workerId: 'store-worker',
+      slots,
+      heartbeatInterval: 0.1,
+      leaseTimeout: 5,
+      maxAttempts: 3,
+      reconcileInterval: 60,
+      killGrace: 0.2,
+    });
+  }
+
+  test('claims woken work in batches, never more than its slots, and the rest as slots free up', async () => {
+    runner = makeStoreRunner(3, 60);
+    await runner.start(new StoreTransportBroker());
+    // A submitter of this store: its wake-ups go through the store, not through a broker.
+    const submitter = new Engine({
+      store,
+      registry: testRegistry(),
+      dispatcher: new StoreWorkDispatcher(store),
+    });
+    const pks = (
+      await submitter.submitMany(
+        Array.from({ length: 8 }, (_, i) => ({ type: 'test.gated', inputs: { key: i } })),
+      )
+    ).map((p) => p.pk);
+    // The poll is a minute away: only the wake-up can have started them.
+    await waitUntil(() => starts.length === 3);
+    expect(runner.stats()).toMatchObject({ slotsUsed: 3, slotsTotal: 3 });
+    // Oldest first.
+    expect(starts.map((s) => s.pk).sort((a, b) => a - b)).toEqual(pks.slice(0, 3));
+    for (let i = 0; i < 8; i++) gate(i).resolve();
+    await waitUntil(
+      async () => (await submitter.listProcesses({ states: ['finished'] })).length === 8,
+    );
+    expect(runner.peakSlotsUsed).toBe(3);
+    expect(new Set(starts.map((s) => s.pk))).toEqual(new Set(pks));
+    expect(starts).toHaveLength(8);
+  });
+
+  test('with no wake-up at all, the poll finds the work', async () => {
+    runner = makeStoreRunner(5, 0.2);
+    await runner.start(new StoreTransportBroker());
+    // No dispatcher: nothing wakes the runner.
+    const quiet = new Engine({ store, registry: testRegistry() });
+    const { pk } = await quiet.submit('test.gated', { key: 1 });
+    gate(1).resolve();
+    const row = await quiet.waitForProcess(pk, { timeout: 5 });
+    expect(row.state).toBe('finished');
+  });
+
+  test('a kill intent reaches a running process within a heartbeat, without RPC', async () => {
+    runner = makeStoreRunner(2, 60);
+    await runner.start(new StoreTransportBroker());
+    const submitter = new Engine({
+      store,
+      registry: testRegistry(),
+      dispatcher: new StoreWorkDispatcher(store),
+    });
+    const { pk } = await submitter.submit('test.gated', { key: 7 });
+    await waitUntil(() => starts.some((s) => s.pk === pk));
+    // The gated body ignores its abort signal: force makes the kill final after the grace.
+    const result = await submitter.killProcess(pk, { message: 'enough', force: true });
+    expect(result.outcome).toBe('requested');
+    const row = await submitter.waitForProcess(pk, { timeout: 5 });
+    expect(row).toMatchObject({ state: 'killed', processStatus: 'Killed: enough' });
+  });
+
+  test('a core.rabbitmq runner refuses a broker that consumes no tasks', async () => {
+    runner = makeRunner(1);
+    await expect(runner.start(new StoreTransportBroker())).rejects.toThrow(
+      'a core.rabbitmq runner needs a broker that consumes tasks',
+    );
+  });
 });

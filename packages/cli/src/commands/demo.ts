@@ -39,7 +39,8 @@ export function registerDemoCommand(program: Command): void {
         'daemon, submit a batch of calculations (core.arithmetic.add) and workflows ' +
         '(core.arithmetic.multiply_add), show them finishing live, check every result, print a ' +
         'summary and stop the daemon. Exit code 0 only if every process finished with the ' +
-        'right result. Needs RabbitMQ (AIIDA_BROKER_* variables as for presto).',
+        'right result. Uses RabbitMQ when it answers (AIIDA_BROKER_* variables as for presto), ' +
+        'else core.store (the store is the queue: nothing to install), and says which first.',
     )
     .option('-c, --calculations <number>', 'Number of calculations.', parsePositiveInt, 100)
     .option(
@@ -160,7 +161,7 @@ async function runDemo(options: DemoOptions): Promise<void> {
   }
   const total = (Date.now() - started) / 1000;
   // A throwaway profile's queues go with it; in a folder the user gave, they stay with the profile.
-  if (fresh) await deleteBrokerTopology(profile);
+  if (fresh && profile.broker.backend === 'core.rabbitmq') await deleteBrokerTopology(profile);
   if (!succeeded) {
     throw new CliError('demo_failed', `The demo failed after ${formatDuration(total)}.`, {
       hint: `Its files, with the daemon's logs, are kept in ${aiidaPath} (\`AIIDA_PATH=${aiidaPath} aiida daemon logshow\`).`,

@@ -6,18 +6,20 @@ import {
   describeStorage,
   getConfigFilePath,
   getProfileDaemonDir,
+  getRedactedBrokerUrl,
   getStorageDir,
   listProfiles,
   type Profile,
   setDefaultProfile,
+  setProcessControlBackend,
 } from '@aiida/config';
 import type { Command } from 'commander';
-import { checkBrokerOfNewProfile } from '../broker-check.js';
+import { brokerFailureReason, checkBroker, checkBrokerOfNewProfile } from '../broker-check.js';
 import { globalOptions } from '../context.js';
 import { CliError, ExitCodes } from '../errors.js';
 import { withExamples } from '../help.js';
-import { echoReport, echoSuccess } from '../output.js';
-import { parsePort, parseSeconds } from '../parse.js';
+import { echo, echoInline, echoReport, echoSuccess, okMark } from '../output.js';
+import { parseChoice, parsePort, parseSeconds } from '../parse.js';
 import {
   createPostgresDatabase,
   dropPostgresDatabase,
@@ -27,6 +29,8 @@ import {
 import { initialiseStorage } from '../storage-check.js';
 
 interface PrestoOptions {
+  /** Force the process control: `rabbitmq` or `store`; by default RabbitMQ when it answers. */
+  broker?: 'rabbitmq' | 'store';
   brokerHost?: string;
   brokerPort?: number;
   brokerUsername?: string;
@@ -50,9 +54,18 @@ export function registerPrestoCommand(program: Command): void {
         '(or, with --use-postgres, a PostgreSQL database and role of its own), ' +
         'and RabbitMQ at 127.0.0.1:5672 (guest/guest), or what the environment variables ' +
         'AIIDA_BROKER_HOST, AIIDA_BROKER_PORT, AIIDA_BROKER_USERNAME, AIIDA_BROKER_PASSWORD and ' +
-        'AIIDA_BROKER_VIRTUAL_HOST say (the --broker-* options win over them). Checks that the ' +
-        'broker answers; if it does not, nothing is left behind. The profile is named by ' +
+        'AIIDA_BROKER_VIRTUAL_HOST say (the --broker-* options win over them). Without any of ' +
+        'those and without --broker, RabbitMQ is used when it answers, else the profile uses ' +
+        'core.store (the store is the queue, no broker to install), and says which and why. ' +
+        '--broker rabbitmq|store forces one; with RabbitMQ chosen or configured, a broker that ' +
+        'does not answer fails the command and nothing is left behind. The profile is named by ' +
         '-p/--profile, else `presto` (or `presto-2`, ... when taken).',
+    )
+    .option(
+      '--broker <kind>',
+      'Force the process control: rabbitmq, or store (the store is the queue, no broker). ' +
+        '(default: rabbitmq when it answers, else store)',
+      parseChoice(['rabbitmq', 'store']),
     )
     .option('--broker-host <host>', 'Broker host (default: $AIIDA_BROKER_HOST, else 127.0.0.1).')
     .option(
@@ -106,6 +119,7 @@ export function registerPrestoCommand(program: Command): void {
     });
   withExamples(command, [
     'aiida presto',
+    'aiida presto --broker store',
     'aiida -p work presto',
     'AIIDA_BROKER_HOST=rabbit.local AIIDA_BROKER_PORT=5673 aiida presto',
     'aiida presto --use-postgres --postgres-hostname db.local --postgres-password secret',
@@ -122,6 +136,9 @@ export async function presto(
   options: PrestoOptions,
 ): Promise<Profile> {
   const broker = brokerSettingsFromEnvironment(options);
+  // Broker settings given by flag or environment say that RabbitMQ is wanted: no fallback then.
+  const choice =
+    options.broker ?? (Object.keys(broker).length > 0 ? ('rabbitmq' as const) : undefined);
   const name = requestedName ?? freePrestoName();
   if (!options.usePostgres) {
     const stray = (
@@ -156,6 +173,7 @@ export async function presto(
     profile = createProfile({
       name,
       broker,
+      processControl: choice === 'store' ? 'core.store' : 'core.rabbitmq',
       storage,
       setDefault: false,
       pluginBaseDir: process.cwd(),
@@ -166,13 +184,24 @@ export async function presto(
     }
     throw error;
   }
-  await checkBrokerOfNewProfile(profile, options.timeout, {
-    discard: () => removeProfileEverywhere(profile, options.timeout, admin),
-    hint:
-      'Is RabbitMQ running there? Point to it with AIIDA_BROKER_HOST/_PORT/_USERNAME/' +
-      '_PASSWORD/_VIRTUAL_HOST or --broker-host/--broker-port.',
-    showVersion: true,
-  });
+  if (choice === 'rabbitmq') {
+    await checkBrokerOfNewProfile(profile, options.timeout, {
+      discard: () => removeProfileEverywhere(profile, options.timeout, admin),
+      hint:
+        'Is RabbitMQ running there? Point to it with AIIDA_BROKER_HOST/_PORT/_USERNAME/' +
+        '_PASSWORD/_VIRTUAL_HOST or --broker-host/--broker-port, or use --broker store.',
+      showVersion: true,
+    });
+    echoReport(
+      `Process control: core.rabbitmq (${options.broker ? 'chosen with --broker rabbitmq' : 'broker settings given'}).`,
+    );
+  } else if (choice === 'store') {
+    echoReport(
+      'Process control: core.store (chosen with --broker store): the store is the queue, no broker.',
+    );
+  } else {
+    profile = await chooseProcessControl(profile, options.timeout);
+  }
   try {
     await initialiseStorage(profile);
   } catch (error) {
@@ -184,6 +213,29 @@ export async function presto(
   echoSuccess(`Created new profile \`${name}\` in ${getConfigFilePath(profile.aiidaPath)}.`);
   echoSuccess('Configured the new profile as default.');
   return profile;
+}
+
+/**
+ * Without `--broker`: RabbitMQ when it answers at the profile's broker settings, else
+ * `core.store`; says which and why.
+ */
+async function chooseProcessControl(profile: Profile, timeout: number): Promise<Profile> {
+  const url = getRedactedBrokerUrl(profile);
+  echoInline(`Checking the broker at ${url}... `);
+  const check = await checkBroker(profile, timeout);
+  if (check.ok) {
+    echo(`${okMark()}${check.version ? ` (${check.version})` : ''}`);
+    echoReport(`Process control: core.rabbitmq, since RabbitMQ answers at ${url}.`);
+    return profile;
+  }
+  echo('no answer');
+  const switched = setProcessControlBackend(profile.name, 'core.store');
+  echoReport(
+    `Process control: core.store (the store is the queue, no broker), since RabbitMQ at ${url} ` +
+      `did not answer (${brokerFailureReason(check.error)}). Switch later with ` +
+      '`aiida profile configure-broker core.rabbitmq`, or force a choice with --broker.',
+  );
+  return switched;
 }
 
 /** `presto`, or `presto-2`, `presto-3`, ... when taken (as `verdi presto` does). */

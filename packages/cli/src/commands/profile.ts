@@ -15,9 +15,12 @@ import {
   importAiidaProfile,
   isConfigError,
   listProfiles,
+  PROCESS_CONTROL_BACKENDS,
+  type ProcessControlBackend,
   type Profile,
   type PsqlStorageConfig,
   setDefaultProfile,
+  setProcessControlBackend,
 } from '@aiida/config';
 import type { Command } from 'commander';
 import { checkBrokerOfNewProfile, deleteBrokerTopology } from '../broker-check.js';
@@ -31,7 +34,7 @@ import { parseChoice, parseKeyValue, parsePort, parseSeconds } from '../parse.js
 import { dropPostgresDatabase } from '../postgres-setup.js';
 import { initialiseStorage } from '../storage-check.js';
 
-/** `aiida profile list|show|setup|import-aiida|set-default|delete`. */
+/** `aiida profile list|show|setup|import-aiida|set-default|configure-broker|delete`. */
 export function registerProfileCommands(program: Command): void {
   const group = program
     .command('profile')
@@ -90,7 +93,12 @@ export function registerProfileCommands(program: Command): void {
       const lines: [string, string][] = [
         ['uuid', profile.uuid],
         ['storage', `${profile.storage.backend} (${describeStorage(profile.storage)})`],
-        ['broker', `${profile.broker.backend} ${getRedactedBrokerUrl(profile)}`],
+        [
+          'broker',
+          profile.broker.backend === 'core.store'
+            ? `core.store (the store is the queue; kept to switch back: ${getRedactedBrokerUrl(profile)})`
+            : `${profile.broker.backend} ${getRedactedBrokerUrl(profile)}`,
+        ],
         ['broker queue type', broker.queueType],
         ['plugin base dir', profile.pluginBaseDir],
         ['daemon folder', getDaemonDir(profile)],
@@ -248,6 +256,45 @@ export function registerProfileCommands(program: Command): void {
     });
   withExamples(setDefault, ['aiida profile set-default work']);
 
+  const configureBroker = group
+    .command('configure-broker')
+    .description(
+      'Switch how work reaches the workers of a profile: core.store (the store is the queue; ' +
+        'no broker) or core.rabbitmq (through RabbitMQ, whose settings are kept while the ' +
+        "profile uses the store). Refused while the profile's daemon runs.",
+    )
+    .argument(
+      '<backend>',
+      'core.store or core.rabbitmq.',
+      parseChoice([...PROCESS_CONTROL_BACKENDS]),
+    )
+    .argument('[name]', 'The profile (default: -p/--profile, else the default profile).')
+    .action(async (backend: ProcessControlBackend, name: string | undefined, _o, cmd: Command) => {
+      const profile = getProfile(name ?? globalOptions(cmd).profile);
+      if (profile.broker.backend === backend) {
+        echoReport(`Profile \`${profile.name}\` already uses ${backend}; nothing changed.`);
+        return;
+      }
+      if (await isDaemonRunning(profile)) {
+        throw new CliError(
+          'daemon_running',
+          `The daemon of profile '${profile.name}' is running with ${profile.broker.backend}; ` +
+            `its workers would keep taking work that way, so the profile was not switched to ${backend}.`,
+          { hint: `Stop it first: \`aiida -p ${profile.name} daemon stop\`, then run this again.` },
+        );
+      }
+      const switched = setProcessControlBackend(profile.name, backend);
+      echoSuccess(
+        backend === 'core.store'
+          ? `Profile \`${profile.name}\` now uses core.store: the store is the queue, no broker.`
+          : `Profile \`${profile.name}\` now uses core.rabbitmq at ${getRedactedBrokerUrl(switched)}.`,
+      );
+    });
+  withExamples(configureBroker, [
+    'aiida profile configure-broker core.store',
+    'aiida profile configure-broker core.rabbitmq work',
+  ]);
+
   const del = group
     .command('delete')
     .description(
@@ -281,7 +328,7 @@ export function registerProfileCommands(program: Command): void {
       for (const profile of profiles) {
         deleteProfile(profile.name);
         if (options.deleteData) {
-          await deleteBrokerTopology(profile);
+          if (profile.broker.backend === 'core.rabbitmq') await deleteBrokerTopology(profile);
           if (profile.storage.backend === 'core.psql') {
             const dropped = await dropPostgresDatabase(profile.storage.config, 10);
             echoReport(

@@ -40,7 +40,7 @@ export function registerStatusCommand(program: Command): void {
     .summary('Check config, profile, storage, broker and daemon, with a tick or a cross each.')
     .description(
       'Check the services a profile needs: config, profile, storage, broker (its version and ' +
-        'redacted URL) and daemon, each with a tick or a cross and the reason. Exit code 0 ' +
+        'redacted URL; none for a core.store profile, whose store is the queue) and daemon, each with a tick or a cross and the reason. Exit code 0 ' +
         'unless a service is broken (a stopped daemon is a warning, not an error).',
     )
     .option(
@@ -111,6 +111,13 @@ async function storageCheck(profile: Profile): Promise<ServiceCheck> {
 }
 
 async function brokerCheck(profile: Profile, timeout: number): Promise<ServiceCheck> {
+  if (profile.broker.backend === 'core.store') {
+    return {
+      service: 'broker',
+      state: 'up',
+      message: 'none: process control core.store (the store is the queue)',
+    };
+  }
   const url = getRedactedBrokerUrl(profile);
   const check = await checkBroker(profile, timeout);
   if (check.ok) {
