@@ -9,9 +9,16 @@
 //
 // 3,000 processes (adds and multiply_add workflows) are submitted from the root namespace; mid-run
 // one host's link goes down. Its processes are taken over by the others after the lease timeout;
-// when the link is back, its late writes are refused by fencing. A trigger in the test's database
-// records every claim (pk, epoch, owner, attempt) and every terminal transition, so who ran each
-// attempt is read from the store, not from the workers.
+// the link comes back once they are. A trigger in the test's database records every claim (pk,
+// epoch, owner, attempt), every terminal transition, and which host's role wrote each update, so
+// who ran each attempt and who wrote what is read from the store, not from the workers.
+//
+// What the cut-off host does with a process taken over from it depends on where the cut caught
+// it: a write inside a transaction dies with the session the server ended; a body whose lease
+// renewal failed is aborted; a result or renewal that reaches the store late is refused by fencing
+// (the store no longer lists it as the owner). The test asserts what holds in every case: nothing
+// it wrote for such a process after the takeover landed, and its workers gave each up. It reports
+// how many writes fencing refused (in practice some in most runs, not in every one).
 import { execFile } from 'node:child_process';
 import {
   copyFileSync,
@@ -298,7 +305,7 @@ async function dbNow(): Promise<number> {
   return Number(r.rows[0].now);
 }
 
-test(`three hosts, ${ADDS} adds and ${WORKFLOWS} multiply_add; one host cut off mid-run: taken over, its late writes fenced, one correct result each`, async () => {
+test(`three hosts, ${ADDS} adds and ${WORKFLOWS} multiply_add; one host cut off mid-run: taken over, nothing it writes late lands, one correct result each`, async () => {
   const { engine } = e2e!;
   const victim = hosts[0]!;
   const onVictim = (owner: string | null) => owner?.startsWith(`${victim.net.name}:`) ?? false;

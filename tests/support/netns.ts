@@ -4,17 +4,15 @@
 // run left behind.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
+import { runTag } from './postgres.js';
 import { childPids, isAlive, stopPid } from './processes.js';
 import { waitFor } from './wait-for.js';
 
 const run = promisify(execFile);
 
 /** The run's tag: the run id's last 8 letters and digits (veth names have at most 15 bytes). */
-export function runNetnsTag(runId = process.env.AIIDA_TEST_RUN_ID ?? 'norun'): string {
-  return runId
-    .replace(/[^a-zA-Z0-9]/g, '')
-    .toLowerCase()
-    .slice(-8);
+export function runNetnsTag(runId?: string): string {
+  return runTag(8, runId);
 }
 
 /**

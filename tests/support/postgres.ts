@@ -8,12 +8,19 @@ export const PG_ADMIN = { host: '127.0.0.1', port: 5432, user: 'postgres', datab
  * Prefix of every database and role a test run creates: `aiidat_<tag>_`, where the tag is the run
  * id's last 16 letters and digits. `scripts/run-tests.mjs` drops what is left with this prefix.
  */
-export function runDatabasePrefix(runId = process.env.AIIDA_TEST_RUN_ID ?? 'norun'): string {
-  const tag = runId
+export function runDatabasePrefix(runId?: string): string {
+  return `aiidat_${runTag(16, runId)}_`;
+}
+
+/**
+ * The last `length` letters and digits of the run id (lower case), for names of things a run
+ * makes outside its processes (databases, roles, network namespaces).
+ */
+export function runTag(length: number, runId = process.env.AIIDA_TEST_RUN_ID ?? 'norun'): string {
+  return runId
     .replace(/[^a-zA-Z0-9]/g, '')
     .toLowerCase()
-    .slice(-16);
-  return `aiidat_${tag}_`;
+    .slice(-length);
 }
 
 /** A throwaway database with a login role of its own, as a `core.psql` profile needs. */
