@@ -82,7 +82,8 @@ export interface PostgresStoreOptions {
    * in the middle of a transaction leaves it open on the server, holding the locks of the rows it
    * read; every other host that touches those rows waits on them. This frees them long before the
    * server would notice the silent client (TCP keepalive: hours). A live client never idles
-   * inside a transaction for more than milliseconds; keep this at most `daemon.lease_timeout`.
+   * inside a transaction for more than milliseconds. With a `daemon.lease_timeout` shorter than
+   * this, a takeover held up by such locks waits until this timeout instead of the lease.
    * @default 5
    */
   idleInTransactionTimeout?: number;
