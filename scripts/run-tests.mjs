@@ -95,6 +95,14 @@ for (const name of selected) {
       `stray processes outlived the ${name} tests and were killed: ${strays.join(', ')}`,
     );
   }
+  const namespaces = removeStrayNamespaces(runId);
+  if (namespaces.length > 0) {
+    anyRunFailed = true;
+    failed += 1;
+    console.error(
+      `network namespaces of the ${name} tests were left behind and removed: ${namespaces.join(', ')}`,
+    );
+  }
   const databases = await dropStrayDatabases(runId);
   if (databases.length > 0) {
     anyRunFailed = true;
@@ -159,6 +167,29 @@ async function dropStrayDatabases(marker) {
     await client.end().catch(() => {});
   }
   return dropped;
+}
+
+/**
+ * Deletes the network namespaces this run's tests made and left behind (their veth pairs go with
+ * them): their names start with `aiidat-<tag>-`, the tag being the run id's last 8 letters and
+ * digits (the same rule as `runNetnsPrefix` in tests/support/netns.ts). Runs after the strays are
+ * killed, so no process keeps a namespace alive. No `ip`, or not root: nothing was made.
+ */
+function removeStrayNamespaces(marker) {
+  const tag = marker
+    .replace(/[^a-zA-Z0-9]/g, '')
+    .toLowerCase()
+    .slice(-8);
+  const list = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  if (list.status !== 0) return [];
+  const removed = [];
+  for (const line of list.stdout.split('\n')) {
+    const name = line.split(' ')[0];
+    if (!name?.startsWith(`aiidat-${tag}-`)) continue;
+    const del = spawnSync('ip', ['netns', 'del', name], { encoding: 'utf8' });
+    removed.push(del.status === 0 ? name : `${name} (could not delete: ${del.stderr.trim()})`);
+  }
+  return removed;
 }
 
 /** Kills (SIGKILL, by pid) every process whose environment carries this run's marker. */

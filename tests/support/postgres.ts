@@ -8,12 +8,19 @@ export const PG_ADMIN = { host: '127.0.0.1', port: 5432, user: 'postgres', datab
  * Prefix of every database and role a test run creates: `aiidat_<tag>_`, where the tag is the run
  * id's last 16 letters and digits. `scripts/run-tests.mjs` drops what is left with this prefix.
  */
-export function runDatabasePrefix(runId = process.env.AIIDA_TEST_RUN_ID ?? 'norun'): string {
-  const tag = runId
+export function runDatabasePrefix(runId?: string): string {
+  return `aiidat_${runTag(16, runId)}_`;
+}
+
+/**
+ * The last `length` letters and digits of the run id (lower case), for names of things a run
+ * makes outside its processes (databases, roles, network namespaces).
+ */
+export function runTag(length: number, runId = process.env.AIIDA_TEST_RUN_ID ?? 'norun'): string {
+  return runId
     .replace(/[^a-zA-Z0-9]/g, '')
     .toLowerCase()
-    .slice(-16);
-  return `aiidat_${tag}_`;
+    .slice(-length);
 }
 
 /** A throwaway database with a login role of its own, as a `core.psql` profile needs. */
@@ -36,7 +43,12 @@ export interface TestDatabase {
   };
   /** Runs SQL as the superuser inside this database. */
   admin(sql: string, params?: unknown[]): Promise<pg.QueryResult>;
-  /** Drops the database (closing its connections) and the role. */
+  /**
+   * A second login role, `<username>_<suffix>`, member of the owner role (it may do all the owner
+   * may): a client that logs in with it is told apart by `session_user`. Dropped by `drop()`.
+   */
+  memberRole(suffix: string): Promise<{ username: string; password: string }>;
+  /** Drops the database (closing its connections), its role and its member roles. */
   drop(): Promise<void>;
 }
 
@@ -54,6 +66,7 @@ async function asAdmin<T>(database: string, fn: (c: pg.Client) => Promise<T>): P
 export async function createTestDatabase(): Promise<TestDatabase> {
   const name = `${runDatabasePrefix()}${randomBytes(4).toString('hex')}`;
   const password = randomBytes(12).toString('hex');
+  const members: string[] = [];
   await asAdmin('postgres', async (c) => {
     await c.query(`CREATE ROLE ${name} LOGIN PASSWORD '${password}'`);
     await c.query(`CREATE DATABASE ${name} OWNER ${name}`);
@@ -75,7 +88,21 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       },
     },
     admin: (sql, params) => asAdmin(name, (c) => c.query(sql, params)),
-    drop: () => dropDatabase(name),
+    memberRole: async (suffix) => {
+      const username = `${name}_${suffix.replace(/[^a-z0-9]/g, '')}`;
+      const memberPassword = randomBytes(12).toString('hex');
+      await asAdmin('postgres', async (c) => {
+        await c.query(`CREATE ROLE ${username} LOGIN PASSWORD '${memberPassword}' IN ROLE ${name}`);
+      });
+      members.push(username);
+      return { username, password: memberPassword };
+    },
+    drop: async () => {
+      await dropDatabase(name);
+      await asAdmin('postgres', async (c) => {
+        for (const member of members) await c.query(`DROP ROLE IF EXISTS ${member}`);
+      });
+    },
   };
 }
 

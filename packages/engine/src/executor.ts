@@ -730,6 +730,11 @@ export class ProcessExecutor {
         : await this.store.complete(a.fence, result);
     } catch (error) {
       if (isEngineError(error) && error.code === EngineErrorCodes.leaseLost) {
+        // Fencing at work: another owner took the process over (or it ended) while this one ran.
+        this.logger.warn(
+          `process ${a.pk}: its ${result.state} result was refused: ${error.message}`,
+          { pk: a.pk },
+        );
         a.stop = { kind: 'lost', message: error.message };
         a.controller.abort(new ProcessInterruptedError('lease_lost', error.message));
         return 'lease_lost';

@@ -80,9 +80,23 @@ export interface PostgresStoreOptions {
    * @default 10
    */
   connectTimeout?: number;
+  /**
+   * Seconds the server lets one of the store's transactions wait for its client before it ends the
+   * session (PostgreSQL's `idle_in_transaction_session_timeout`). A host cut off from the network
+   * in the middle of a transaction leaves it open on the server, holding the locks of the rows it
+   * read; every other host that touches those rows waits on them. This frees them long before the
+   * server would notice the silent client (TCP keepalive: hours). A live client never idles
+   * inside a transaction for more than milliseconds. With a `daemon.lease_timeout` shorter than
+   * this, a takeover held up by such locks waits until this timeout instead of the lease.
+   * @default 5
+   */
+  idleInTransactionTimeout?: number;
   /** Receives errors of idle connections (e.g. the server restarted); the pool replaces them. */
   onIdleError?: (error: Error) => void;
 }
+
+/** Default of {@link PostgresStoreOptions.idleInTransactionTimeout}, in seconds. */
+export const DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT = 5;
 
 interface ProcessRow {
   pk: number;
@@ -258,6 +272,9 @@ export class PostgresProcessStore implements ProcessStore {
       password: c.password ?? undefined,
       database: c.database,
       connectionTimeoutMillis: Math.round((options.connectTimeout ?? 10) * 1000),
+      idle_in_transaction_session_timeout: Math.round(
+        (options.idleInTransactionTimeout ?? DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT) * 1000,
+      ),
       application_name: 'aiida-daemon-ts',
       types,
     };
@@ -430,8 +447,12 @@ export class PostgresProcessStore implements ProcessStore {
         );
         return undefined;
       case 'claim': {
+        // The lease counts from this write, not from the transaction's start (op.now): a claim that
+        // waited for a row lock (held by a host cut off mid-transaction, until the server ends
+        // that transaction) would otherwise be granted a lease that is already running out.
         const r = await c.query(
-          `UPDATE processes SET owner = $2, epoch = epoch + 1, lease_expires_at = $3, attempts = $4,
+          `UPDATE processes SET owner = $2, epoch = epoch + 1,
+             lease_expires_at = $3::bigint + GREATEST(0, ${NOW_SQL} - $6::bigint), attempts = $4,
              owner_losses = $5, state = 'running', process_status = NULL,
              started_at = COALESCE(started_at, $6), modified_at = $6
            WHERE pk = $1 RETURNING *`,
@@ -765,11 +786,12 @@ export class PostgresProcessStore implements ProcessStore {
   async renewLeases(ownerId: string, pks: number[], leaseSeconds: number): Promise<LeaseRenewal[]> {
     if (pks.length === 0) return [];
     return this.tx(async (c, now) => {
+      // As for a claim, the renewed lease counts from this write, even after a wait for locks.
       const renewed = await c.query(
-        `UPDATE processes SET lease_expires_at = $1
+        `UPDATE processes SET lease_expires_at = $1::bigint + GREATEST(0, ${NOW_SQL} - $4::bigint)
          WHERE owner = $2 AND pk = ANY($3::bigint[]) AND state NOT IN ${TERMINAL_SQL}
          RETURNING pk, paused, created_at, time_limit`,
-        [leaseExpiry(now, leaseSeconds), ownerId, pks],
+        [leaseExpiry(now, leaseSeconds), ownerId, pks, now],
       );
       const held = new Map<
         number,

@@ -6,8 +6,13 @@ import {
   ProcessRegistry,
   Reconciler,
 } from '@aiida/engine';
+import pg from 'pg';
 import { z } from 'zod';
-import { createTestDatabase, type TestDatabase } from '../../../tests/support/postgres.js';
+import {
+  createTestDatabase,
+  PG_ADMIN,
+  type TestDatabase,
+} from '../../../tests/support/postgres.js';
 import { waitFor } from '../../../tests/support/wait-for.js';
 import { describeStoreContract } from './store-contract.js';
 
@@ -257,6 +262,43 @@ describe('PostgresProcessStore: leases on the database clock', () => {
     // Stop the new owners: their bodies end on the shutdown signal and the leases are released.
     await behind.drain(1);
     await ahead.drain(1);
+  });
+
+  test('a claim that waited for a row lock gets its whole lease, counted from its write', async () => {
+    const store = await open();
+    const [row] = await store.createProcesses([
+      { type: 'core.arithmetic.add', inputs: { x: 1, y: 2 } },
+    ]);
+    // Another session holds the row, as a host cut off mid-transaction would, for 3 s.
+    const holder = new pg.Client({ ...PG_ADMIN, database: db.database });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT * FROM processes WHERE pk = $1 FOR UPDATE', [row!.pk]);
+      const claim = store.claim(row!.pk, 'waiter', 5, { maxAttempts: 5 });
+      await waitFor(
+        async () => {
+          const r = await db.admin(
+            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+          );
+          return r.rows[0].n > 0;
+        },
+        { what: 'the claim to wait for the lock' },
+      );
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      await holder.query('COMMIT');
+      const result = await claim;
+      expect(result.ok).toBe(true);
+      const r = await db.admin(
+        `SELECT lease_expires_at - (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS left_ms
+           FROM processes WHERE pk = $1`,
+        [row!.pk],
+      );
+      // Counted from the transaction's start, less than 2 s would be left; from the write, ~5 s.
+      expect(Number(r.rows[0].left_ms)).toBeGreaterThan(4000);
+    } finally {
+      await holder.end();
+    }
   });
 
   test('4 claimers with their own pools racing for the same rows never hand a process to two owners', async () => {
