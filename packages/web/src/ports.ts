@@ -1,4 +1,4 @@
-import type { DaemonStatus, ScaleResult } from '@aiida/daemon-client';
+import type { ClusterStatus, DaemonStatus, ScaleResult } from '@aiida/daemon-client';
 import type { Engine } from '@aiida/engine';
 
 /**
@@ -21,11 +21,13 @@ export type DashboardEngine = Pick<
 >;
 
 /**
- * What the dashboard needs of the daemon: its status and scaling. A `DaemonClient` of
- * `@aiida/daemon-client` fits.
+ * What the dashboard needs of the daemon: this host's daemon (status, scaling, restart) and every
+ * host's workers from the store's registry. A `DaemonClient` of `@aiida/daemon-client` fits.
  */
 export interface DashboardDaemon {
   getStatus(options?: { timeout?: number }): Promise<DaemonStatus>;
+  /** Every host's workers of the profile, from the store's worker registry. */
+  getClusterStatus(): Promise<ClusterStatus>;
   increaseWorkers(n?: number): Promise<ScaleResult>;
   decreaseWorkers(n?: number): Promise<ScaleResult>;
   restartDaemon(options?: { wait?: boolean }): Promise<unknown>;
