@@ -63,7 +63,7 @@ function storeHistogram(
  * histograms of time from submission to start and from start to end.
  */
 export function createMetricsEndpoint(
-  engine: Pick<DashboardEngine, 'summarizeProcesses' | 'processDurations'>,
+  engine: Pick<DashboardEngine, 'store' | 'summarizeProcesses' | 'processDurations'>,
   daemon: Pick<DashboardDaemon, 'getStatus' | 'getClusterStatus'> | undefined,
 ): MetricsEndpoint {
   const registry = new Registry();
@@ -203,7 +203,9 @@ export function createMetricsEndpoint(
         engine.summarizeProcesses(),
         engine.processDurations(DURATION_BUCKETS),
         daemon ? daemon.getStatus({ timeout: 2 }).catch(() => undefined) : undefined,
-        daemon ? daemon.getClusterStatus().catch(() => undefined) : undefined,
+        daemon
+          ? daemon.getClusterStatus({ store: engine.store }).catch(() => undefined)
+          : undefined,
       ]);
       snap = { summary, durations, daemon: status, cluster };
       fill(snap);

@@ -1,12 +1,18 @@
-import type { ClusterStatus, DaemonStatus, ScaleResult } from '@aiida/daemon-client';
+import type {
+  ClusterStatus,
+  ClusterStatusOptions,
+  DaemonStatus,
+  ScaleResult,
+} from '@aiida/daemon-client';
 import type { Engine } from '@aiida/engine';
 
 /**
- * What the dashboard needs of the engine: reads, aggregates and process control. An `Engine` of
- * `@aiida/engine` fits; tests may pass their own.
+ * What the dashboard needs of the engine: reads, aggregates and process control, and its open
+ * store (through which the worker registry is read). An `Engine` of `@aiida/engine` fits.
  */
 export type DashboardEngine = Pick<
   Engine,
+  | 'store'
   | 'getProcess'
   | 'getReports'
   | 'listProcesses'
@@ -26,8 +32,8 @@ export type DashboardEngine = Pick<
  */
 export interface DashboardDaemon {
   getStatus(options?: { timeout?: number }): Promise<DaemonStatus>;
-  /** Every host's workers of the profile, from the store's worker registry. */
-  getClusterStatus(): Promise<ClusterStatus>;
+  /** Every host's workers of the profile, from the store's worker registry (read via `store`). */
+  getClusterStatus(options?: ClusterStatusOptions): Promise<ClusterStatus>;
   increaseWorkers(n?: number): Promise<ScaleResult>;
   decreaseWorkers(n?: number): Promise<ScaleResult>;
   restartDaemon(options?: { wait?: boolean }): Promise<unknown>;

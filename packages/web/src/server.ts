@@ -212,7 +212,8 @@ export async function startWebServer(options: WebServerOptions): Promise<WebServ
         (status) => ({ running: true, status }),
         (error: unknown) => ({ running: false, message: toHttpError(error).body.error }),
       ),
-      daemon.getClusterStatus().then(
+      // Through the engine's open store: a poll opens no connection of its own.
+      daemon.getClusterStatus({ store: engine.store }).then(
         (status) => ({ cluster: status }),
         (error: unknown) => ({ cluster: null, clusterMessage: toHttpError(error).body.error }),
       ),
