@@ -2,6 +2,7 @@
 // throwaway AIIDA_PATH, and clean up what it started.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -185,4 +186,13 @@ export async function prestoWithTestOptions(sandbox: CliSandbox, name: string): 
     const set = await sandbox.run(['-p', name, 'config', 'set', option, value]);
     if (set.code !== 0) throw new Error(`config set ${option} failed\n${shown(set)}`);
   }
+}
+
+/** A port nobody listens on now (for `aiida web --port`). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
 }

@@ -3,16 +3,23 @@
 // apart; `daemon status --all-hosts` lists 2 hosts x 2 workers from the store's registry; a killed
 // host's workers show stale, from either host, and the other host's worker takes over the
 // reconciler's election.
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createProfile, getConfigFilePath, getDaemonDir, type Profile } from '@aiida/config';
+import { getDaemonDir } from '@aiida/config';
 import { createTestDatabase, type TestDatabase } from '../../../tests/support/postgres.js';
 import { isAlive, stopPid } from '../../../tests/support/processes.js';
-import { TEST_OPTIONS } from '../../../tests/support/test-profile.js';
 import { waitFor } from '../../../tests/support/wait-for.js';
 import { CliSandbox, shown } from './cli.js';
-
-const PROFILE = 'hosts';
+import {
+  aiidaOn as aiida,
+  copyConfig,
+  type Host,
+  makeHostsProfile,
+  HOSTS_PROFILE as PROFILE,
+  type StatusJson,
+  simulatedHost,
+  startHostDaemon,
+} from './hosts.js';
 
 interface ClusterJson {
   thisHost: string;
@@ -26,18 +33,6 @@ interface ClusterJson {
   }[];
   workers: number;
   staleWorkers: number;
-}
-
-interface StatusJson {
-  running: boolean;
-  status: { pid: number; hostname: string; workers: { pid: number | null }[] } | null;
-}
-
-/** One simulated host: a sandbox (its AIIDA_PATH) and its host name. */
-interface Host {
-  name: string;
-  sandbox: CliSandbox;
-  env: NodeJS.ProcessEnv;
 }
 
 let db: TestDatabase;
@@ -57,30 +52,6 @@ afterEach(async () => {
   await db.drop();
 });
 
-function makeProfile(sandbox: CliSandbox): Profile {
-  return createProfile(
-    {
-      name: PROFILE,
-      options: TEST_OPTIONS,
-      storage: db.storage,
-      pluginBaseDir: sandbox.aiidaPath,
-      setDefault: true,
-    },
-    { aiidaPath: sandbox.aiidaPath },
-  );
-}
-
-/** The same profile (same uuid, database and queues) in another AIIDA_PATH: a second home. */
-function copyConfig(from: CliSandbox, to: CliSandbox): void {
-  const target = getConfigFilePath(to.aiidaPath);
-  mkdirSync(join(target, '..'), { recursive: true });
-  copyFileSync(getConfigFilePath(from.aiidaPath), target);
-}
-
-async function aiida(host: Host, args: string[], timeout = 60) {
-  return host.sandbox.run(['-p', PROFILE, ...args], { env: host.env, timeout });
-}
-
 async function clusterAsSeenBy(host: Host): Promise<{ code: number | null; json: ClusterJson }> {
   const result = await aiida(host, ['daemon', 'status', '--all-hosts', '--json']);
   try {
@@ -90,19 +61,7 @@ async function clusterAsSeenBy(host: Host): Promise<{ code: number | null; json:
   }
 }
 
-async function startDaemon(host: Host): Promise<{ pid: number; workerPids: number[] }> {
-  const start = await aiida(host, ['daemon', 'start', '2'], 120);
-  if (start.code !== 0) throw new Error(`daemon start on ${host.name} failed\n${shown(start)}`);
-  const status = JSON.parse(
-    (await aiida(host, ['daemon', 'status', '--json'])).stdout,
-  ) as StatusJson;
-  if (!status.status) throw new Error(`no status of ${host.name}'s daemon`);
-  const workerPids = status.status.workers.map((w) => w.pid).filter((p): p is number => p !== null);
-  started.push(status.status.pid, ...workerPids);
-  expect(status.status.hostname).toBe(host.name);
-  expect(workerPids).toHaveLength(2);
-  return { pid: status.status.pid, workerPids };
-}
+const startDaemon = (host: Host) => startHostDaemon(host, started);
 
 /** Text of every worker log of a host's daemon of the profile. */
 function workerLogs(profileIn: CliSandbox, hostname: string): string {
@@ -127,15 +86,15 @@ test.each([
   async (_layout, shared) => {
     const home1 = new CliSandbox('aiida-hosts-');
     sandboxes.push(home1);
-    makeProfile(home1);
+    makeHostsProfile(home1, db);
     let home2 = home1;
     if (!shared) {
       home2 = new CliSandbox('aiida-hosts-');
       sandboxes.push(home2);
       copyConfig(home1, home2);
     }
-    const alpha: Host = { name: 'alpha', sandbox: home1, env: { AIIDA_HOSTNAME: 'alpha' } };
-    const beta: Host = { name: 'beta', sandbox: home2, env: { AIIDA_HOSTNAME: 'beta' } };
+    const alpha = simulatedHost('alpha', home1);
+    const beta = simulatedHost('beta', home2);
 
     // Nothing runs yet: the registry is empty, and that is "not running" (exit 3).
     const empty = await clusterAsSeenBy(alpha);

@@ -1,19 +1,16 @@
 // `aiida web` as a user runs it: the built bin serves the dashboard of the profile until Ctrl+C;
 // a non-loopback host gets a generated token; a short token is a usage error.
 import type { ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { isAlive, stopPid } from '../../../tests/support/processes.js';
 import { waitFor } from '../../../tests/support/wait-for.js';
-import { CliSandbox, collect, prestoWithTestOptions, shown, waitForOutput } from './cli.js';
-
-/** A port nobody listens on now. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+import {
+  CliSandbox,
+  collect,
+  freePort,
+  prestoWithTestOptions,
+  shown,
+  waitForOutput,
+} from './cli.js';
 
 describe('aiida web', () => {
   let sandbox: CliSandbox;

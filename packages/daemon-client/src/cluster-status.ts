@@ -1,4 +1,5 @@
 import { getHostname, getOption, type Profile } from '@aiida/config';
+import type { ProcessStore } from '@aiida/engine';
 import { ErrorCodes } from '@aiida/ipc';
 import { DaemonException } from './errors.js';
 
@@ -51,25 +52,43 @@ export interface ClusterStatus {
   staleWorkers: number;
 }
 
+/** Options of {@link readClusterStatus} and `DaemonClient.getClusterStatus`. */
+export interface ClusterStatusOptions {
+  /**
+   * An open store of the profile to read the registry from, left open (a long-lived reader such
+   * as the dashboard polls through its engine's store). Without it, the store is opened for the
+   * call and closed after it.
+   */
+  store?: Pick<ProcessStore, 'backend' | 'listWorkers'>;
+}
+
 /**
  * Reads the worker registry of the profile's store (which every host's workers write) and groups
- * it by host. Needs no daemon on this host: it opens the store (the engine is loaded only here).
- * Throws {@link DaemonException} `store_error` when the store can't be opened or read, or
- * `store_version_unsupported` for a store of a newer version.
+ * it by host. Needs no daemon on this host: it opens the store (the engine is loaded only here),
+ * or reads through `options.store`. Throws {@link DaemonException} `store_error` when the store
+ * can't be opened or read, or `store_version_unsupported` for a store of a newer version.
  */
-export async function readClusterStatus(profile: Profile): Promise<ClusterStatus> {
+export async function readClusterStatus(
+  profile: Profile,
+  options: ClusterStatusOptions = {},
+): Promise<ClusterStatus> {
   const staleAfter = getOption('daemon.lease_timeout', { profile, aiidaPath: profile.aiidaPath });
   const thisHost = getHostname();
   const { openProcessStore, isEngineError } = await import('@aiida/engine');
-  let records: Awaited<ReturnType<Awaited<ReturnType<typeof openProcessStore>>['listWorkers']>>;
+  let records: Awaited<ReturnType<ProcessStore['listWorkers']>>;
   let backend: string;
   try {
-    const store = await openProcessStore(profile);
-    try {
-      backend = store.backend;
-      records = await store.listWorkers({ staleAfterSeconds: staleAfter });
-    } finally {
-      await store.close().catch(() => undefined);
+    if (options.store) {
+      backend = options.store.backend;
+      records = await options.store.listWorkers({ staleAfterSeconds: staleAfter });
+    } else {
+      const store = await openProcessStore(profile);
+      try {
+        backend = store.backend;
+        records = await store.listWorkers({ staleAfterSeconds: staleAfter });
+      } finally {
+        await store.close().catch(() => undefined);
+      }
     }
   } catch (error) {
     const code =

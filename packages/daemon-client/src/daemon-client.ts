@@ -12,7 +12,11 @@ import {
   type SerializedError,
   type WorkerStatus,
 } from '@aiida/ipc';
-import { type ClusterStatus, readClusterStatus } from './cluster-status.js';
+import {
+  type ClusterStatus,
+  type ClusterStatusOptions,
+  readClusterStatus,
+} from './cluster-status.js';
 import {
   type ControlConnector,
   type ControlRequestBody,
@@ -712,11 +716,12 @@ export class DaemonClient {
    * Every host's workers of this profile, read from the store's worker registry (which each
    * worker writes at its start and every heartbeat), grouped by host; a worker without a
    * heartbeat for `daemon.lease_timeout` is marked `stale`. Needs no daemon on this host: it
-   * works while this host's daemon is down. Throws {@link DaemonException} `store_error` when the
-   * store can't be read.
+   * works while this host's daemon is down. It opens the store for the call, or reads through
+   * `options.store` (an open store of the profile, left open). Throws {@link DaemonException}
+   * `store_error` when the store can't be read.
    */
-  async getClusterStatus(): Promise<ClusterStatus> {
-    return readClusterStatus(this.profile);
+  async getClusterStatus(options: ClusterStatusOptions = {}): Promise<ClusterStatus> {
+    return readClusterStatus(this.profile, options);
   }
 
   /** The workers, as {@link getStatus} shows them. */

@@ -10,7 +10,12 @@ export type {
   WorkerState,
   WorkerStatus,
 } from '@aiida/ipc';
-export type { ClusterHost, ClusterStatus, ClusterWorker } from './cluster-status.js';
+export type {
+  ClusterHost,
+  ClusterStatus,
+  ClusterStatusOptions,
+  ClusterWorker,
+} from './cluster-status.js';
 export {
   type CallOptions,
   DaemonClient,

@@ -88,3 +88,23 @@ test('a store that cannot be opened is a DaemonException store_error naming it, 
   expect((error as Error).message).toContain('127.0.0.1:1/nowhere');
   expect((error as Error).message).not.toContain('secret-pw-not-shown');
 });
+
+test('with an open store given, the registry is read through it and the store is left open', async () => {
+  const now = storeAt(0);
+  await now.registerWorker(worker('alpha:2:b', 'alpha', 2, 4));
+  // A store whose clock runs a minute ahead: read through it, the worker is already stale.
+  const ahead = storeAt(60_000);
+  try {
+    const client = new DaemonClient(tp.profile);
+    const through = await client.getClusterStatus({ store: ahead });
+    expect(through).toMatchObject({ backend: 'core.sqlite', workers: 1, staleWorkers: 1 });
+    expect(through.hosts[0]).toMatchObject({ hostname: 'alpha', liveWorkers: 0 });
+    // Opened by the call (the store's own clock): live.
+    expect(await client.getClusterStatus()).toMatchObject({ workers: 1, staleWorkers: 0 });
+    // Still open for its owner.
+    expect(await ahead.listWorkers({ staleAfterSeconds: 5 })).toHaveLength(1);
+  } finally {
+    await ahead.close();
+    await now.close();
+  }
+});

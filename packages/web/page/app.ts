@@ -29,6 +29,33 @@ interface DaemonView {
     workers: Worker[];
   };
   message?: { code: string; message: string } | string;
+  /** Every host's workers, from the store's worker registry (null when it can't be read). */
+  cluster: Cluster | null;
+  clusterMessage?: { code: string; message: string };
+}
+interface ClusterWorker {
+  workerId: string;
+  pid: number;
+  slotsUsed: number;
+  slotsTotal: number;
+  startedAt: string;
+  lastHeartbeatAt: string;
+  stale: boolean;
+}
+interface ClusterHost {
+  hostname: string;
+  thisHost: boolean;
+  workers: ClusterWorker[];
+  liveWorkers: number;
+  slotsUsed: number;
+  slotsTotal: number;
+}
+interface Cluster {
+  thisHost: string;
+  staleAfter: number;
+  hosts: ClusterHost[];
+  workers: number;
+  staleWorkers: number;
 }
 interface Process {
   pk: number;
@@ -190,12 +217,13 @@ function DaemonPanel({
     return html`<section class="panel"><h2>Daemon</h2><p>Asking the daemon…</p></section>`;
   if (!daemon.running || !daemon.status) {
     const why = typeof daemon.message === 'string' ? daemon.message : daemon.message?.message;
-    return html`<section class="panel" data-testid="daemon"><h2>Daemon</h2>
-      <p class="muted" data-testid="daemon-down">The daemon is not running${why ? `: ${why}` : ''}. Start it with <code>aiida daemon start</code>.</p></section>`;
+    const here = daemon.cluster ? ` on ${daemon.cluster.thisHost}` : '';
+    return html`<section class="panel" data-testid="daemon"><h2>Daemon${here} (this host)</h2>
+      <p class="muted" data-testid="daemon-down">The daemon of this host is not running${why ? `: ${why}` : ''}. Start it with <code>aiida daemon start</code>.</p></section>`;
   }
   const s = daemon.status;
   return html`<section class="panel" data-testid="daemon">
-    <h2>Daemon on ${s.hostname}</h2>
+    <h2>Daemon on ${s.hostname} (this host)</h2>
     <p class="muted">pid ${s.pid}, up ${since(s.startedAt)}, ${s.numberWorkers} worker(s) wanted</p>
     <table class="grid">
       <thead><tr><th>#</th><th>state</th><th>pid</th><th>uptime</th><th>restarts</th><th>CPU</th><th>memory</th><th>slots</th><th>active pks</th></tr></thead>
@@ -217,8 +245,47 @@ function DaemonPanel({
     <p class="actions">
       <button data-action="increase" onClick=${() => act('Add a worker to the daemon?', '/api/daemon/increase', notify)}>+ worker</button>
       <button data-action="decrease" onClick=${() => act('Stop one worker of the daemon (it drains first)?', '/api/daemon/decrease', notify)}>− worker</button>
-      <button class="danger" data-action="restart" onClick=${() => act('Restart the daemon (its workers are replaced one by one)?', '/api/daemon/restart', notify)}>Restart daemon</button>
+      <button class="danger" data-action="restart" onClick=${() => act(`Restart the daemon of ${s.hostname} (its workers are replaced one by one)?`, '/api/daemon/restart', notify)}>Restart daemon</button>
+      <span class="muted" data-testid="actions-scope">These act on this host's daemon (${s.hostname}) only; manage another host's daemon with <code>aiida daemon</code> on that host.</span>
     </p>
+  </section>`;
+}
+
+/**
+ * The other hosts of the profile, from the store's worker registry (every worker writes its row
+ * at its start and each heartbeat). This host is listed here only when its daemon does not answer,
+ * so that workers it left behind (stale) are seen.
+ */
+function HostsPanel({ daemon }: { daemon: DaemonView | undefined }) {
+  if (!daemon) return null;
+  if (!daemon.cluster) {
+    if (!daemon.clusterMessage) return null;
+    return html`<section class="panel" data-testid="hosts"><h2>Other hosts</h2>
+      <p class="muted" data-testid="hosts-error">The store's worker registry can't be read: ${daemon.clusterMessage.message}</p></section>`;
+  }
+  const c = daemon.cluster;
+  const shown = c.hosts.filter((h) => !h.thisHost || !daemon.running);
+  return html`<section class="panel" data-testid="hosts">
+    <h2>Hosts of the profile</h2>
+    <p class="muted" data-testid="hosts-summary">${c.hosts.length} host(s) in the store's worker registry, ${c.workers - c.staleWorkers} live and ${c.staleWorkers} stale worker(s); a worker without a heartbeat for ${c.staleAfter} s is stale. Other hosts are shown from the registry only: no CPU or memory, no actions.</p>
+    ${
+      shown.length === 0
+        ? html`<p class="muted">No other host has workers registered.</p>`
+        : shown.map(
+            (h) => html`<div class="host" data-testid="host" data-host=${h.hostname}>
+              <h3>${h.hostname}${h.thisHost ? ' (this host)' : ''}: ${h.liveWorkers} live, ${h.workers.length - h.liveWorkers} stale, slots ${h.slotsUsed} / ${h.slotsTotal}</h3>
+              <table class="grid">
+                <thead><tr><th>pid</th><th>state</th><th>slots</th><th>uptime</th><th>last heartbeat</th><th>worker id</th></tr></thead>
+                <tbody>${h.workers.map(
+                  (w) => html`<tr data-testid="host-worker-row" data-pid=${w.pid}>
+                    <td>${w.pid}</td><td><span class=${`badge ${w.stale ? 'worker-stale' : 'worker-ready'}`} data-stale=${String(w.stale)}>${w.stale ? 'stale' : 'live'}</span></td>
+                    <td>${w.slotsUsed} / ${w.slotsTotal}</td><td>${since(w.startedAt)}</td><td>${since(w.lastHeartbeatAt)} ago</td><td><code>${w.workerId}</code></td>
+                  </tr>`,
+                )}</tbody>
+              </table>
+            </div>`,
+          )
+    }
   </section>`;
 }
 
@@ -361,6 +428,7 @@ function Dashboard({
     byState.set(c.state, (byState.get(c.state) ?? 0) + c.count);
   return html`
     <${DaemonPanel} daemon=${daemon} notify=${notify} />
+    <${HostsPanel} daemon=${daemon} />
     <section class="panel">
       <h2>Processes finished per second, last 5 minutes</h2>
       <p class="counts">${STATES.map((s) => html`<span class=${`badge state-${s}`} data-count=${s}>${s}: ${byState.get(s) ?? 0}</span> `)}</p>

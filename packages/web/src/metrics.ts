@@ -1,4 +1,4 @@
-import type { DaemonStatus } from '@aiida/daemon-client';
+import type { ClusterStatus, DaemonStatus } from '@aiida/daemon-client';
 import type { ProcessDurations, ProcessSummary } from '@aiida/engine';
 import { Counter, Gauge, type Metric, type MetricObjectWithValues, Registry } from 'prom-client';
 import type { DashboardDaemon, DashboardEngine } from './ports.js';
@@ -11,6 +11,7 @@ interface Snapshot {
   summary: ProcessSummary;
   durations: ProcessDurations;
   daemon: DaemonStatus | undefined;
+  cluster: ClusterStatus | undefined;
 }
 
 /** The `/metrics` endpoint: a prom-client registry fed from the store and the daemon. */
@@ -57,12 +58,13 @@ function storeHistogram(
 /**
  * Builds the metrics of a profile: processes by state and type (gauges), processes ended, claims
  * and lease losses (counters, read from the store: deleting processes lowers them, which
- * Prometheus treats as a counter reset), the daemon's workers with CPU, memory and slots, and the
+ * Prometheus treats as a counter reset), this host's daemon's workers with CPU, memory and slots,
+ * every host's workers (live and stale) and slots from the store's worker registry, and the
  * histograms of time from submission to start and from start to end.
  */
 export function createMetricsEndpoint(
-  engine: Pick<DashboardEngine, 'summarizeProcesses' | 'processDurations'>,
-  daemon: Pick<DashboardDaemon, 'getStatus'> | undefined,
+  engine: Pick<DashboardEngine, 'store' | 'summarizeProcesses' | 'processDurations'>,
+  daemon: Pick<DashboardDaemon, 'getStatus' | 'getClusterStatus'> | undefined,
 ): MetricsEndpoint {
   const registry = new Registry();
   let snap: Snapshot | undefined;
@@ -119,6 +121,27 @@ export function createMetricsEndpoint(
   const slotsUsed = workerGauge('aiida_worker_slots_used', 'Process slots a worker uses.');
   const slotsTotal = workerGauge('aiida_worker_slots_total', 'Process slots a worker has.');
   const restarts = workerGauge('aiida_worker_restarts', 'Times a worker slot was restarted.');
+  const clusterUp = new Gauge({
+    name: 'aiida_cluster_registry_up',
+    help: "1 when the store's worker registry (every host's workers) could be read, else 0.",
+    registers: [registry],
+  });
+  const hostWorkers = new Gauge({
+    name: 'aiida_cluster_workers',
+    help: "Workers of each host in the store's worker registry, live or stale (no heartbeat for daemon.lease_timeout).",
+    labelNames: ['host', 'state'],
+    registers: [registry],
+  });
+  const hostGauge = (name: string, help: string) =>
+    new Gauge({ name, help, labelNames: ['host'], registers: [registry] });
+  const hostSlotsUsed = hostGauge(
+    'aiida_cluster_slots_used',
+    "Process slots in use on each host, summed over its live workers in the store's registry.",
+  );
+  const hostSlotsTotal = hostGauge(
+    'aiida_cluster_slots_total',
+    "Process slots of each host, summed over its live workers in the store's registry.",
+  );
   registry.registerMetric(
     storeHistogram(
       'aiida_process_queue_seconds',
@@ -162,18 +185,29 @@ export function createMetricsEndpoint(
         restarts.set(labels, w.restarts);
       }
     }
+    for (const g of [hostWorkers, hostSlotsUsed, hostSlotsTotal]) g.reset();
+    clusterUp.set(s.cluster ? 1 : 0);
+    for (const h of s.cluster?.hosts ?? []) {
+      hostWorkers.set({ host: h.hostname, state: 'live' }, h.liveWorkers);
+      hostWorkers.set({ host: h.hostname, state: 'stale' }, h.workers.length - h.liveWorkers);
+      hostSlotsUsed.set({ host: h.hostname }, h.slotsUsed);
+      hostSlotsTotal.set({ host: h.hostname }, h.slotsTotal);
+    }
   };
 
   // Scrapes run one at a time: each fills the metrics from its own snapshot, then renders.
   let queue: Promise<unknown> = Promise.resolve();
   const scrape = (): Promise<string> => {
     const run = queue.then(async () => {
-      const [summary, durations, status] = await Promise.all([
+      const [summary, durations, status, cluster] = await Promise.all([
         engine.summarizeProcesses(),
         engine.processDurations(DURATION_BUCKETS),
         daemon ? daemon.getStatus({ timeout: 2 }).catch(() => undefined) : undefined,
+        daemon
+          ? daemon.getClusterStatus({ store: engine.store }).catch(() => undefined)
+          : undefined,
       ]);
-      snap = { summary, durations, daemon: status };
+      snap = { summary, durations, daemon: status, cluster };
       fill(snap);
       return registry.metrics();
     });

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isDaemonException } from '@aiida/daemon-client';
+import { type ClusterStatus, type DaemonStatus, isDaemonException } from '@aiida/daemon-client';
 import { isEngineError, type ProcessRecord } from '@aiida/engine';
 import { checkCsrf, checkToken, isLoopbackHost, newSecret, TOKEN_COOKIE } from './access.js';
 import { isWebError, WebError, WebErrorCodes } from './errors.js';
@@ -103,6 +103,19 @@ function toHttpError(error: unknown): { status: number; body: { error: unknown }
   };
 }
 
+/**
+ * What `GET /api/daemon` answers and the `daemon` event carries: this host's daemon (`status`,
+ * from its control socket, or `message` saying why there is none) and every host's workers
+ * (`cluster`, from the store's worker registry, or `clusterMessage` saying why it can't be read).
+ */
+interface DaemonView {
+  running: boolean;
+  status?: DaemonStatus;
+  message?: unknown;
+  cluster: ClusterStatus | null;
+  clusterMessage?: unknown;
+}
+
 /** The descendants of `pk`, as a tree (at most `limit` nodes). */
 interface CallNode {
   pk: number;
@@ -191,13 +204,21 @@ export async function startWebServer(options: WebServerOptions): Promise<WebServ
     const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
     for (const s of streams) s.write(frame);
   };
-  const daemonView = async () => {
-    if (!daemon) return { running: false, message: 'no daemon client' };
-    try {
-      return { running: true, status: await daemon.getStatus({ timeout: 2 }) };
-    } catch (error) {
-      return { running: false, message: toHttpError(error).body.error };
-    }
+  const daemonView = async (): Promise<DaemonView> => {
+    if (!daemon) return { running: false, message: 'no daemon client', cluster: null };
+    // This host's daemon from its control socket, every host's workers from the store's registry.
+    const [local, cluster] = await Promise.all([
+      daemon.getStatus({ timeout: 2 }).then(
+        (status) => ({ running: true, status }),
+        (error: unknown) => ({ running: false, message: toHttpError(error).body.error }),
+      ),
+      // Through the engine's open store: a poll opens no connection of its own.
+      daemon.getClusterStatus({ store: engine.store }).then(
+        (status) => ({ cluster: status }),
+        (error: unknown) => ({ cluster: null, clusterMessage: toHttpError(error).body.error }),
+      ),
+    ]);
+    return { ...local, ...cluster };
   };
   const poll = async () => {
     if (polling) return;

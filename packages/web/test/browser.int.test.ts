@@ -117,6 +117,52 @@ test('the page shows the daemon with both workers', async () => {
   });
 }, 60_000);
 
+test("another host's workers show from the store's registry, live then stale without a reload; actions say they act on this host only", async () => {
+  await withLogs(e2e, async () => {
+    // A worker of host beta in the registry, as beta's daemon writes it; it never heartbeats.
+    const workerId = 'beta:4242:web-test';
+    await e2e.engine.store.registerWorker({
+      workerId,
+      hostname: 'beta',
+      pid: 4242,
+      slotsUsed: 1,
+      slotsTotal: 10,
+    });
+    try {
+      const row = '[data-testid="host"][data-host="beta"] [data-testid="host-worker-row"]';
+      await page.waitForSelector(`${row}[data-pid="4242"] [data-stale="false"]`, {
+        timeout: 10_000,
+      });
+      expect(await page.textContent('[data-testid="host"][data-host="beta"] h3')).toContain(
+        'beta: 1 live, 0 stale, slots 1 / 10',
+      );
+      // This host is the daemon panel, with its actions' scope said; not a registry entry.
+      const status = await e2e.client.getStatus();
+      expect(await page.textContent('[data-testid="daemon"] h2')).toContain(
+        `${status.hostname} (this host)`,
+      );
+      expect(await page.textContent('[data-testid="actions-scope"]')).toContain(
+        `this host's daemon (${status.hostname}) only`,
+      );
+      expect(
+        await page.locator(`[data-testid="host"][data-host="${status.hostname}"]`).count(),
+      ).toBe(0);
+      expect(await page.textContent('[data-testid="hosts-summary"]')).toMatch(/^2 host\(s\)/);
+      await screenshot('dashboard-hosts');
+      // No heartbeat for daemon.lease_timeout (5 s): stale, pushed to the page.
+      await page.waitForSelector(`${row}[data-pid="4242"] [data-stale="true"]`, {
+        timeout: 20_000,
+      });
+    } finally {
+      await e2e.engine.store.unregisterWorker(workerId);
+    }
+    await page.waitForSelector('[data-testid="host"][data-host="beta"]', {
+      state: 'detached',
+      timeout: 10_000,
+    });
+  });
+}, 60_000);
+
 test('the + worker and − worker buttons scale the daemon, after confirmation', async () => {
   await withLogs(e2e, async () => {
     const rows = () => page.locator('[data-testid="worker-row"]').count();

@@ -23,9 +23,11 @@ export function registerWebCommand(program: Command): void {
     .command('web')
     .summary('Serve a dashboard of the daemon and its processes, and /metrics, in the browser.')
     .description(
-      'Serve a dashboard for the profile: the daemon with its workers, the processes (filtered, ' +
-        'sorted and paged), each process with its inputs, outputs, report log and call tree, live ' +
-        'updates, and actions (kill, pause, play, scale, restart) that ask for confirmation. ' +
+      "Serve a dashboard for the profile: this host's daemon with its workers, every other " +
+        "host's workers (from the store's worker registry), the processes (filtered, sorted and " +
+        'paged), each process with its inputs, outputs, report log and call tree, live updates, ' +
+        "and actions (kill, pause, play; scale and restart this host's daemon) that ask for " +
+        'confirmation. ' +
         '`/metrics` gives Prometheus metrics. It binds to 127.0.0.1 by default; any other host ' +
         'needs an access token on every request (generated and printed unless --token gives one).',
     )
