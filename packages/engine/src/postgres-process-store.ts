@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import { type ProcessState, TERMINAL_STATES } from '@aiida/ipc';
 import pg from 'pg';
 import { EngineError, EngineErrorCodes } from './errors.js';
@@ -348,7 +349,12 @@ export class PostgresProcessStore implements ProcessStore {
           broken = true;
         });
         const code = (error as { code?: string }).code;
-        if (code !== undefined && RETRYABLE.has(code) && attempt < MAX_TX_ATTEMPTS) continue;
+        if (code !== undefined && RETRYABLE.has(code) && attempt < MAX_TX_ATTEMPTS) {
+          // A short random pause, growing with the attempt, so that the transactions that
+          // collided don't collide again at once.
+          await delay(Math.random() * 5 * attempt);
+          continue;
+        }
         if (error instanceof EngineError) throw error;
         throw storeError(this.location, error);
       } finally {
@@ -744,11 +750,15 @@ export class PostgresProcessStore implements ProcessStore {
     options: { maxAttempts: number },
   ): Promise<ClaimResult[]> {
     if (pks.length === 0) return [];
+    // Rows are locked in ascending pk order whatever the order asked, so two batches that share
+    // rows can't lock them in opposite orders and deadlock; the results keep the order asked.
+    const order = pks.map((pk, index) => ({ pk, index })).sort((a, b) => a.pk - b.pk);
     return this.tx(async (c, now) => {
-      const out: ClaimResult[] = [];
-      for (const pk of pks) {
-        out.push(
-          await this.run(c, rules.claim(pk, ownerId, leaseSeconds, options.maxAttempts, now)),
+      const out: ClaimResult[] = new Array(pks.length);
+      for (const { pk, index } of order) {
+        out[index] = await this.run(
+          c,
+          rules.claim(pk, ownerId, leaseSeconds, options.maxAttempts, now),
         );
       }
       return out;
