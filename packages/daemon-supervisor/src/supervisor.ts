@@ -30,10 +30,10 @@ import { acquireDaemonLock, type DaemonLock } from './daemon-lock.js';
 import { assertLinux, errorMessage, isSupervisorError, SupervisorError } from './errors.js';
 import { createLogger, type Logger, type LogLevel, RotatingLog } from './log.js';
 import { currentIdentity } from './process-identity.js';
+import { WORKER_PROGRAM_ENV } from './program-env.js';
 import { WorkerPool } from './worker-pool.js';
 
-/** Environment variable that replaces the worker program (tests use it). */
-export const WORKER_PROGRAM_ENV = 'AIIDA_DAEMON_WORKER_PROGRAM';
+export { SUPERVISOR_EXEC_ARGV, WORKER_PROGRAM_ENV } from './program-env.js';
 
 /** What {@link runSupervisor} reports once every worker is ready. */
 export interface SupervisorStartedInfo {
@@ -145,14 +145,6 @@ function assertWithinMaxWorkers(profile: Profile, n: number, running: number): v
     { details: { requested: n, running, maxWorkers: max } },
   );
 }
-
-/**
- * Node options the supervisor program should be started with. `--max-semi-space-size=2` (MiB)
- * caps V8's young generation: under a flood of connections V8 otherwise grows it to its 3 x 16
- * MiB default ceiling, about 50 MB of resident memory that a process doing little besides
- * answering small requests never needs (the old generation is unchanged).
- */
-export const SUPERVISOR_EXEC_ARGV: readonly string[] = Object.freeze(['--max-semi-space-size=2']);
 
 const SIGNAL_NUMBERS: Record<string, number> = { SIGINT: 2, SIGTERM: 15 };
 

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { getOption, listProfiles, type Profile } from '@aiida/config';
+import type { DaemonClient } from '@aiida/daemon-client';
 import type { Command } from 'commander';
 import { loadProfile } from '../context.js';
 import { daemonClientFor } from '../daemon-access.js';
@@ -81,7 +82,7 @@ export function registerDaemonCommands(program: Command): void {
           numberWorkers,
           `start the daemon with ${plural(numberWorkers, 'worker')}`,
         );
-        const client = daemonClientFor(profile);
+        const client = await daemonClientFor(profile);
         if (options.foreground) {
           echo(
             `Starting the daemon with ${plural(numberWorkers, 'worker')} in the foreground ` +
@@ -117,7 +118,7 @@ export function registerDaemonCommands(program: Command): void {
       let failed = false;
       for (const profile of profiles) {
         echo(`${paint('Profile:', ['blue', 'bold'])} ${paint(profile.name, 'bold')}`);
-        const client = daemonClientFor(profile);
+        const client = await daemonClientFor(profile);
         try {
           await step(
             'Stopping the daemon',
@@ -161,7 +162,7 @@ export function registerDaemonCommands(program: Command): void {
     .option('-t, --timeout <seconds>', TIMEOUT_HELP, parseSeconds)
     .action(async (options: TimeoutOption & { reset?: boolean }, cmd: Command) => {
       const profile = loadProfile(cmd);
-      const client = daemonClientFor(profile);
+      const client = await daemonClientFor(profile);
       requireRunning(client, profile);
       if (options.reset) {
         const number = getOption('daemon.default_workers', { profile });
@@ -210,7 +211,7 @@ export function registerDaemonCommands(program: Command): void {
     .option('-t, --timeout <seconds>', TIMEOUT_HELP, parseSeconds)
     .action(async (number: number, options: TimeoutOption, cmd: Command) => {
       const profile = loadProfile(cmd);
-      const client = daemonClientFor(profile);
+      const client = await daemonClientFor(profile);
       const running = await client.getNumberOfWorkers({ timeout: options.timeout });
       assertWorkerLimit(
         profile,
@@ -231,7 +232,7 @@ export function registerDaemonCommands(program: Command): void {
     .argument('[number]', 'Number of workers to stop.', parsePositiveInt, 1)
     .option('-t, --timeout <seconds>', TIMEOUT_HELP, parseSeconds)
     .action(async (number: number, options: TimeoutOption, cmd: Command) => {
-      const client = daemonClientFor(loadProfile(cmd));
+      const client = await daemonClientFor(loadProfile(cmd));
       await step(`Stopping ${plural(number, 'daemon worker')}`, () =>
         client.decreaseWorkers(number, { timeout: options.timeout }),
       );
@@ -253,7 +254,7 @@ export function registerDaemonCommands(program: Command): void {
     .option('-n, --lines <count>', 'Number of lines to show first.', parsePositiveInt, 50)
     .action(async (options: { follow?: boolean; worker?: number; lines: number }, cmd: Command) => {
       const profile = loadProfile(cmd);
-      const client = daemonClientFor(profile);
+      const client = await daemonClientFor(profile);
       const file =
         options.worker === undefined
           ? client.supervisorLogFile
@@ -313,7 +314,7 @@ async function daemonStatusOf(
   timeout: number | undefined,
 ): Promise<DaemonStatusResult> {
   try {
-    const status = await daemonClientFor(profile).getStatus({ timeout });
+    const status = await (await daemonClientFor(profile)).getStatus({ timeout });
     return { profile: profile.name, running: true, status, error: null };
   } catch (error) {
     return {
@@ -339,7 +340,7 @@ function printStatus(result: DaemonStatusResult): void {
   for (const warning of view.warnings) echoWarning(warning);
 }
 
-function requireRunning(client: ReturnType<typeof daemonClientFor>, profile: Profile): void {
+function requireRunning(client: DaemonClient, profile: Profile): void {
   if (!client.isDaemonRunning) {
     throw new CliError('not_running', `The daemon of profile '${profile.name}' is not running.`, {
       hint: 'Start it with `aiida daemon start`.',
