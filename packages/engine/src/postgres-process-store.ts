@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { type ProcessState, TERMINAL_STATES } from '@aiida/ipc';
-import pg from 'pg';
+import type pg from 'pg';
 import { EngineError, EngineErrorCodes } from './errors.js';
 import type { JsonValue } from './json.js';
 import { POSTGRES_MIGRATIONS, POSTGRES_SCHEMA_VERSION } from './postgres-migrations.js';
@@ -119,11 +119,21 @@ const MIGRATION_LOCK = 7_261_009;
 const RETRYABLE = new Set(['40P01', '40001']);
 const MAX_TX_ATTEMPTS = 8;
 
+/**
+ * node-postgres, imported by the first {@link PostgresProcessStore.open}: a process that only
+ * uses SQLite stores (a worker or a command of such a profile) never loads it.
+ */
+let driver: typeof pg | undefined;
+async function loadDriver(): Promise<typeof pg> {
+  driver ??= (await import('pg')).default;
+  return driver;
+}
+
 /** Type parsers of the pool: `bigint` (pks, times) as numbers; they stay below 2^53. */
 const types = {
   getTypeParser(oid: number, format?: 'text' | 'binary') {
     if (oid === 20) return (value: string) => Number(value);
-    return pg.types.getTypeParser(oid, format as 'text');
+    return driver!.types.getTypeParser(oid, format as 'text');
   },
 } as pg.CustomTypesConfig;
 
@@ -239,7 +249,7 @@ export class PostgresProcessStore implements ProcessStore {
   static async open(options: PostgresStoreOptions): Promise<PostgresProcessStore> {
     const c = options.connection;
     const location = describePostgresConnection(c);
-    const pool = new pg.Pool({
+    const pool = new (await loadDriver()).Pool({
       host: c.hostname,
       port: c.port,
       user: c.username,
