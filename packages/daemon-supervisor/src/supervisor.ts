@@ -92,6 +92,8 @@ export interface SupervisorSettings {
   logMaxBytes: number;
   logBackups: number;
   logLevel: LogLevel | 'trace';
+  /** `daemon.warm_spare`: keep one spare worker loaded and connected. */
+  warmSpare: boolean;
 }
 
 /** Reads the supervisor's options of a profile (`daemon.*`, `logging.level`). */
@@ -104,6 +106,7 @@ function resolveSupervisorSettings(profile: Profile): SupervisorSettings {
     logMaxBytes: getOption('daemon.log_max_bytes', opts),
     logBackups: getOption('daemon.log_backups', opts),
     logLevel: getOption('logging.level', opts),
+    warmSpare: getOption('daemon.warm_spare', opts),
   };
 }
 
@@ -268,6 +271,7 @@ class SupervisorRuntime implements Supervisor {
         maxMemory: this.settings.maxMemory,
         gracefulTimeout: this.settings.gracefulTimeout,
         unresponsiveTimeout: this.settings.leaseTimeout,
+        warmSpare: this.settings.warmSpare,
         logger: this.logger,
         onUnexpectedExit: (_slot, worker) => {
           if (!this.starting) return true;
@@ -368,6 +372,8 @@ class SupervisorRuntime implements Supervisor {
       numberWorkers: this.pool?.size ?? 0,
       workers: this.pool?.statuses() ?? [],
       logDir: this.logDir,
+      spare: this.pool?.spareStatus() ?? null,
+      gracefulTimeout: this.settings.gracefulTimeout,
     };
   }
 
