@@ -4,9 +4,9 @@ import type { DaemonClient } from '@aiida/daemon-client';
 import type { Command } from 'commander';
 import { loadProfile } from '../context.js';
 import { daemonClientFor } from '../daemon-access.js';
-import { type DaemonStatus, renderDaemonStatus } from '../daemon-status-view.js';
+import { type DaemonStatus, renderDaemonStatus, slotUsage } from '../daemon-status-view.js';
 import { CliError, codeOf, describeError, ExitCodes } from '../errors.js';
-import { plural } from '../format.js';
+import { formatLocalTime, plural } from '../format.js';
 import { withExamples } from '../help.js';
 import { followFile, tailLines } from '../log-tail.js';
 import { echo, echoError, echoJson, echoReport, echoWarning, paint } from '../output.js';
@@ -120,6 +120,7 @@ export function registerDaemonCommands(program: Command): void {
         echo(`${paint('Profile:', ['blue', 'bold'])} ${paint(profile.name, 'bold')}`);
         const client = await daemonClientFor(profile);
         try {
+          if (options.wait) await announceStopWait(client, profile);
           await step(
             'Stopping the daemon',
             () => client.stopDaemon({ wait: options.wait, timeout: options.timeout }),
@@ -338,6 +339,32 @@ function printStatus(result: DaemonStatusResult): void {
   const view = renderDaemonStatus(result.status);
   echo(view.text);
   for (const warning of view.warnings) echoWarning(warning);
+}
+
+/**
+ * Before a stop that waits: says what it waits for when processes are running (how many, on how
+ * many workers, and the deadline after which the workers still running are killed), so that a
+ * stop that takes up to `daemon.graceful_timeout` does not sit silent. Says nothing when the
+ * daemon is idle or can't be asked (the stop itself reports that).
+ */
+async function announceStopWait(client: DaemonClient, profile: Profile): Promise<void> {
+  if (!client.isDaemonRunning) return;
+  let status: DaemonStatus;
+  try {
+    status = await client.getStatus({ timeout: 2 });
+  } catch {
+    return;
+  }
+  const { used } = slotUsage(status.workers);
+  if (used === 0) return;
+  const busy = status.workers.filter((w) => w.slotsUsed > 0).length;
+  const graceful = status.gracefulTimeout ?? getOption('daemon.graceful_timeout', { profile });
+  const deadline = new Date(Date.now() + graceful * 1000);
+  echo(
+    `Waiting for ${plural(used, 'running process', 'running processes')} on ${plural(busy, 'worker')} ` +
+      `to finish or checkpoint, until ${formatLocalTime(deadline)} at the latest ` +
+      `(daemon.graceful_timeout ${graceful} s); workers still running then are killed.`,
+  );
 }
 
 function requireRunning(client: DaemonClient, profile: Profile): void {
