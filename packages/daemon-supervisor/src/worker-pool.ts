@@ -290,7 +290,7 @@ export class WorkerPool {
     const spare = this.slots.size === 0 ? this.takeSpare() : undefined;
     await Promise.all([
       ...chosen.map((slot) => this.retireSlot(slot, gracefulTimeout)),
-      spare ? this.stopWorker(spare, gracefulTimeout) : undefined,
+      spare ? this.stopSpare(spare, gracefulTimeout) : undefined,
     ]);
   }
 
@@ -358,7 +358,7 @@ export class WorkerPool {
     for (const slot of slots) slot.removed = true;
     const spare = this.takeSpare();
     const [spareKilled, ...killed] = await Promise.all([
-      spare ? this.stopWorker(spare, gracefulTimeout) : false,
+      spare ? this.stopSpare(spare, gracefulTimeout) : false,
       ...slots.map((slot) => this.retireSlot(slot, gracefulTimeout)),
     ]);
     if (spareKilled) killed.push(1);
@@ -626,13 +626,32 @@ export class WorkerPool {
     return killed.filter(Boolean).length;
   }
 
-  /** `shutdown`, then SIGKILL after `gracefulTimeout`; resolves true when it had to kill. */
-  private async stopWorker(worker: WorkerProcess, gracefulTimeout: number): Promise<boolean> {
+  /**
+   * Stops the warm spare. One still starting holds nothing and may not even read its channel
+   * yet (it is loading its modules, which takes longer than a stop should): SIGTERM ends it at
+   * once then, or drains it like `shutdown` once its handlers are installed.
+   */
+  private stopSpare(spare: WorkerProcess, gracefulTimeout: number): Promise<boolean> {
+    return this.stopWorker(spare, gracefulTimeout, spare.standbyAt === undefined);
+  }
+
+  /**
+   * `shutdown` (or SIGTERM when `bySignal`), then SIGKILL after `gracefulTimeout`; resolves true
+   * when it had to kill.
+   */
+  private async stopWorker(
+    worker: WorkerProcess,
+    gracefulTimeout: number,
+    bySignal = false,
+  ): Promise<boolean> {
     if (!worker.alive) {
       await worker.exited;
       return false;
     }
-    worker.requestShutdown(gracefulTimeout);
+    if (bySignal) {
+      worker.state = 'stopping';
+      worker.signal('SIGTERM');
+    } else worker.requestShutdown(gracefulTimeout);
     if ((await within(worker.exited, gracefulTimeout * 1000)) !== 'timeout') return false;
     this.options.logger.warn(
       `worker ${worker.index} (pid ${worker.pid}) still runs ${gracefulTimeout} s after shutdown: SIGKILL`,
