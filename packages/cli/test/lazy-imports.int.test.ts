@@ -98,6 +98,11 @@ describe('aiida loads only what a command uses', () => {
     expect(heavyIn(modules)).toEqual([]);
     expect(supervisorCode(modules)).toEqual([]);
     expect(packagesOf(modules).has('@aiida/daemon-client')).toBe(true);
+    // Of the command modules, only the `daemon` group's.
+    const commands = modules
+      .map((url) => /\/cli\/dist\/commands\/([a-z-]+)\.js$/.exec(url)?.[1])
+      .filter((name) => name !== undefined);
+    expect(commands).toEqual(['daemon']);
   });
 
   it('`aiida daemon status` of a running daemon loads none of the heavy packages', async () => {
