@@ -108,7 +108,7 @@ test('a worker killed with SIGKILL is replaced at once by the warm spare, which 
   });
 }, 120_000);
 
-test('the spare is not a worker: incr up to daemon.max_workers and decr count workers only; stop stops the spare too', async () => {
+test('the spare is not a worker: incr up to daemon.max_workers and decr count workers only; a rolling restart renews it; stop stops it too', async () => {
   await withLogs(e2e, async () => {
     const { client } = e2e;
     if (!client.isDaemonRunning) await client.startDaemon({ numberWorkers: 1 });
@@ -127,11 +127,20 @@ test('the spare is not a worker: incr up to daemon.max_workers and decr count wo
     expect((await client.getStatus()).spare?.pid).toBe(spare.pid);
     expect(isAlive(spare.pid)).toBe(true);
 
+    // A rolling restart replaces the spare too (after the workers), so it runs the new options.
+    const worker = (await client.getStatus()).workers[0]!;
+    await client.restartDaemon();
+    const renewed = await spareInStandby(spare.pid);
+    const restarted = await client.getStatus();
+    expect(restarted.workers.map((w) => w.pid)).not.toContain(worker.pid);
+    expect(restarted.workers.map((w) => w.pid)).not.toContain(renewed.pid);
+    await waitFor(() => !isAlive(spare.pid), { timeout: 20, what: 'the old spare to exit' });
+
     const pids = e2e.daemonPids();
-    expect(pids).toContain(spare.pid);
+    expect(pids).toContain(renewed.pid);
     const stopped = await client.stopDaemon();
     expect(stopped.killedWorkers).toBe(0);
-    await waitFor(() => allGone([spare.pid, ...pids]), {
+    await waitFor(() => allGone([renewed.pid, ...pids]), {
       timeout: 20,
       what: 'the supervisor, its workers and the spare to be gone',
     });

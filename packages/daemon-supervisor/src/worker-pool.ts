@@ -270,6 +270,16 @@ export class WorkerPool {
     this.options.logger.info(
       `worker ${slot.index} is now the former warm spare (pid ${spare.pid}, restart ${slot.restarts}, reason ${slot.lastRestartReason})`,
     );
+    // Its promotion only starts the consumer: one that is not ready within the unresponsive
+    // timeout (or 10 s) is stuck, and is killed to be revived like any dead worker.
+    const limit = (this.options.unresponsiveTimeout || 10) * 1000;
+    setTimeout(() => {
+      if (!spare.alive || spare.state !== 'starting' || slot.current !== spare) return;
+      this.options.logger.warn(
+        `worker ${slot.index} (pid ${spare.pid}, the former warm spare) is not ready ${limit / 1000} s after its promotion: SIGKILL`,
+      );
+      spare.signal('SIGKILL');
+    }, limit).unref();
     this.ensureSpare();
     return true;
   }
@@ -338,11 +348,17 @@ export class WorkerPool {
     }
   }
 
-  /** Replaces every worker, one slot at a time (never fewer than N − 1 ready). */
+  /**
+   * Replaces every worker, one slot at a time (never fewer than N − 1 ready), then the warm
+   * spare, so that all of them run the current program and options.
+   */
   async rollingRestart(gracefulTimeout: number): Promise<void> {
     for (const slot of [...this.slots.values()].sort((a, b) => a.index - b.index)) {
       if (!slot.removed) await this.replace(slot, gracefulTimeout);
     }
+    const spare = this.takeSpare();
+    if (spare) await this.stopSpare(spare, gracefulTimeout);
+    this.ensureSpare();
   }
 
   /**
