@@ -1,4 +1,4 @@
-import { probeServer, RabbitBroker } from '@aiida/broker';
+import type { RabbitBroker } from '@aiida/broker';
 import { getRedactedBrokerUrl, type Profile } from '@aiida/config';
 import { CliError } from './errors.js';
 import { echo, echoInline, failedMark, okMark } from './output.js';
@@ -20,6 +20,7 @@ export interface BrokerCheck {
 export async function checkBroker(profile: Profile, timeout: number): Promise<BrokerCheck> {
   // The probe goes first: it tells a server that is not an AMQP broker (a web server on that
   // port, say) from one, which the client library can't be given safely.
+  const { probeServer } = await import('@aiida/broker');
   const probe = await probeServer(profile.broker.config, Math.min(timeout, 3), {
     connectionName: `aiida-cli ${process.pid} version probe`,
   });
@@ -33,7 +34,7 @@ export async function checkBroker(profile: Profile, timeout: number): Promise<Br
       ),
     };
   }
-  const broker = quietBroker(profile);
+  const broker = await quietBroker(profile);
   try {
     await broker.connect({ timeout });
   } catch (error) {
@@ -92,7 +93,7 @@ export function brokerFailureReason(error: Error | undefined): string {
  * reachable within `timeout` seconds keeps them, and false is returned).
  */
 export async function deleteBrokerTopology(profile: Profile, timeout = 5): Promise<boolean> {
-  const broker = quietBroker(profile);
+  const broker = await quietBroker(profile);
   try {
     await broker.connect({ timeout });
     await broker.deleteTopology();
@@ -104,7 +105,9 @@ export async function deleteBrokerTopology(profile: Profile, timeout = 5): Promi
   }
 }
 
-function quietBroker(profile: Profile): RabbitBroker {
+/** The broker client is imported only by the commands that talk to the broker. */
+async function quietBroker(profile: Profile): Promise<RabbitBroker> {
+  const { RabbitBroker } = await import('@aiida/broker');
   return new RabbitBroker({
     profile,
     connectionName: `aiida-cli ${process.pid}`,

@@ -1,8 +1,13 @@
 import type { Profile } from '@aiida/config';
-import { DaemonClient } from '@aiida/daemon-client';
+import type { DaemonClient } from '@aiida/daemon-client';
 
-/** The daemon client of a profile (its timeouts default to the profile's `daemon.timeout`). */
-export function daemonClientFor(profile: Profile): DaemonClient {
+/**
+ * The daemon client of a profile (its timeouts default to the profile's `daemon.timeout`).
+ * `@aiida/daemon-client` is imported on the first call, so that commands that never ask the
+ * daemon don't load it.
+ */
+export async function daemonClientFor(profile: Profile): Promise<DaemonClient> {
+  const { DaemonClient } = await import('@aiida/daemon-client');
   return new DaemonClient(profile);
 }
 
@@ -12,7 +17,7 @@ export function daemonClientFor(profile: Profile): DaemonClient {
  */
 export async function isDaemonRunning(profile: Profile): Promise<boolean> {
   try {
-    return daemonClientFor(profile).isDaemonRunning;
+    return (await daemonClientFor(profile)).isDaemonRunning;
   } catch {
     return false;
   }

@@ -46,7 +46,8 @@ function stateText(state: WorkerStatus['state']): string {
 /**
  * The body of `aiida daemon status` for a running daemon, in the spirit of `verdi daemon status`:
  * the supervisor's pid and start, a table of workers (pid, state, cpu, memory, started, uptime,
- * restarts with the last reason, e.g. `2 (unresponsive)`, slots), then the log folder. Warnings (slots, crash loops) are returned separately,
+ * restarts with the last reason, e.g. `2 (unresponsive)`, slots), the warm spare if there is one,
+ * then the log folder. Warnings (slots, crash loops) are returned separately,
  * for standard error.
  */
 export function renderDaemonStatus(
@@ -86,6 +87,13 @@ export function renderDaemonStatus(
     );
     const { used, total } = slotUsage(workers);
     lines.push(`Slots in use: ${used} of ${total}`);
+  }
+  if (status.spare) {
+    lines.push(
+      status.spare.state === 'standby'
+        ? `Warm spare: PID ${status.spare.pid}, loaded and connected, takes a dead worker's place at once`
+        : `Warm spare: PID ${status.spare.pid}, starting`,
+    );
   }
   lines.push(`Log folder: ${status.logDir}`);
   lines.push('Use `aiida daemon [incr | decr] [num]` to increase / decrease the number of workers');

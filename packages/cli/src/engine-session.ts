@@ -1,15 +1,13 @@
 import type { Profile } from '@aiida/config';
-import {
-  type Engine,
-  type EngineLogger,
-  openEngine,
-  PROCESS_STATES,
-  type ProcessFilter,
-  type ProcessRecord,
-  type ProcessReport,
-  type ProcessState,
-  TERMINAL_STATES,
+import type {
+  Engine,
+  EngineLogger,
+  ProcessFilter,
+  ProcessRecord,
+  ProcessReport,
+  ProcessState,
 } from '@aiida/engine';
+import { PROCESS_STATES, TERMINAL_STATES } from '@aiida/ipc';
 import { echoWarning } from './output.js';
 
 /** The engine's process types, as the commands use them. */
@@ -80,6 +78,9 @@ const OUTCOME_STATUS = {
 export async function openEngineSession(profile: Profile): Promise<EngineSession> {
   // The engine's default broker connects on first use only: listing or showing processes needs
   // none, and a broker that is down does not fail a submit (the reconciler dispatches it later).
+  // Imported here, not at the top: the engine loads the store drivers and the broker client,
+  // which commands that don't open a session (`daemon status`, `config`, ...) must not pay for.
+  const { openEngine } = await import('@aiida/engine');
   const engine = await openEngine(profile, { logger: cliLogger });
   const toOutcomes = (results: Awaited<ReturnType<Engine['killProcesses']>>): ControlOutcome[] =>
     results.map((r) => ({ pk: r.pk, status: OUTCOME_STATUS[r.outcome], state: r.state }));

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { PsqlStorageConfig } from '@aiida/config';
-import pg from 'pg';
+import type pg from 'pg';
 import { CliError, ExitCodes } from './errors.js';
 
 /** How to log in to PostgreSQL as a user that may create roles and databases. */
@@ -23,7 +23,9 @@ async function connect(
   database: string,
   timeout: number,
 ): Promise<pg.Client> {
-  const client = new pg.Client({
+  // Imported here: only the commands that set up or drop a PostgreSQL database need the driver.
+  const { default: driver } = await import('pg');
+  const client = new driver.Client({
     host: login.hostname,
     port: login.port,
     user: login.username,

@@ -1,23 +1,67 @@
 import { Command, CommanderError } from 'commander';
-import { registerCompletionCommand } from './commands/completion.js';
-import { registerConfigCommands } from './commands/config.js';
-import { registerDaemonCommands } from './commands/daemon.js';
-import { registerDemoCommand } from './commands/demo.js';
-import { registerPrestoCommand } from './commands/presto.js';
-import { registerProcessCommands } from './commands/process.js';
-import { registerProfileCommands } from './commands/profile.js';
-import { registerStatusCommand } from './commands/status.js';
-import { registerWebCommand } from './commands/web.js';
 import { describeError, ExitCodes } from './errors.js';
 import { withExamples } from './help.js';
 import { disableColors, echoError } from './output.js';
 import { CLI_VERSION } from './version.js';
 
+/** Adds one top-level command (or group) to the program. */
+type Registrar = (program: Command) => void;
+
+/**
+ * The module of each top-level command, imported only when the program needs it: a run of
+ * `aiida daemon status` loads the `daemon` commands' module and not the 1,000 lines of `process`.
+ * In the order `aiida --help` lists them.
+ */
+const COMMAND_MODULES: ReadonlyMap<string, () => Promise<Registrar>> = new Map([
+  ['presto', async () => (await import('./commands/presto.js')).registerPrestoCommand],
+  ['profile', async () => (await import('./commands/profile.js')).registerProfileCommands],
+  ['config', async () => (await import('./commands/config.js')).registerConfigCommands],
+  ['daemon', async () => (await import('./commands/daemon.js')).registerDaemonCommands],
+  ['process', async () => (await import('./commands/process.js')).registerProcessCommands],
+  ['status', async () => (await import('./commands/status.js')).registerStatusCommand],
+  ['demo', async () => (await import('./commands/demo.js')).registerDemoCommand],
+  ['completion', async () => (await import('./commands/completion.js')).registerCompletionCommand],
+  ['web', async () => (await import('./commands/web.js')).registerWebCommand],
+]);
+
 /**
  * Builds the `aiida` program: every command, `-p/--profile` for all of them, `--help` with
  * examples on each, and errors reported as one line plus a hint (see {@link main}).
  */
-export function createProgram(): Command {
+export async function createProgram(): Promise<Command> {
+  return buildProgram(await Promise.all([...COMMAND_MODULES.values()].map((load) => load())));
+}
+
+/**
+ * The program `argv` needs: only the top-level command it names (with the root's options and
+ * error behaviour), or every command when it names none or an unknown one (so that `--help`
+ * lists them all and a typo gets its suggestion) or `completion` and `help`, which read the
+ * whole tree.
+ */
+async function programFor(argv: string[]): Promise<Command> {
+  const name = commandName(argv.slice(2));
+  const load = name === undefined ? undefined : COMMAND_MODULES.get(name);
+  if (load === undefined || name === 'completion') return createProgram();
+  return buildProgram([await load()]);
+}
+
+/** The first operand of the arguments, skipping the root's options (`-p NAME`, `--no-color`). */
+function commandName(args: string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--') return undefined;
+    if (arg === '-p' || arg === '--profile') {
+      i++;
+      continue;
+    }
+    if (arg.startsWith('-')) continue;
+    return arg;
+  }
+  return undefined;
+}
+
+/** The program with the top-level commands of `registrars` only. */
+function buildProgram(registrars: readonly Registrar[]): Command {
   const program = new Command('aiida')
     .description(
       'The command line of AiiDA in TypeScript: profiles, options, the daemon and its processes.',
@@ -42,15 +86,7 @@ export function createProgram(): Command {
     'aiida status',
     'aiida web --open',
   ]);
-  registerPrestoCommand(program);
-  registerProfileCommands(program);
-  registerConfigCommands(program);
-  registerDaemonCommands(program);
-  registerProcessCommands(program);
-  registerStatusCommand(program);
-  registerDemoCommand(program);
-  registerCompletionCommand(program);
-  registerWebCommand(program);
+  for (const register of registrars) register(program);
   addProfileOption(program);
   configureErrors(program, 'aiida');
   return program;
@@ -105,7 +141,7 @@ function configureErrors(command: Command, path: string): void {
  * daemon is not running. Errors are printed, never thrown.
  */
 export async function main(argv: string[] = process.argv): Promise<number> {
-  const program = createProgram();
+  const program = await programFor(argv);
   // Before parsing, so that a usage error is printed without colours too.
   const dashDash = argv.indexOf('--');
   if (argv.slice(2, dashDash === -1 ? undefined : dashDash).includes('--no-color')) disableColors();

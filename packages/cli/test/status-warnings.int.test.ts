@@ -1,6 +1,6 @@
 // What `aiida daemon status` warns about, shown with a stand-in worker program (the supervisor's
 // AIIDA_DAEMON_WORKER_PROGRAM): slot use above 90 %, and a crash-looping worker with its last
-// stderr lines. Everything else is the real supervisor and the built bin.
+// stderr lines; and what `aiida daemon stop` says it waits for when slots are in use. Everything else is the real supervisor and the built bin.
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '../../../tests/support/wait-for.js';
@@ -65,6 +65,43 @@ describe('aiida daemon status warnings', () => {
     );
     expect(list.stderr).toContain("Warning: 95% of the daemon's worker slots are in use");
     expect((await sandbox.run(['daemon', 'stop'])).code).toBe(0);
+  });
+
+  it('`daemon stop` says what it waits for (running processes, workers, deadline), and nothing when idle', async () => {
+    const busyEnv = { AIIDA_DAEMON_WORKER_PROGRAM: FAKE_WORKER, FAKE_WORKER_MODE: 'busy' };
+    expect((await sandbox.run(['daemon', 'start', '2'], { env: busyEnv })).code).toBe(0);
+    await waitFor(
+      async () => (await statusJson()).status?.workers.every((w) => w.slotsUsed === 190),
+      { timeout: 20, what: 'both workers to report 190 slots in use' },
+    );
+    const before = Date.now();
+    const stop = await sandbox.run(['daemon', 'stop']);
+    expect({ code: stop.code, out: shown(stop) }).toEqual({ code: 0, out: shown(stop) });
+    const wait =
+      /^Waiting for 380 running processes on 2 workers to finish or checkpoint, until (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) at the latest \(daemon\.graceful_timeout 3 s\); workers still running then are killed\.$/m.exec(
+        stop.stdout,
+      );
+    expect({ wait: wait !== null, out: stop.stdout }).toEqual({ wait: true, out: stop.stdout });
+    // The deadline is the graceful timeout (3 s, the test profile's) from now, in local time.
+    const deadline = new Date(wait![1]!.replace(' ', 'T')).getTime();
+    expect(deadline).toBeGreaterThanOrEqual(Math.floor(before / 1000) * 1000 + 2000);
+    expect(deadline).toBeLessThanOrEqual(Date.now() + 3000);
+    // The announcement comes before the stop itself.
+    expect(stop.stdout.indexOf('Waiting for')).toBeLessThan(
+      stop.stdout.indexOf('Stopping the daemon'),
+    );
+
+    expect(
+      (
+        await sandbox.run(['daemon', 'start', '1'], {
+          env: { AIIDA_DAEMON_WORKER_PROGRAM: FAKE_WORKER },
+        })
+      ).code,
+    ).toBe(0);
+    const idle = await sandbox.run(['daemon', 'stop']);
+    expect(idle.code).toBe(0);
+    expect(idle.stdout).not.toContain('Waiting for');
+    expect(idle.stdout).toContain('Stopping the daemon... OK');
   });
 
   it('shows a crash-looping worker with its last stderr lines', async () => {

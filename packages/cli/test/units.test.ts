@@ -149,6 +149,7 @@ describe('the daemon status view', () => {
     numberWorkers: 2,
     workers: [worker(0), worker(1)],
     logDir: '/logs',
+    spare: null,
   };
   const now = Date.parse('2024-05-01T10:05:00.000Z');
 
@@ -160,6 +161,19 @@ describe('the daemon status view', () => {
     expect(text).toContain('Slots in use: 0 of 20');
     expect(text).toContain('Log folder: /logs');
     expect(warnings).toEqual([]);
+  });
+
+  it('shows the warm spare when there is one, and nothing about it when there is none', () => {
+    expect(renderDaemonStatus(base, now).text).not.toContain('Warm spare');
+    const spare = { pid: 1234, startedAt: '2024-05-01T10:00:01.000Z' };
+    const standby = renderDaemonStatus({ ...base, spare: { ...spare, state: 'standby' } }, now);
+    expect(standby.text).toContain(
+      "Warm spare: PID 1234, loaded and connected, takes a dead worker's place at once",
+    );
+    const starting = renderDaemonStatus({ ...base, spare: { ...spare, state: 'starting' } }, now);
+    expect(starting.text).toContain('Warm spare: PID 1234, starting');
+    // The spare is not one of the workers.
+    expect(standby.text).toContain('Active workers [2]:');
   });
 
   it('shows the reason of the last restart next to the count', () => {

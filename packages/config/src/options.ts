@@ -92,6 +92,23 @@ export const OPTIONS = Object.freeze({
     scope: 'both',
   }),
   /**
+   * Whether the daemon keeps one warm spare worker: started, loaded and connected, but taking no
+   * work, promoted at once when a worker dies (then a new spare is started). Off by default: a
+   * worker that dies is rare and loses no process (its leases expire and another takes them
+   * over), while the spare is one more idle process and broker connection on every daemon.
+   * @default false
+   */
+  'daemon.warm_spare': defineOption({
+    name: 'daemon.warm_spare',
+    schema: z.boolean(),
+    unit: null,
+    default: false,
+    description:
+      'Keep one warm spare worker (loaded and connected, taking no work) that replaces a worker that dies at once; it is not counted as a worker, and costs one idle process (about 70 MB) and one broker connection.',
+    needsRestart: true,
+    scope: 'both',
+  }),
+  /**
    * Maximum number of processes one worker runs at once.
    * @default 200
    */

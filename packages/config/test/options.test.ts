@@ -32,6 +32,7 @@ describe('the option registry', () => {
       'daemon.timeout': [10, 's'],
       'daemon.default_workers': [1, null],
       'daemon.max_workers': [4 * availableParallelism(), null],
+      'daemon.warm_spare': [false, null],
       'daemon.worker_process_slots': [200, null],
       'daemon.graceful_timeout': [30, 's'],
       'daemon.worker_heartbeat_interval': [1, 's'],

@@ -56,6 +56,7 @@ const status: DaemonStatus = {
     },
   ],
   logDir: '/tmp/log',
+  spare: null,
 };
 
 function connectTo(answer: ConstructorParameters<typeof FakeConnection>[0]) {

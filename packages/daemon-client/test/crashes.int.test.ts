@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setOption, unsetOption } from '@aiida/config';
 import { isAlive } from '../../../tests/support/processes.js';
 import { waitFor } from '../../../tests/support/wait-for.js';
 import {
@@ -107,6 +108,54 @@ describe('crashes of workers and of the supervisor', () => {
         if (isAlive(victim.pid)) process.kill(victim.pid, 'SIGCONT');
       }
       await client.stopDaemon();
+    });
+  }, 90_000);
+
+  it('a promoted warm spare that does not get ready within daemon.lease_timeout is killed and its slot revived', async () => {
+    await withLogs(tp, async () => {
+      setOption('daemon.warm_spare', true, { profile: tp.profile.name, aiidaPath: tp.aiidaPath });
+      const marker = join(tp.aiidaPath, 'first-promotion');
+      const client = new DaemonClient(tp.profile, {
+        env: {
+          AIIDA_DAEMON_WORKER_PROGRAM: FAKE_WORKER,
+          FAKE_WORKER_PROMOTE: 'ignore-first',
+          FAKE_WORKER_MARKER: marker,
+        },
+      });
+      try {
+        await client.startDaemon({ numberWorkers: 1 });
+        const spare = await waitFor(
+          async () => {
+            const { spare } = await client.getStatus();
+            return spare?.state === 'standby' ? spare : undefined;
+          },
+          { timeout: 20, what: 'the warm spare in standby' },
+        );
+        const victim = (await client.getStatus()).workers[0]!;
+        process.kill(victim.pid!, 'SIGKILL');
+        // The spare takes the slot but never reports ready (it ignores its promotion).
+        await waitFor(
+          async () => (await client.getStatus()).workers[0]?.pid === spare.pid || undefined,
+          { timeout: 20, what: 'the spare to take slot 0' },
+        );
+        expect(existsSync(marker)).toBe(true);
+        const after = await waitFor(
+          async () => {
+            const slot = (await client.getStatus()).workers[0];
+            return slot?.state === 'ready' && slot.pid !== spare.pid ? slot : undefined;
+          },
+          { timeout: 40, what: 'slot 0 to get a ready worker after the stuck spare' },
+        );
+        expect(after.restarts).toBe(2);
+        await waitFor(() => !isAlive(spare.pid), { timeout: 10, what: 'the stuck spare to die' });
+        const log = readFileSync(client.supervisorLogFile, 'utf8');
+        expect(log).toContain(
+          `worker 0 (pid ${spare.pid}, the former warm spare) is not ready 5 s after its promotion: SIGKILL`,
+        );
+        await client.stopDaemon();
+      } finally {
+        unsetOption('daemon.warm_spare', { profile: tp.profile.name, aiidaPath: tp.aiidaPath });
+      }
     });
   }, 90_000);
 

@@ -30,11 +30,6 @@ export {
   type ProcReader,
   processStartTime,
 } from './process-identity.js';
-export {
-  type RunSupervisorOptions,
-  runSupervisor,
-  SUPERVISOR_EXEC_ARGV,
-  type Supervisor,
-  type SupervisorStartedInfo,
-  WORKER_PROGRAM_ENV,
-} from './supervisor.js';
+export { SUPERVISOR_EXEC_ARGV, WORKER_PROGRAM_ENV } from './program-env.js';
+export { runSupervisor } from './run-supervisor.js';
+export type { RunSupervisorOptions, Supervisor, SupervisorStartedInfo } from './supervisor.js';

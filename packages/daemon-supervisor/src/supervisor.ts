@@ -39,10 +39,10 @@ import { assertLinux, errorMessage, isSupervisorError, SupervisorError } from '.
 import { createLogger, type Logger, type LogLevel, RotatingLog } from './log.js';
 import { createSupervisorMetrics, type MetricsServer, startMetricsServer } from './metrics.js';
 import { currentIdentity } from './process-identity.js';
+import { WORKER_PROGRAM_ENV } from './program-env.js';
 import { WorkerPool } from './worker-pool.js';
 
-/** Environment variable that replaces the worker program (tests use it). */
-export const WORKER_PROGRAM_ENV = 'AIIDA_DAEMON_WORKER_PROGRAM';
+export { SUPERVISOR_EXEC_ARGV, WORKER_PROGRAM_ENV } from './program-env.js';
 
 /** What {@link runSupervisor} reports once every worker is ready. */
 export interface SupervisorStartedInfo {
@@ -104,6 +104,8 @@ export interface SupervisorSettings {
   logFormat: LogFormat;
   /** `daemon.metrics_port`: 0 = no `/metrics`. */
   metricsPort: number;
+  /** `daemon.warm_spare`: keep one spare worker loaded and connected. */
+  warmSpare: boolean;
 }
 
 /** Reads the supervisor's options of a profile (`daemon.*`, `logging.level`). */
@@ -118,6 +120,7 @@ function resolveSupervisorSettings(profile: Profile): SupervisorSettings {
     logLevel: getOption('logging.level', opts),
     logFormat: getOption('logging.format', opts),
     metricsPort: getOption('daemon.metrics_port', opts),
+    warmSpare: getOption('daemon.warm_spare', opts),
   };
 }
 
@@ -159,14 +162,6 @@ function assertWithinMaxWorkers(profile: Profile, n: number, running: number): v
     { details: { requested: n, running, maxWorkers: max } },
   );
 }
-
-/**
- * Node options the supervisor program should be started with. `--max-semi-space-size=2` (MiB)
- * caps V8's young generation: under a flood of connections V8 otherwise grows it to its 3 x 16
- * MiB default ceiling, about 50 MB of resident memory that a process doing little besides
- * answering small requests never needs (the old generation is unchanged).
- */
-export const SUPERVISOR_EXEC_ARGV: readonly string[] = Object.freeze(['--max-semi-space-size=2']);
 
 const SIGNAL_NUMBERS: Record<string, number> = { SIGINT: 2, SIGTERM: 15 };
 
@@ -324,6 +319,7 @@ class SupervisorRuntime implements Supervisor {
         maxMemory: this.settings.maxMemory,
         gracefulTimeout: this.settings.gracefulTimeout,
         unresponsiveTimeout: this.settings.leaseTimeout,
+        warmSpare: this.settings.warmSpare,
         logger: this.logger,
         onUnexpectedExit: (_slot, worker) => {
           if (!this.starting) return true;
@@ -424,6 +420,8 @@ class SupervisorRuntime implements Supervisor {
       numberWorkers: this.pool?.size ?? 0,
       workers: this.pool?.statuses() ?? [],
       logDir: this.logDir,
+      spare: this.pool?.spareStatus() ?? null,
+      gracefulTimeout: this.settings.gracefulTimeout,
     };
   }
 

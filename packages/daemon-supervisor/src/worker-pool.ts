@@ -1,6 +1,12 @@
 import { join } from 'node:path';
 import type { LogFormat } from '@aiida/config';
-import { ErrorCodes, type RestartReason, type WorkerCounters, type WorkerStatus } from '@aiida/ipc';
+import {
+  ErrorCodes,
+  type RestartReason,
+  type SpareStatus,
+  type WorkerCounters,
+  type WorkerStatus,
+} from '@aiida/ipc';
 import pidusage from 'pidusage';
 import { type CrashBackoffOptions, crashBackoffDelay, nextFailureCount } from './backoff.js';
 import { SupervisorError } from './errors.js';
@@ -37,6 +43,13 @@ export interface WorkerPoolOptions {
   unresponsiveTimeout?: number;
   logger: Logger;
   backoff?: CrashBackoffOptions;
+  /**
+   * Keep one warm spare (`daemon.warm_spare`): a worker started with `--spare` that loads,
+   * connects and opens its store, then waits; when a worker dies (and is not crash-looping) the
+   * spare takes its slot at once and a new spare is started. Not counted in {@link size}.
+   * @default false
+   */
+  warmSpare?: boolean;
   /**
    * Called when a slot's worker died without being asked to (before or after ready). Returning
    * `false` suppresses the revival: during the daemon's start the supervisor fails the start.
@@ -137,6 +150,11 @@ export class WorkerPool {
   private lastSampleAt = 0;
   private sampling: Promise<void> | undefined;
   private stopping = false;
+  /** The warm spare (not promoted yet), if any. */
+  private spare: WorkerProcess | undefined;
+  /** Consecutive spares that died before their standby (backoff of the next one). */
+  private spareFailures = 0;
+  private spareTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: WorkerPoolOptions) {
     this.sampler = setInterval(() => void this.sample(), (options.sampleInterval ?? 2) * 1000);
@@ -169,7 +187,114 @@ export class WorkerPool {
       this.startWorker(slot, false);
     }
     await Promise.all(added.map((slot) => slot.whenReady()));
+    // After the workers, so that the spare does not slow their start down.
+    this.ensureSpare();
     return added;
+  }
+
+  /** The warm spare as `status` shows it, or null when there is none. */
+  spareStatus(): SpareStatus | null {
+    const spare = this.spare;
+    if (!spare?.alive || spare.pid === undefined) return null;
+    return {
+      pid: spare.pid,
+      state: spare.standbyAt ? 'standby' : 'starting',
+      startedAt: spare.startedAt.toISOString(),
+    };
+  }
+
+  /** Starts a warm spare if the pool should have one and has none (nor one waiting to start). */
+  private ensureSpare(): void {
+    if (!this.options.warmSpare || this.stopping || this.spare || this.spareTimer) return;
+    if (this.slots.size === 0) return;
+    const spec = this.options.spawn;
+    const spare = new WorkerProcess(
+      -1,
+      { ...spec, args: [...spec.args, '--spare'] },
+      this.logFor(-1),
+      {
+        onStandby: (w) => {
+          this.spareFailures = 0;
+          this.options.logger.info(`warm spare (pid ${w.pid}) in standby`);
+        },
+        onReady: (w) => {
+          // Only a promoted spare sends `ready`: it is now its slot's worker.
+          const listener = this.readyListeners.get(w);
+          if (listener) listener();
+          const slot = this.slots.get(w.index);
+          if (slot?.current === w) slot.settleWaiters();
+        },
+        onExit: (w, exit) => {
+          this.live.delete(w);
+          if (this.spare === w) {
+            this.spare = undefined;
+            this.onSpareExit(w);
+            return;
+          }
+          const slot = this.slots.get(w.index);
+          if (slot) this.onWorkerExit(slot, w, exit);
+        },
+        onFatal: (w) => {
+          setTimeout(() => w.signal('SIGKILL'), 2000).unref();
+        },
+        onInvalidMessage: (w, problem) =>
+          this.options.logger.warn(
+            `worker ${w.index} (pid ${w.pid}) sent an invalid message: ${problem}`,
+          ),
+      },
+    );
+    if (spare.alive) this.live.add(spare);
+    this.spare = spare;
+    this.options.logger.info(`warm spare started (pid ${spare.pid ?? '?'})`);
+  }
+
+  private onSpareExit(spare: WorkerProcess): void {
+    if (this.stopping) return;
+    if (spare.standbyAt === undefined) this.spareFailures++;
+    const delay = crashBackoffDelay(this.spareFailures, this.options.backoff);
+    this.options.logger.warn(
+      `${spare.describeFailure()}; ${delay === 0 ? 'starting another' : `next warm spare in ${delay} s`}`,
+    );
+    if (delay === 0) {
+      this.ensureSpare();
+      return;
+    }
+    this.spareTimer = setTimeout(() => {
+      this.spareTimer = undefined;
+      this.ensureSpare();
+    }, delay * 1000);
+  }
+
+  /**
+   * Puts the warm spare (if it is in standby) into `slot`, whose worker died, as its restart;
+   * a new spare is started. Returns false when there is no spare to promote.
+   */
+  private promoteSpare(slot: WorkerSlot): boolean {
+    const spare = this.spare;
+    if (!spare?.alive || spare.standbyAt === undefined) return false;
+    if (!spare.promote(slot.index, this.logFor(slot.index))) return false;
+    this.spare = undefined;
+    slot.retryTimer = undefined;
+    slot.nextAttemptAt = undefined;
+    slot.restarts++;
+    slot.lastRestartReason = slot.pendingRestartReason ?? 'exited';
+    slot.pendingRestartReason = undefined;
+    slot.current = spare;
+    this.options.logger.info(
+      `worker ${slot.index} is now the former warm spare (pid ${spare.pid}, restart ${slot.restarts}, reason ${slot.lastRestartReason})`,
+    );
+    // Its promotion only starts the consumer: one that is not ready within the unresponsive
+    // timeout (or 10 s) is stuck, and is killed to be revived like any dead worker.
+    const limit = (this.options.unresponsiveTimeout || 10) * 1000;
+    setTimeout(() => {
+      if (!spare.alive || spare.state !== 'starting' || slot.current !== spare) return;
+      this.options.logger.warn(
+        `worker ${slot.index} (pid ${spare.pid}, the former warm spare) is not ready ${limit / 1000} s after its promotion: SIGKILL`,
+      );
+      spare.signal('SIGKILL');
+    }, limit).unref();
+    this.ensureSpare();
+    return true;
   }
 
   /**
@@ -184,7 +309,12 @@ export class WorkerPool {
       slot.removed = true;
       this.slots.delete(slot.index);
     }
-    await Promise.all(chosen.map((slot) => this.retireSlot(slot, gracefulTimeout)));
+    // A daemon without workers keeps no spare either.
+    const spare = this.slots.size === 0 ? this.takeSpare() : undefined;
+    await Promise.all([
+      ...chosen.map((slot) => this.retireSlot(slot, gracefulTimeout)),
+      spare ? this.stopSpare(spare, gracefulTimeout) : undefined,
+    ]);
   }
 
   /**
@@ -231,11 +361,17 @@ export class WorkerPool {
     }
   }
 
-  /** Replaces every worker, one slot at a time (never fewer than N − 1 ready). */
+  /**
+   * Replaces every worker, one slot at a time (never fewer than N − 1 ready), then the warm
+   * spare, so that all of them run the current program and options.
+   */
   async rollingRestart(gracefulTimeout: number): Promise<void> {
     for (const slot of [...this.slots.values()].sort((a, b) => a.index - b.index)) {
       if (!slot.removed) await this.replace(slot, gracefulTimeout);
     }
+    const spare = this.takeSpare();
+    if (spare) await this.stopSpare(spare, gracefulTimeout);
+    this.ensureSpare();
   }
 
   /**
@@ -249,9 +385,23 @@ export class WorkerPool {
     const slots = [...this.slots.values()];
     this.slots.clear();
     for (const slot of slots) slot.removed = true;
-    const killed = await Promise.all(slots.map((slot) => this.retireSlot(slot, gracefulTimeout)));
+    const spare = this.takeSpare();
+    const [spareKilled, ...killed] = await Promise.all([
+      spare ? this.stopSpare(spare, gracefulTimeout) : false,
+      ...slots.map((slot) => this.retireSlot(slot, gracefulTimeout)),
+    ]);
+    if (spareKilled) killed.push(1);
     await Promise.all([...this.logs.values()].map((log) => log.close()));
     return killed.reduce((sum, n) => sum + n, 0);
+  }
+
+  /** Takes the spare (and a pending one) out of the pool, to be stopped by the caller. */
+  private takeSpare(): WorkerProcess | undefined {
+    if (this.spareTimer) clearTimeout(this.spareTimer);
+    this.spareTimer = undefined;
+    const spare = this.spare;
+    this.spare = undefined;
+    return spare;
   }
 
   /** SIGKILLs every worker at once (the second signal). No worker is revived after this. */
@@ -259,6 +409,7 @@ export class WorkerPool {
     this.stopping = true;
     clearInterval(this.sampler);
     clearInterval(this.watchdog);
+    this.takeSpare();
     for (const slot of this.slots.values()) {
       slot.removed = true;
       if (slot.retryTimer) clearTimeout(slot.retryTimer);
@@ -481,6 +632,10 @@ export class WorkerPool {
     }
     slot.pendingRestartReason = worker.unresponsiveFor === undefined ? 'exited' : 'unresponsive';
     const delay = crashBackoffDelay(slot.failures, this.options.backoff);
+    if (delay === 0 && this.promoteSpare(slot)) {
+      this.options.logger.warn(`${failure}; the warm spare took its place`);
+      return;
+    }
     if (delay === 0) {
       this.options.logger.warn(`${failure}; reviving it`);
       this.startWorker(slot, true);
@@ -511,13 +666,32 @@ export class WorkerPool {
     return killed.filter(Boolean).length;
   }
 
-  /** `shutdown`, then SIGKILL after `gracefulTimeout`; resolves true when it had to kill. */
-  private async stopWorker(worker: WorkerProcess, gracefulTimeout: number): Promise<boolean> {
+  /**
+   * Stops the warm spare. One still starting holds nothing and may not even read its channel
+   * yet (it is loading its modules, which takes longer than a stop should): SIGTERM ends it at
+   * once then, or drains it like `shutdown` once its handlers are installed.
+   */
+  private stopSpare(spare: WorkerProcess, gracefulTimeout: number): Promise<boolean> {
+    return this.stopWorker(spare, gracefulTimeout, spare.standbyAt === undefined);
+  }
+
+  /**
+   * `shutdown` (or SIGTERM when `bySignal`), then SIGKILL after `gracefulTimeout`; resolves true
+   * when it had to kill.
+   */
+  private async stopWorker(
+    worker: WorkerProcess,
+    gracefulTimeout: number,
+    bySignal = false,
+  ): Promise<boolean> {
     if (!worker.alive) {
       await worker.exited;
       return false;
     }
-    worker.requestShutdown(gracefulTimeout);
+    if (bySignal) {
+      worker.state = 'stopping';
+      worker.signal('SIGTERM');
+    } else worker.requestShutdown(gracefulTimeout);
     if ((await within(worker.exited, gracefulTimeout * 1000)) !== 'timeout') return false;
     this.options.logger.warn(
       `worker ${worker.index} (pid ${worker.pid}) still runs ${gracefulTimeout} s after shutdown: SIGKILL`,
@@ -547,7 +721,10 @@ export class WorkerPool {
     let log = this.logs.get(index);
     if (!log) {
       log = new WorkerLog(
-        new RotatingLog(join(this.options.logDir, `worker-${index}.log`), this.options.logRotation),
+        new RotatingLog(
+          join(this.options.logDir, index < 0 ? 'worker-spare.log' : `worker-${index}.log`),
+          this.options.logRotation,
+        ),
         index,
         this.options.logFormat,
         this.options.logLevel,

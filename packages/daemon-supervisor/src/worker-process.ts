@@ -32,6 +32,8 @@ export interface WorkerSpawnSpec {
 /** Callbacks of a {@link WorkerProcess} to its pool. */
 export interface WorkerProcessEvents {
   onReady(worker: WorkerProcess): void;
+  /** A warm spare is loaded and connected (its `standby` message). */
+  onStandby?(worker: WorkerProcess): void;
   onExit(worker: WorkerProcess, exit: WorkerExit): void;
   onFatal(worker: WorkerProcess): void;
   onInvalidMessage(worker: WorkerProcess, problem: string): void;
@@ -47,6 +49,8 @@ export class WorkerProcess {
   state: Exclude<WorkerState, 'crash-looping'> = 'starting';
   readonly startedAt = new Date();
   readyAt: Date | undefined;
+  /** When a worker started as the warm spare reported `standby` (undefined until then). */
+  standbyAt: Date | undefined;
   lastHeartbeatAt: Date | undefined;
   cpu: number | null = null;
   memory: number | null = null;
@@ -70,9 +74,10 @@ export class WorkerProcess {
   readonly exited: Promise<WorkerExit>;
 
   constructor(
-    readonly index: number,
+    /** The slot it serves; -1 for the warm spare until its promotion. */
+    public index: number,
     spec: WorkerSpawnSpec,
-    private readonly log: WorkerLog,
+    private log: WorkerLog,
     private readonly events: WorkerProcessEvents,
   ) {
     let resolveExited!: (exit: WorkerExit) => void;
@@ -163,6 +168,27 @@ export class WorkerProcess {
     }
   }
 
+  /**
+   * Makes a warm spare in standby the worker of slot `index`: its output goes to that slot's log
+   * from now on, and it is sent `promote` (it starts taking work, then sends `ready`). Returns
+   * false if it can't be reached (then it should be stopped, not used).
+   */
+  promote(index: number, log: WorkerLog): boolean {
+    if (!this.alive || !this.child.connected || this.standbyAt === undefined) return false;
+    this.log.supervisor(this.pid, `promoted to worker ${index}`);
+    this.index = index;
+    this.log = log;
+    this.log.supervisor(this.pid, `the warm spare was promoted to worker ${index}`);
+    try {
+      this.child.send({ v: PROTOCOL_VERSION, type: 'promote' }, (error) => {
+        if (error) this.signal('SIGKILL');
+      });
+    } catch {
+      return false;
+    }
+    return true;
+  }
+
   /** Sends a signal if the process still runs. */
   signal(signal: NodeJS.Signals): void {
     if (!this.alive) return;
@@ -173,7 +199,10 @@ export class WorkerProcess {
 
   /** A sentence on why this worker failed: its `fatal` text, or its exit and last stderr lines. */
   describeFailure(): string {
-    const who = `worker ${this.index} (pid ${this.pid ?? '?'})`;
+    const who =
+      this.index < 0
+        ? `the warm spare (pid ${this.pid ?? '?'})`
+        : `worker ${this.index} (pid ${this.pid ?? '?'})`;
     if (this.fatal !== undefined) return `${who} failed: ${this.fatal}`;
     if (this.unresponsiveFor !== undefined) {
       const how = this.exit ? describeExit(this.exit) : 'was signalled';
@@ -209,6 +238,13 @@ export class WorkerProcess {
           this.readyAt = new Date();
           this.log.supervisor(this.pid, 'ready');
           this.events.onReady(this);
+        }
+        break;
+      case 'standby':
+        if (this.state === 'starting' && this.standbyAt === undefined) {
+          this.standbyAt = new Date();
+          this.log.supervisor(this.pid, 'standby (warm spare)');
+          this.events.onStandby?.(this);
         }
         break;
       case 'heartbeat':

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { type ProcessState, TERMINAL_STATES } from '@aiida/ipc';
-import pg from 'pg';
+import type pg from 'pg';
 import { EngineError, EngineErrorCodes } from './errors.js';
 import type { JsonValue } from './json.js';
 import { POSTGRES_MIGRATIONS, POSTGRES_SCHEMA_VERSION } from './postgres-migrations.js';
@@ -138,11 +138,21 @@ const MIGRATION_LOCK = 7_261_009;
 const RETRYABLE = new Set(['40P01', '40001']);
 const MAX_TX_ATTEMPTS = 8;
 
+/**
+ * node-postgres, imported by the first {@link PostgresProcessStore.open}: a process that only
+ * uses SQLite stores (a worker or a command of such a profile) never loads it.
+ */
+let driver: typeof pg | undefined;
+async function loadDriver(): Promise<typeof pg> {
+  driver ??= (await import('pg')).default;
+  return driver;
+}
+
 /** Type parsers of the pool: `bigint` (pks, times) as numbers; they stay below 2^53. */
 const types = {
   getTypeParser(oid: number, format?: 'text' | 'binary') {
     if (oid === 20) return (value: string) => Number(value);
-    return pg.types.getTypeParser(oid, format as 'text');
+    return driver!.types.getTypeParser(oid, format as 'text');
   },
 } as pg.CustomTypesConfig;
 
@@ -252,7 +262,7 @@ export class PostgresProcessStore implements ProcessStore {
     this.location = location;
     this.workSignal = new PostgresWorkSignal(
       pool,
-      () => new pg.Client(clientConfig),
+      () => new driver!.Client(clientConfig),
       (error) => onIdleError?.(error),
     );
   }
@@ -279,7 +289,7 @@ export class PostgresProcessStore implements ProcessStore {
       application_name: 'aiida-daemon-ts',
       types,
     };
-    const pool = new pg.Pool({ ...clientConfig, max: options.poolSize ?? 4 });
+    const pool = new (await loadDriver()).Pool({ ...clientConfig, max: options.poolSize ?? 4 });
     // Without a listener, an idle connection dropped by a server restart would crash the process.
     pool.on('error', (error) => options.onIdleError?.(error));
     try {

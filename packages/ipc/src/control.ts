@@ -100,6 +100,17 @@ export const workerStatusSchema = z.object({
 });
 export type WorkerStatus = z.infer<typeof workerStatusSchema>;
 
+/**
+ * The warm spare worker (`daemon.warm_spare`): `starting` while it loads and connects, `standby`
+ * once it can take a dead worker's place at once. Not one of the daemon's workers.
+ */
+export const spareStatusSchema = z.object({
+  pid: z.number().int().positive(),
+  state: z.enum(['starting', 'standby']),
+  startedAt: isoTimestamp,
+});
+export type SpareStatus = z.infer<typeof spareStatusSchema>;
+
 /** The `status` result: the supervisor and all its workers. */
 export const daemonStatusSchema = z.object({
   pid: z.number().int().positive(),
@@ -111,6 +122,16 @@ export const daemonStatusSchema = z.object({
   numberWorkers: z.number().int().nonnegative(),
   workers: z.array(workerStatusSchema),
   logDir: z.string(),
+  /**
+   * The warm spare, or null when there is none (`daemon.warm_spare` off, or being replaced).
+   * Absent from older supervisors.
+   */
+  spare: spareStatusSchema.nullable().default(null),
+  /**
+   * Seconds a stop gives running processes before their workers are killed (the supervisor's
+   * `daemon.graceful_timeout`). Absent from older supervisors.
+   */
+  gracefulTimeout: seconds.optional(),
 });
 export type DaemonStatus = z.infer<typeof daemonStatusSchema>;
 

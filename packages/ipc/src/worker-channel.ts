@@ -32,6 +32,13 @@ export const workerCountersSchema = z
   .strict();
 export type WorkerCounters = z.infer<typeof workerCountersSchema>;
 
+/**
+ * Worker -> supervisor, from a worker started as the warm spare (`--spare`): loaded, connected to
+ * the broker and its store opened, taking no work until it gets `promote`.
+ */
+export const workerStandbyMessageSchema = z
+  .object({ v: versionField, type: z.literal('standby'), pid: z.number().int().positive() })
+  .strict();
 /** Worker -> supervisor, every `daemon.worker_heartbeat_interval` seconds. */
 export const workerHeartbeatMessageSchema = z
   .object({
@@ -55,11 +62,13 @@ export const workerFatalMessageSchema = z
 
 export const workerToSupervisorMessageSchema = z.discriminatedUnion('type', [
   workerReadyMessageSchema,
+  workerStandbyMessageSchema,
   workerHeartbeatMessageSchema,
   workerFatalMessageSchema,
 ]);
 export type WorkerToSupervisorMessage = z.infer<typeof workerToSupervisorMessageSchema>;
 export type WorkerReadyMessage = z.infer<typeof workerReadyMessageSchema>;
+export type WorkerStandbyMessage = z.infer<typeof workerStandbyMessageSchema>;
 export type WorkerHeartbeatMessage = z.infer<typeof workerHeartbeatMessageSchema>;
 export type WorkerFatalMessage = z.infer<typeof workerFatalMessageSchema>;
 
@@ -67,8 +76,17 @@ export type WorkerFatalMessage = z.infer<typeof workerFatalMessageSchema>;
 export const workerShutdownMessageSchema = z
   .object({ v: versionField, type: z.literal('shutdown'), gracefulTimeout: seconds })
   .strict();
+/**
+ * Supervisor -> the warm spare: take a dead worker's place now (start taking work, then send
+ * `ready`).
+ */
+export const workerPromoteMessageSchema = z
+  .object({ v: versionField, type: z.literal('promote') })
+  .strict();
 export const supervisorToWorkerMessageSchema = z.discriminatedUnion('type', [
   workerShutdownMessageSchema,
+  workerPromoteMessageSchema,
 ]);
 export type SupervisorToWorkerMessage = z.infer<typeof supervisorToWorkerMessageSchema>;
 export type WorkerShutdownMessage = z.infer<typeof workerShutdownMessageSchema>;
+export type WorkerPromoteMessage = z.infer<typeof workerPromoteMessageSchema>;

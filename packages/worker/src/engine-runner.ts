@@ -174,6 +174,8 @@ export class EngineProcessRunner implements ProcessRunner<WorkerBroker> {
   private readonly prefetch: number;
   private readonly resumeAtFree: number;
   private broker: EngineRunnerBroker | undefined;
+  /** What `options.open` gave (or is giving), from `prepare` or `start`. */
+  private opened: Promise<RunnerEngineParts> | undefined;
   private store: ProcessStore | undefined;
   private executor: ProcessExecutor | undefined;
   private reconciler: Reconciler | undefined;
@@ -243,8 +245,19 @@ export class EngineProcessRunner implements ProcessRunner<WorkerBroker> {
   }
 
   /**
-   * Opens the store and registry, starts the RPC server and the task consumer, and starts
-   * renewing leases and reconciling. Rejects (and leaves nothing open) if any of it fails.
+   * Opens the store and loads the registry ahead of {@link EngineProcessRunner.start} (the warm
+   * spare does this before it is promoted). Takes no work; `drain` closes the store again.
+   */
+  async prepare(): Promise<void> {
+    if (this.phase !== 'idle') throw new Error(`cannot prepare a runner that is ${this.phase}`);
+    this.opened ??= this.options.open();
+    await this.opened;
+  }
+
+  /**
+   * Opens the store and registry (unless `prepare` did), starts the RPC server and the task
+   * consumer, and starts renewing leases and reconciling. Rejects (and leaves nothing open) if
+   * any of it fails.
    */
   async start(workerBroker: WorkerBroker): Promise<void> {
     if (this.phase !== 'idle') throw new Error(`cannot start a runner that is ${this.phase}`);
@@ -254,7 +267,8 @@ export class EngineProcessRunner implements ProcessRunner<WorkerBroker> {
       throw new Error('a core.rabbitmq runner needs a broker that consumes tasks (RabbitBroker)');
     }
     this.broker = broker;
-    const { store, registry } = await this.options.open();
+    this.opened ??= this.options.open();
+    const { store, registry } = await this.opened;
     this.store = store;
     // core.store: the row is the task; a new runnable row only wakes the workers, and control
     // is the store's intents (applied on lease renewal).
@@ -335,6 +349,13 @@ export class EngineProcessRunner implements ProcessRunner<WorkerBroker> {
    * closes the store. Bodies that ignore their abort signal are left to their expiring leases.
    */
   async drain(gracefulTimeout: number): Promise<void> {
+    if (this.phase === 'idle' && this.opened) {
+      // Prepared but never started (a spare stopped before its promotion): close the store.
+      this.phase = 'stopped';
+      const parts = await this.opened.catch(() => undefined);
+      await parts?.store.close().catch(() => {});
+      return;
+    }
     if (this.phase !== 'running') return;
     this.phase = 'draining';
     const deadline = Date.now() + Math.max(0, gracefulTimeout) * 1000;

@@ -63,9 +63,10 @@ export function createWorkerLogger(profile: Profile, workerId: string): AiidaLog
 }
 
 /**
- * The worker program: `aiida-worker --profile <name>` (env `AIIDA_PATH` locates the config).
- * Connects the broker (declaring the topology), reports `ready` and heartbeats over the IPC
- * channel; stops on the `shutdown` message or SIGTERM/SIGINT (a second signal exits at once);
+ * The worker program: `aiida-worker --profile <name> [--spare]` (env `AIIDA_PATH` locates the
+ * config). Connects the broker (declaring the topology), reports `ready` and heartbeats over the
+ * IPC channel. With `--spare` (the daemon's warm spare) it connects and opens its store, reports
+ * `standby` and takes work only after the supervisor's `promote` message; stops on the `shutdown` message or SIGTERM/SIGINT (a second signal exits at once);
  * drains for at most 5 s if the supervisor's channel closes. If the broker can't be reached
  * before ready, sends `fatal` with the error, writes it to stderr and exits 1.
  */
@@ -81,14 +82,16 @@ export async function runWorkerProgram<B extends WorkerBroker>(
   };
 
   let profile: Profile;
+  let spare = false;
   let settings: { slots: number; heartbeat: number; connectTimeout: number; graceful: number };
   try {
     const { values } = parseArgs({
       args: options.argv ?? process.argv.slice(2),
-      options: { profile: { type: 'string' } },
+      options: { profile: { type: 'string' }, spare: { type: 'boolean' } },
       strict: true,
     });
     profile = getProfile(values.profile);
+    spare = values.spare === true;
     const opts = { profile };
     settings = {
       slots: getOption('daemon.worker_process_slots', opts),
@@ -122,6 +125,15 @@ export async function runWorkerProgram<B extends WorkerBroker>(
     slotsTotal: settings.slots,
     heartbeatInterval: settings.heartbeat,
     connectTimeout: settings.connectTimeout,
+    standby: spare,
+    onStateChange: (state) => {
+      if (state !== 'STANDBY') return;
+      line(
+        process.stdout,
+        `standby as the warm spare (pid ${process.pid}, broker ${getRedactedBrokerUrl(profile)}): ` +
+          'taking no work until promoted',
+      );
+    },
     channel: (message) => send(message),
     log: (message) => log.info(message),
   });
@@ -143,6 +155,11 @@ export async function runWorkerProgram<B extends WorkerBroker>(
     const parsed = supervisorToWorkerMessageSchema.safeParse(raw);
     if (!parsed.success) {
       log.warn(`ignoring an invalid message from the supervisor: ${parsed.error.message}`);
+      return;
+    }
+    if (parsed.data.type === 'promote') {
+      log.info('promoted: taking work');
+      worker.promote();
       return;
     }
     log.info(`shutdown requested (graceful timeout ${parsed.data.gracefulTimeout} s)`);

@@ -3,12 +3,14 @@ import { PROTOCOL_VERSION, type WorkerCounters, type WorkerToSupervisorMessage }
 
 /**
  * The states of a {@link Worker}, in the order it goes through them (as temporal's worker):
- * `INITIALIZED` (constructed) → `RUNNING` (connected, ready, heartbeating) → `STOPPING` (asked
+ * `INITIALIZED` (constructed) → `STANDBY` (only a warm spare: connected and prepared, taking no
+ * work until {@link Worker.promote}) → `RUNNING` (connected, ready, heartbeating) → `STOPPING` (asked
  * to stop: no new work) → `DRAINING` (running work gets up to the graceful timeout) → `DRAINED`
  * → `STOPPED` (broker closed). `FAILED` when it could not start.
  */
 export type WorkerLifecycleState =
   | 'INITIALIZED'
+  | 'STANDBY'
   | 'RUNNING'
   | 'STOPPING'
   | 'DRAINING'
@@ -41,6 +43,11 @@ export interface ProcessRunnerStats {
 export interface ProcessRunner<B extends WorkerBroker = WorkerBroker> {
   /** Starts taking work from `broker` (already connected). */
   start(broker: B): Promise<void>;
+  /**
+   * Loads and opens what `start` needs (store, plugins) without taking work, so that a warm
+   * spare's `start` after its promotion is quick. Optional; `drain` releases what it opened.
+   */
+  prepare?(): Promise<void>;
   /** Stops taking work, then waits up to `gracefulTimeout` seconds for running work. */
   drain(gracefulTimeout: number): Promise<void>;
   /** Current slot use, for heartbeats. */
@@ -76,6 +83,12 @@ export interface WorkerOptions<B extends WorkerBroker = WorkerBroker> {
   heartbeatInterval?: number;
   /** Seconds allowed for the first broker connection (`broker.task_timeout`). @default 10 */
   connectTimeout?: number;
+  /**
+   * Start as the daemon's warm spare: connect and prepare the runner, send `standby`, and take
+   * work (start the runner, send `ready`) only once {@link Worker.promote} is called.
+   * @default false
+   */
+  standby?: boolean;
   /** Called on every state change. */
   onStateChange?: (state: WorkerLifecycleState) => void;
   /** Log lines (stdout in the worker program). */
@@ -116,6 +129,11 @@ export class Worker<B extends WorkerBroker = WorkerBroker> {
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 20 });
   private shutdownPromise: Promise<void> | undefined;
   private starting: Promise<void> | undefined;
+  private promoted: (() => void) | undefined;
+  private readonly promotion: Promise<void>;
+  private shutdownRequested!: () => void;
+  /** Resolves once {@link Worker.shutdown} was called (ends a spare's wait for promotion). */
+  private readonly stopRequested: Promise<void>;
   private resolveStopped!: () => void;
   /** Resolves once the worker reached `STOPPED` (or `FAILED`). */
   readonly stopped: Promise<void>;
@@ -125,6 +143,21 @@ export class Worker<B extends WorkerBroker = WorkerBroker> {
     this.stopped = new Promise((resolve) => {
       this.resolveStopped = resolve;
     });
+    this.promotion = new Promise((resolve) => {
+      this.promoted = resolve;
+    });
+    this.stopRequested = new Promise((resolve) => {
+      this.shutdownRequested = resolve;
+    });
+  }
+
+  /**
+   * Lets a worker started with `standby` take work: it starts its runner and sends `ready`.
+   * Does nothing for a worker that is not a spare or was promoted already.
+   */
+  promote(): void {
+    this.promoted?.();
+    this.promoted = undefined;
   }
 
   /** The current life-cycle state. */
@@ -149,6 +182,19 @@ export class Worker<B extends WorkerBroker = WorkerBroker> {
     try {
       await this.options.broker.connect({ timeout: this.options.connectTimeout ?? 10 });
       if (this.shutdownPromise) throw new Error('the worker was stopped while it was starting');
+      if (this.options.standby) {
+        try {
+          await this.runner.prepare?.();
+        } catch (error) {
+          throw new RunnerStartError(error);
+        }
+        if (this.shutdownPromise) throw new Error('the worker was stopped while it was starting');
+        this.setState('STANDBY');
+        this.send({ v: PROTOCOL_VERSION, type: 'standby', pid: process.pid });
+        await Promise.race([this.promotion, this.stopRequested]);
+        if (this.shutdownPromise)
+          throw new Error('the warm spare was stopped before its promotion');
+      }
       try {
         await this.runner.start(this.options.broker);
       } catch (error) {
@@ -156,6 +202,8 @@ export class Worker<B extends WorkerBroker = WorkerBroker> {
       }
       if (this.shutdownPromise) throw new Error('the worker was stopped while it was starting');
     } catch (error) {
+      // A spare stopped (or failed) before its promotion releases what `prepare` opened.
+      if (this.options.standby) await this.runner.drain(0).catch(() => {});
       if (!this.shutdownPromise) {
         this.setState('FAILED');
         this.resolveStopped();
@@ -182,11 +230,13 @@ export class Worker<B extends WorkerBroker = WorkerBroker> {
    */
   shutdown(gracefulTimeout: number): Promise<void> {
     this.shutdownPromise ??= this.runShutdown(Math.max(0, gracefulTimeout));
+    this.shutdownRequested();
     return this.shutdownPromise;
   }
 
   private async runShutdown(gracefulTimeout: number): Promise<void> {
     const wasRunning = this.currentState === 'RUNNING';
+    const wasStandby = this.currentState === 'STANDBY';
     if (this.currentState === 'FAILED' || this.currentState === 'STOPPED') return;
     this.setState('STOPPING');
     if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
@@ -204,6 +254,9 @@ export class Worker<B extends WorkerBroker = WorkerBroker> {
         this.log(`drain did not finish: ${(error as Error).message}`);
       }
       this.setState('DRAINED');
+    } else if (wasStandby) {
+      // A spare took no work: its runner only closes what `prepare` opened.
+      await withDeadline(this.runner.drain(0), closeBudget + 0.5).catch(() => {});
     }
     try {
       await withDeadline(

@@ -22,7 +22,7 @@ class FakeBroker implements WorkerBroker {
   }
 }
 
-function setup(options: { runner?: ProcessRunner; broker?: FakeBroker } = {}) {
+function setup(options: { runner?: ProcessRunner; broker?: FakeBroker; standby?: boolean } = {}) {
   const broker = options.broker ?? new FakeBroker();
   const messages: WorkerToSupervisorMessage[] = [];
   const states: WorkerLifecycleState[] = [];
@@ -32,6 +32,7 @@ function setup(options: { runner?: ProcessRunner; broker?: FakeBroker } = {}) {
     slotsTotal: 7,
     heartbeatInterval: 0.05,
     connectTimeout: 3,
+    standby: options.standby,
     channel: (m) => messages.push(m),
     onStateChange: (s) => states.push(s),
   });
@@ -116,4 +117,69 @@ test('the idle runner reports its slots and takes no work', async () => {
   const runner = new IdleProcessRunner(200);
   expect(runner.stats()).toEqual({ slotsUsed: 0, slotsTotal: 200, activePks: [] });
   await expect(runner.drain()).resolves.toBeUndefined();
+});
+
+/** A runner that records prepare, start and drain. */
+class RecordingRunner implements ProcessRunner {
+  calls: string[] = [];
+  async prepare(): Promise<void> {
+    this.calls.push('prepare');
+  }
+  async start(): Promise<void> {
+    this.calls.push('start');
+  }
+  async drain(timeout: number): Promise<void> {
+    this.calls.push(`drain(${timeout})`);
+  }
+  stats() {
+    return { slotsUsed: 0, slotsTotal: 7, activePks: [] };
+  }
+}
+
+test('a warm spare connects and prepares, sends standby, and takes work only once promoted', async () => {
+  const runner = new RecordingRunner();
+  const { broker, messages, states, worker } = setup({ runner, standby: true });
+  const started = worker.start();
+  await waitUntil(() => worker.state === 'STANDBY');
+  expect(broker.calls).toEqual(['connect(3)']);
+  expect(runner.calls).toEqual(['prepare']);
+  expect(messages).toEqual([{ v: 1, type: 'standby', pid: process.pid }]);
+  // Still waiting: no start, no ready, no heartbeat.
+  await new Promise((resolve) => setTimeout(resolve, 120));
+  expect(runner.calls).toEqual(['prepare']);
+  expect(messages).toHaveLength(1);
+  worker.promote();
+  await started;
+  expect(worker.state).toBe('RUNNING');
+  expect(runner.calls).toEqual(['prepare', 'start']);
+  expect(messages[1]).toEqual({ v: 1, type: 'ready', pid: process.pid, slotsTotal: 7 });
+  await worker.shutdown(1);
+  expect(states).toEqual(['STANDBY', 'RUNNING', 'STOPPING', 'DRAINING', 'DRAINED', 'STOPPED']);
+});
+
+test('a warm spare stopped before its promotion never starts its runner and releases what it prepared', async () => {
+  const runner = new RecordingRunner();
+  const { broker, messages, worker } = setup({ runner, standby: true });
+  const started = worker.start().then(
+    () => 'started',
+    (error: Error) => error.message,
+  );
+  await waitUntil(() => worker.state === 'STANDBY');
+  await worker.shutdown(1);
+  expect(await started).toBe('the warm spare was stopped before its promotion');
+  await worker.stopped;
+  expect(worker.state).toBe('STOPPED');
+  expect(runner.calls).not.toContain('start');
+  expect(runner.calls).toContain('drain(0)');
+  expect(broker.calls[1]).toMatch(/^close\(/);
+  expect(messages.map((m) => m.type)).toEqual(['standby']);
+});
+
+test('promote() on a worker that is not a spare changes nothing', async () => {
+  const runner = new RecordingRunner();
+  const { worker } = setup({ runner });
+  worker.promote();
+  await worker.start();
+  expect(runner.calls).toEqual(['start']);
+  await worker.shutdown(1);
 });

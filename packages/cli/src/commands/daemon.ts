@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { getOption, listProfiles, type Profile, renderLogLine } from '@aiida/config';
-import type { ClusterStatus } from '@aiida/daemon-client';
+import type { ClusterStatus, DaemonClient } from '@aiida/daemon-client';
 import type { Command } from 'commander';
 import { loadProfile } from '../context.js';
 import { daemonClientFor } from '../daemon-access.js';
@@ -8,9 +8,10 @@ import {
   type DaemonStatus,
   renderClusterStatus,
   renderDaemonStatus,
+  slotUsage,
 } from '../daemon-status-view.js';
 import { CliError, codeOf, describeError, ExitCodes } from '../errors.js';
-import { plural } from '../format.js';
+import { formatLocalTime, plural } from '../format.js';
 import { withExamples } from '../help.js';
 import { followFile, tailLines } from '../log-tail.js';
 import { echo, echoError, echoJson, echoReport, echoWarning, paint } from '../output.js';
@@ -96,7 +97,7 @@ export function registerDaemonCommands(program: Command): void {
           numberWorkers,
           `start the daemon with ${plural(numberWorkers, 'worker')}`,
         );
-        const client = daemonClientFor(profile);
+        const client = await daemonClientFor(profile);
         if (options.foreground) {
           echo(
             `Starting the daemon with ${plural(numberWorkers, 'worker')} in the foreground ` +
@@ -132,8 +133,9 @@ export function registerDaemonCommands(program: Command): void {
       let failed = false;
       for (const profile of profiles) {
         echo(`${paint('Profile:', ['blue', 'bold'])} ${paint(profile.name, 'bold')}`);
-        const client = daemonClientFor(profile);
+        const client = await daemonClientFor(profile);
         try {
+          if (options.wait) await announceStopWait(client, profile);
           await step(
             'Stopping the daemon',
             () => client.stopDaemon({ wait: options.wait, timeout: options.timeout }),
@@ -176,7 +178,7 @@ export function registerDaemonCommands(program: Command): void {
     .option('-t, --timeout <seconds>', TIMEOUT_HELP, parseSeconds)
     .action(async (options: TimeoutOption & { reset?: boolean }, cmd: Command) => {
       const profile = loadProfile(cmd);
-      const client = daemonClientFor(profile);
+      const client = await daemonClientFor(profile);
       requireRunning(client, profile);
       if (options.reset) {
         const number = getOption('daemon.default_workers', { profile });
@@ -234,7 +236,7 @@ export function registerDaemonCommands(program: Command): void {
     .option('-t, --timeout <seconds>', TIMEOUT_HELP, parseSeconds)
     .action(async (number: number, options: TimeoutOption, cmd: Command) => {
       const profile = loadProfile(cmd);
-      const client = daemonClientFor(profile);
+      const client = await daemonClientFor(profile);
       const running = await client.getNumberOfWorkers({ timeout: options.timeout });
       assertWorkerLimit(
         profile,
@@ -255,7 +257,7 @@ export function registerDaemonCommands(program: Command): void {
     .argument('[number]', 'Number of workers to stop.', parsePositiveInt, 1)
     .option('-t, --timeout <seconds>', TIMEOUT_HELP, parseSeconds)
     .action(async (number: number, options: TimeoutOption, cmd: Command) => {
-      const client = daemonClientFor(loadProfile(cmd));
+      const client = await daemonClientFor(loadProfile(cmd));
       await step(`Stopping ${plural(number, 'daemon worker')}`, () =>
         client.decreaseWorkers(number, { timeout: options.timeout }),
       );
@@ -278,7 +280,7 @@ export function registerDaemonCommands(program: Command): void {
     .option('--raw', 'Show JSON log lines (logging.format json) as stored, not as text lines.')
     .action(async (options: LogshowOptions, cmd: Command) => {
       const profile = loadProfile(cmd);
-      const client = daemonClientFor(profile);
+      const client = await daemonClientFor(profile);
       const file =
         options.worker === undefined
           ? client.supervisorLogFile
@@ -349,7 +351,7 @@ async function daemonStatusOf(
   timeout: number | undefined,
 ): Promise<DaemonStatusResult> {
   try {
-    const status = await daemonClientFor(profile).getStatus({ timeout });
+    const status = await (await daemonClientFor(profile)).getStatus({ timeout });
     return { profile: profile.name, running: true, status, error: null };
   } catch (error) {
     return {
@@ -369,7 +371,7 @@ async function daemonStatusOf(
 async function printClusterStatus(profiles: Profile[], options: StatusOptions): Promise<void> {
   const clusters: ClusterStatus[] = [];
   for (const profile of profiles) {
-    const cluster = await daemonClientFor(profile).getClusterStatus();
+    const cluster = await (await daemonClientFor(profile)).getClusterStatus();
     clusters.push(cluster);
     if (!options.json) {
       echo(`${paint('Profile:', ['blue', 'bold'])} ${paint(profile.name, 'bold')}`);
@@ -394,7 +396,33 @@ function printStatus(result: DaemonStatusResult): void {
   for (const warning of view.warnings) echoWarning(warning);
 }
 
-function requireRunning(client: ReturnType<typeof daemonClientFor>, profile: Profile): void {
+/**
+ * Before a stop that waits: says what it waits for when processes are running (how many, on how
+ * many workers, and the deadline after which the workers still running are killed), so that a
+ * stop that takes up to `daemon.graceful_timeout` does not sit silent. Says nothing when the
+ * daemon is idle or can't be asked (the stop itself reports that).
+ */
+async function announceStopWait(client: DaemonClient, profile: Profile): Promise<void> {
+  if (!client.isDaemonRunning) return;
+  let status: DaemonStatus;
+  try {
+    status = await client.getStatus({ timeout: 2 });
+  } catch {
+    return;
+  }
+  const { used } = slotUsage(status.workers);
+  if (used === 0) return;
+  const busy = status.workers.filter((w) => w.slotsUsed > 0).length;
+  const graceful = status.gracefulTimeout ?? getOption('daemon.graceful_timeout', { profile });
+  const deadline = new Date(Date.now() + graceful * 1000);
+  echo(
+    `Waiting for ${plural(used, 'running process', 'running processes')} on ${plural(busy, 'worker')} ` +
+      `to finish or checkpoint, until ${formatLocalTime(deadline)} at the latest ` +
+      `(daemon.graceful_timeout ${graceful} s); workers still running then are killed.`,
+  );
+}
+
+function requireRunning(client: DaemonClient, profile: Profile): void {
   if (!client.isDaemonRunning) {
     throw new CliError('not_running', `The daemon of profile '${profile.name}' is not running.`, {
       hint: 'Start it with `aiida daemon start`.',

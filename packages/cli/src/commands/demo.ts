@@ -96,7 +96,7 @@ async function runDemo(options: DemoOptions): Promise<void> {
   process.once('SIGTERM', onSignal);
 
   const profile = await presto(fresh ? 'demo' : undefined, { timeout: 5 });
-  const client = daemonClientFor(profile);
+  const client = await daemonClientFor(profile);
   let daemonStarted = false;
   const session = await openEngineSession(profile);
   try {

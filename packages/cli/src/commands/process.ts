@@ -900,7 +900,7 @@ async function requireProcesses(session: EngineSession, pks: number[]): Promise<
 
 /** The footer of `process list`: slot use of the daemon, or that it is not running. */
 async function reportSlots(profile: Profile): Promise<void> {
-  const client = daemonClientFor(profile);
+  const client = await daemonClientFor(profile);
   if (!client.isDaemonRunning) {
     echoWarning('the daemon is not running: submitted processes wait until `aiida daemon start`.');
     return;

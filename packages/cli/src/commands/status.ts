@@ -132,7 +132,7 @@ async function brokerCheck(profile: Profile, timeout: number): Promise<ServiceCh
 
 async function daemonCheck(profile: Profile, timeout: number): Promise<ServiceCheck> {
   try {
-    const status = await daemonClientFor(profile).getStatus({ timeout });
+    const status = await (await daemonClientFor(profile)).getStatus({ timeout });
     const ready = status.workers.filter((w) => w.state === 'ready').length;
     const looping = status.workers.filter((w) => w.state === 'crash-looping').length;
     if (status.workers.length === 0) {

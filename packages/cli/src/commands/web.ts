@@ -56,7 +56,7 @@ export function registerWebCommand(program: Command): void {
       try {
         server = await startWebServer({
           engine,
-          daemon: daemonClientFor(profile),
+          daemon: await daemonClientFor(profile),
           profileName: profile.name,
           host: options.host,
           port: options.port,
