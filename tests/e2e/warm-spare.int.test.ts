@@ -19,7 +19,13 @@ let e2e: E2E;
 beforeAll(async () => {
   e2e = await setupE2E({
     name: 'warm-spare',
-    options: { 'daemon.warm_spare': true, 'daemon.max_workers': 3 },
+    options: {
+      'daemon.warm_spare': true,
+      'daemon.max_workers': 3,
+      // 10 slots a worker: 30 sleeps can't all go to one worker, on RabbitMQ (prefetch) as on
+      // core.store (a worker claims at most its free slots), so the promoted one must take some.
+      'daemon.worker_process_slots': 10,
+    },
   });
 });
 
