@@ -1,15 +1,18 @@
 #!/usr/bin/env node
 // Runs the test layers in order (unit, integration, the end-to-end files again on the core.store
-// transport, then chaos as a separate serial jest run),
-// sums jest's totals into one closing line `N passed, N failed`, and then acts as the suite's
-// global teardown: any process still carrying this run's marker in its environment is a stray,
-// killed by pid, and fails the run.
+// transport, the acceptance files on both transports with a PostgreSQL store, then chaos as a
+// separate serial jest run), sums jest's totals into one closing line `N passed, N failed`, and
+// then acts as the suite's global teardown: any process still carrying this run's marker in its
+// environment is a stray, killed by pid, and fails the run.
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
+// The engine's end-to-end acceptance files, run on every transport × store pair.
+const ACCEPTANCE =
+  'tests/e2e/(many-adds|slot-limit|worker-kills|daemon-restart|process-control|bad-input)\\.int\\.test\\.ts$';
 const layers = {
   unit: { pattern: '(?<!\\.int|\\.chaos)\\.test\\.ts$', args: ['--maxWorkers=2'] },
   integration: { pattern: '\\.int\\.test\\.ts$', args: ['--maxWorkers=2'] },
@@ -19,6 +22,19 @@ const layers = {
     pattern: 'tests/e2e/(?!store-transport)[^/]*\\.int\\.test\\.ts$',
     args: ['--maxWorkers=2'],
     env: { AIIDA_E2E_TRANSPORT: 'core.store' },
+  },
+  // The engine's acceptance files (issue 10, acceptance 1) on the two PostgreSQL pairs: each
+  // profile on a fresh test database (tests/e2e/helpers.ts reads AIIDA_E2E_STORE). Only these
+  // files, to keep the whole suite within its time budget.
+  'e2e-psql': {
+    pattern: ACCEPTANCE,
+    args: ['--maxWorkers=2'],
+    env: { AIIDA_E2E_TRANSPORT: 'core.rabbitmq', AIIDA_E2E_STORE: 'core.psql' },
+  },
+  'e2e-store-psql': {
+    pattern: ACCEPTANCE,
+    args: ['--maxWorkers=2'],
+    env: { AIIDA_E2E_TRANSPORT: 'core.store', AIIDA_E2E_STORE: 'core.psql' },
   },
   chaos: { pattern: '\\.chaos\\.test\\.ts$', args: ['--runInBand'] },
 };

@@ -12,6 +12,7 @@ import type { ProcessControlBackend, PsqlStorageConfig } from '@aiida/config';
 import { DaemonClient } from '@aiida/daemon-client';
 import { type Engine, openEngine, type ProcessRecord, silentLogger } from '@aiida/engine';
 import type * as RabbitClient from 'rabbitmq-client';
+import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 import { childPids, isAlive, stopPid } from '../support/processes.js';
 import { createTestProfile, type TestProfile, withLogTails } from '../support/test-profile.js';
 import { waitFor } from '../support/wait-for.js';
@@ -76,6 +77,25 @@ export function e2eTransport(): ProcessControlBackend {
   return chosen;
 }
 
+/** The stores the end-to-end suite runs on. */
+export type E2EStore = 'core.sqlite' | 'core.psql';
+
+/**
+ * The store of the end-to-end tests that do not choose one: `AIIDA_E2E_STORE` (`core.sqlite` or
+ * `core.psql`), else `core.sqlite`. With `core.psql` each profile gets a fresh test database
+ * (tests/support/postgres.ts), dropped by the clean-up. With {@link e2eTransport}, one suite runs
+ * on every transport × store pair.
+ */
+export function e2eStore(): E2EStore {
+  // biome-ignore lint/suspicious/noUndeclaredEnvVars: set by scripts/run-tests.mjs per layer
+  const chosen = process.env.AIIDA_E2E_STORE;
+  if (chosen === undefined || chosen === '') return 'core.sqlite';
+  if (chosen !== 'core.sqlite' && chosen !== 'core.psql') {
+    throw new Error(`AIIDA_E2E_STORE must be core.sqlite or core.psql, not ${chosen}`);
+  }
+  return chosen;
+}
+
 /**
  * A temporary profile (own AIIDA_PATH, own broker prefix) with the test timings, the plugins
  * given (the test plugin first), an engine on its store connected to RabbitMQ (for a
@@ -87,7 +107,10 @@ export async function setupE2E(init: {
   options?: Record<string, unknown>;
   plugins?: string[];
   env?: NodeJS.ProcessEnv;
-  /** A `core.psql` store; default: SQLite. */
+  /**
+   * A `core.psql` store on a database the caller owns; default: {@link e2eStore} (SQLite, or a
+   * fresh test database that the clean-up drops).
+   */
   storage?: { backend: 'core.psql'; config: PsqlStorageConfig };
   /** @default {@link e2eTransport} */
   processControl?: ProcessControlBackend;
@@ -95,10 +118,29 @@ export async function setupE2E(init: {
   aiidaPath?: string;
 }): Promise<E2E> {
   const plugins = init.plugins ?? [TEST_PLUGIN];
+  // A database of our own when the suite runs on PostgreSQL and the test chose no store.
+  const ownDb: TestDatabase | undefined =
+    init.storage === undefined && e2eStore() === 'core.psql'
+      ? await createTestDatabase()
+      : undefined;
+  try {
+    return await setupOn(init, plugins, init.storage ?? ownDb?.storage, ownDb);
+  } catch (error) {
+    await ownDb?.drop().catch(() => {});
+    throw error;
+  }
+}
+
+async function setupOn(
+  init: Parameters<typeof setupE2E>[0],
+  plugins: string[],
+  storage: { backend: 'core.psql'; config: PsqlStorageConfig } | undefined,
+  ownDb: TestDatabase | undefined,
+): Promise<E2E> {
   const tp = createTestProfile({
     name: init.name,
     options: { 'engine.plugins': plugins, ...init.options },
-    storage: init.storage,
+    storage,
     processControl: init.processControl ?? e2eTransport(),
     aiidaPath: init.aiidaPath,
   });
@@ -150,6 +192,7 @@ export async function setupE2E(init: {
       await broker?.deleteTopology().catch(() => {});
       await broker?.close({ timeout: 3 });
       tp.remove();
+      await ownDb?.drop();
     },
   };
 }

@@ -117,12 +117,67 @@ describe('aiida profile import-aiida', () => {
     expect(sandbox.profiles()).toEqual([]);
   });
 
-  it('refuses an AiiDA profile without RabbitMQ', async () => {
+  it('makes a core.store profile of an AiiDA profile without a broker, says so, and it runs', async () => {
+    // AiiDA's `presto` profile of the fixture has `process_control.backend: null` (AiiDA >= 2.6
+    // set up without RabbitMQ).
+    const aiida = putAiidaConfig(sandbox, 10);
+    const result = await sandbox.run([
+      'profile',
+      'import-aiida',
+      'presto',
+      '--as',
+      'no-broker',
+      '--check',
+    ]);
+    expect({ code: result.code, out: shown(result) }).toMatchObject({ code: 0 });
+    expect(result.stdout).toMatch(
+      /^Success: Created new profile `no-broker` from AiiDA profile `presto` \(.*\/\.aiida\/config\.json, config version 10\)\.$/m,
+    );
+    expect(result.stdout).toContain(
+      'Process control: core.store (AiiDA profile `presto` has no broker: its ' +
+        'process_control.backend is null): the store is the queue, no broker, so there is no ' +
+        'broker to check.',
+    );
+    const show = await sandbox.run(['profile', 'show', 'no-broker', '--json']);
+    expect(JSON.parse(show.stdout).broker.backend).toBe('core.store');
+    // The daemon of the new profile runs a process with no broker.
+    const run = async (args: string[]) => {
+      const r = await sandbox.run(['-p', 'no-broker', ...args]);
+      expect({ args, code: r.code, out: shown(r) }).toMatchObject({ args, code: 0 });
+      return r;
+    };
+    await run(['daemon', 'start', '1']);
+    const sum = await run([
+      'process',
+      'submit',
+      'core.arithmetic.add',
+      '-i',
+      'x=2',
+      '-i',
+      'y=5',
+      '--wait',
+      '--json',
+    ]);
+    expect(JSON.parse(sum.stdout)).toMatchObject([{ state: 'finished', outputs: { sum: 7 } }]);
+    await run(['daemon', 'stop']);
+    expect(readFileSync(aiida.path).equals(aiida.bytes)).toBe(true);
+    expect(sandbox.profiles()).toEqual(['no-broker']);
+    await run(['profile', 'delete', 'no-broker', '--delete-data', '-y']);
+    expect(sandbox.profiles()).toEqual([]);
+  });
+
+  it('refuses an AiiDA profile whose broker is neither RabbitMQ nor none', async () => {
+    const { path } = putAiidaConfig(sandbox, 10);
+    const data = JSON.parse(readFileSync(path, 'utf8'));
+    data.profiles.presto.process_control.backend = 'core.zmq';
+    writeFileSync(path, JSON.stringify(data, null, 4));
+    const bytes = readFileSync(path);
     const result = await sandbox.run(['profile', 'import-aiida', 'presto']);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(
-      /^Error: AiiDA profile 'presto' in .*config\.json has no RabbitMQ broker \(its process_control\.backend is null\)/,
+      /^Error: AiiDA profile 'presto' in .*config\.json has no RabbitMQ broker \(its process_control\.backend is "core\.zmq"\)/,
     );
+    expect(readFileSync(path).equals(bytes)).toBe(true);
     expect(sandbox.profiles()).toEqual([]);
   });
 

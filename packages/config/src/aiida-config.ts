@@ -60,6 +60,15 @@ export interface AiidaConfigLocationOptions extends ConfigLocationOptions {
 }
 
 /**
+ * What one of Python AiiDA's profiles says about its broker: its RabbitMQ settings, or `null` for
+ * a profile set up without a broker (`process_control.backend: null`, which AiiDA allows since
+ * 2.6, e.g. `verdi presto` on a machine without RabbitMQ).
+ */
+export interface AiidaProcessControl extends Omit<AiidaBrokerSettings, 'broker'> {
+  broker: AiidaBrokerSettings['broker'] | null;
+}
+
+/**
  * Reads the RabbitMQ settings of Python AiiDA's profile `profile` (default: AiiDA's default
  * profile) from AiiDA's `config.json`, without writing anything. Throws {@link ConfigError}:
  * `config_unreadable` (no such file), `config_invalid` (not JSON, or bad broker values, named by
@@ -70,6 +79,22 @@ export function readAiidaBrokerSettings(
   profile?: string,
   opts: AiidaConfigLocationOptions = {},
 ): AiidaBrokerSettings {
+  const read = readAiidaProcessControl(profile, opts);
+  if (read.broker === null) {
+    throw withoutBrokerError(read.profile, read.filePath, null);
+  }
+  return { ...read, broker: read.broker };
+}
+
+/**
+ * As {@link readAiidaBrokerSettings}, but a profile set up without a broker
+ * (`process_control.backend: null`) gives `broker: null` instead of an error. A backend other than
+ * RabbitMQ or none is still `profile_without_broker`.
+ */
+export function readAiidaProcessControl(
+  profile?: string,
+  opts: AiidaConfigLocationOptions = {},
+): AiidaProcessControl {
   const filePath = opts.aiidaConfigFile ?? getAiidaConfigFilePath(opts.aiidaPath);
   const raw = readAiidaConfigJson(filePath);
   const configVersion = readCurrentVersion(raw);
@@ -93,7 +118,9 @@ export function readAiidaBrokerSettings(
       { filePath, jsonPaths: [`profiles.${chosen}`] },
     );
   }
-  const { block, jsonPath } = brokerBlockOf(stored, chosen, filePath);
+  const found = brokerBlockOf(stored, chosen, filePath);
+  if (found === null) return { profile: chosen, filePath, configVersion, broker: null };
+  const { block, jsonPath } = found;
   const parsed = aiidaBrokerBlockSchema.safeParse(block, { reportInput: true });
   if (!parsed.success) {
     const problems = zodIssuesToProblems(parsed.error.issues, jsonPath);
@@ -122,7 +149,8 @@ export function readAiidaBrokerSettings(
 }
 
 /** What {@link importAiidaProfile} needs. */
-export interface ImportAiidaProfileInput extends Omit<CreateProfileInput, 'broker' | 'name'> {
+export interface ImportAiidaProfileInput
+  extends Omit<CreateProfileInput, 'broker' | 'name' | 'processControl'> {
   /** Python AiiDA's profile to copy the RabbitMQ settings of. @default AiiDA's default profile */
   aiidaProfile?: string;
   /** Name of our new profile. @default the AiiDA profile's name */
@@ -134,20 +162,25 @@ export interface ImportAiidaProfileInput extends Omit<CreateProfileInput, 'broke
 /**
  * Creates a profile of ours whose broker is Python AiiDA's profile's RabbitMQ (protocol, user,
  * password, host, port, virtual host, parameters), so both use the broker the user already has.
- * Everything else is a new profile's default (see {@link createProfile}); AiiDA's file is only
- * read. Throws what {@link readAiidaBrokerSettings} and {@link createProfile} throw.
+ * An AiiDA profile without a broker (`process_control.backend: null`) gives a `core.store`
+ * profile (the store is the queue; `source.broker` is `null`). Everything else is a new profile's
+ * default (see {@link createProfile}); AiiDA's file is only read. Throws what
+ * {@link readAiidaProcessControl} and {@link createProfile} throw.
  */
 export function importAiidaProfile(
   input: ImportAiidaProfileInput = {},
   opts: AiidaConfigLocationOptions = {},
-): { profile: Profile; source: AiidaBrokerSettings } {
-  const source = readAiidaBrokerSettings(input.aiidaProfile, opts);
+): { profile: Profile; source: AiidaProcessControl } {
+  const source = readAiidaProcessControl(input.aiidaProfile, opts);
   const { aiidaProfile: _ignored, queueType, ...rest } = input;
+  const queue = queueType === undefined ? {} : { queueType };
   const profile = createProfile(
     {
       ...rest,
       name: input.name ?? source.profile,
-      broker: { ...source.broker, ...(queueType === undefined ? {} : { queueType }) },
+      ...(source.broker === null
+        ? { processControl: 'core.store' as const, broker: queue }
+        : { broker: { ...source.broker, ...queue } }),
     },
     { aiidaPath: opts.aiidaPath },
   );
@@ -193,13 +226,14 @@ function readAiidaConfigJson(filePath: string): Record<string, unknown> {
 
 /**
  * Where a profile keeps its broker settings: `process_control.config` from config version 6 on,
- * top-level `broker_*` keys in versions 4 and 5, nothing (AiiDA's defaults) before.
+ * top-level `broker_*` keys in versions 4 and 5, nothing (AiiDA's defaults) before; `null` for a
+ * profile without a broker (`process_control.backend: null`).
  */
 function brokerBlockOf(
   stored: Record<string, unknown>,
   name: string,
   filePath: string,
-): { block: Record<string, unknown>; jsonPath: PropertyKey[] } {
+): { block: Record<string, unknown>; jsonPath: PropertyKey[] } | null {
   if (!Object.hasOwn(stored, 'process_control')) {
     const block = Object.fromEntries(
       Object.entries(stored).filter(([key]) => key.startsWith('broker_')),
@@ -208,18 +242,24 @@ function brokerBlockOf(
   }
   const control = stored.process_control;
   const backend = isRecord(control) ? control.backend : undefined;
+  if (isRecord(control) && backend === null) return null;
   if (!isRecord(control) || typeof backend !== 'string' || !RABBITMQ_BACKENDS.has(backend)) {
-    throw new ConfigError(
-      ConfigErrorCodes.profileWithoutBroker,
-      `AiiDA profile '${name}' in ${filePath} has no RabbitMQ broker ` +
-        `(its process_control.backend is ${JSON.stringify(backend ?? null)}), so there are no ` +
-        'broker settings to import. Configure RabbitMQ for it in AiiDA (`verdi profile ' +
-        'configure-rabbitmq`), or create a profile of ours with `aiida presto`.',
-      { filePath, jsonPaths: [`profiles.${name}.process_control.backend`] },
-    );
+    throw withoutBrokerError(name, filePath, backend ?? null);
   }
   const block = isRecord(control.config) ? control.config : {};
   return { block, jsonPath: ['profiles', name, 'process_control', 'config'] };
+}
+
+/** `profile_without_broker`: AiiDA's profile `name` has no RabbitMQ whose settings we could copy. */
+function withoutBrokerError(name: string, filePath: string, backend: unknown): ConfigError {
+  return new ConfigError(
+    ConfigErrorCodes.profileWithoutBroker,
+    `AiiDA profile '${name}' in ${filePath} has no RabbitMQ broker ` +
+      `(its process_control.backend is ${JSON.stringify(backend)}), so there are no ` +
+      'broker settings to import. Configure RabbitMQ for it in AiiDA (`verdi profile ' +
+      'configure-rabbitmq`), or create a profile of ours with `aiida presto`.',
+    { filePath, jsonPaths: [`profiles.${name}.process_control.backend`] },
+  );
 }
 
 function readCurrentVersion(raw: Record<string, unknown>): number {

@@ -7,9 +7,11 @@
 export {
   type AiidaBrokerSettings,
   type AiidaConfigLocationOptions,
+  type AiidaProcessControl,
   type ImportAiidaProfileInput,
   importAiidaProfile,
   readAiidaBrokerSettings,
+  readAiidaProcessControl,
 } from './aiida-config.js';
 export {
   type BrokerSettings,

@@ -15,6 +15,7 @@ import {
   importAiidaProfile,
   listProfiles,
   readAiidaBrokerSettings,
+  readAiidaProcessControl,
   setDefaultProfile,
   setOption,
   unsetOption,
@@ -157,7 +158,47 @@ describe('readAiidaBrokerSettings', () => {
   });
 });
 
+describe('readAiidaProcessControl', () => {
+  test('a profile without a broker (backend null) reads as broker null; one with RabbitMQ as before', () => {
+    const before = aiidaConfig(10);
+    expect(readAiidaProcessControl('presto', at)).toEqual({
+      profile: 'presto',
+      filePath: getAiidaConfigFilePath(tmp.aiidaPath),
+      configVersion: 10,
+      broker: null,
+    });
+    expect(readAiidaProcessControl('research', at)).toEqual(
+      readAiidaBrokerSettings('research', at),
+    );
+    expect(readFileSync(getAiidaConfigFilePath(tmp.aiidaPath))).toEqual(before);
+  });
+
+  test('a backend that is neither RabbitMQ nor none is still profile_without_broker', () => {
+    const file = getAiidaConfigFilePath(tmp.aiidaPath);
+    const data = JSON.parse(readFileSync(join(fixtures, 'aiida-config-v10.json'), 'utf8'));
+    data.profiles.presto.process_control.backend = 'core.zmq';
+    writeFileSync(file, JSON.stringify(data));
+    const error = thrown(() => readAiidaProcessControl('presto', at));
+    expect(error.code).toBe(ConfigErrorCodes.profileWithoutBroker);
+    expect(error.message).toContain('process_control.backend is "core.zmq"');
+  });
+});
+
 describe('importAiidaProfile', () => {
+  test.each([9, 10, 11])(
+    'an AiiDA profile without a broker (config v%i) gives a core.store profile; its file unchanged',
+    (version) => {
+      const before = aiidaConfig(version);
+      const { profile, source } = importAiidaProfile({ aiidaProfile: 'presto', name: 'nb' }, at);
+      expect(source).toMatchObject({ profile: 'presto', configVersion: version, broker: null });
+      expect(profile.name).toBe('nb');
+      expect(profile.broker.backend).toBe('core.store');
+      expect(getProfile('nb', at).broker.backend).toBe('core.store');
+      expect(profile.storage.backend).toBe('core.sqlite');
+      expect(readFileSync(getAiidaConfigFilePath(tmp.aiidaPath))).toEqual(before);
+    },
+  );
+
   test("creates our profile with AiiDA's broker and leaves AiiDA's file as it was", () => {
     const before = aiidaConfig(10);
     const { profile, source } = importAiidaProfile({ aiidaProfile: 'research' }, at);
@@ -167,6 +208,7 @@ describe('importAiidaProfile', () => {
       'amqps://aiida:s3cret-pw@rabbit.example.org:5671/aiida-vhost?heartbeat=300&frame_max=131072',
     );
     expect(profile.broker.config.queueType).toBe('classic');
+    expect(profile.broker.backend).toBe('core.rabbitmq');
     expect(profile.uuid).not.toBe('4a3e9c2b-1f0d-4e8a-9b7c-6d5e4f3a2b1c');
     expect(readFileSync(getAiidaConfigFilePath(tmp.aiidaPath))).toEqual(before);
   });

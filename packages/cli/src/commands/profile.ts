@@ -204,7 +204,9 @@ export function registerProfileCommands(program: Command): void {
     .description(
       "Create a profile that uses the RabbitMQ of one of Python AiiDA's profiles: its broker " +
         'settings (protocol, user, password, host, port, virtual host, parameters) are copied from ' +
-        "AiiDA's $AIIDA_PATH/.aiida/config.json, which is only read. The rest is a new profile's " +
+        "AiiDA's $AIIDA_PATH/.aiida/config.json, which is only read. An AiiDA profile without a " +
+        'broker (process_control.backend null, as `verdi presto` makes without RabbitMQ) gives a ' +
+        "core.store profile: the store is the queue, no broker. The rest is a new profile's " +
         'default (an SQLite store of its own).',
     )
     .argument('[aiida-profile]', "AiiDA's profile (default: AiiDA's default profile).")
@@ -223,7 +225,7 @@ export function registerProfileCommands(program: Command): void {
     .option('-t, --timeout <seconds>', 'How long --check waits for the broker.', parseSeconds, 5)
     .action(async (aiidaProfile: string | undefined, options: ImportAiidaOptions) => {
       const { profile, source } = importFromAiida(aiidaProfile, options);
-      if (options.check) {
+      if (options.check && source.broker !== null) {
         await checkBrokerOfNewProfile(profile, options.timeout, {
           discard: () => deleteProfile(profile.name),
           hint: "Is AiiDA's RabbitMQ running? `verdi status` checks it from AiiDA's side.",
@@ -232,11 +234,23 @@ export function registerProfileCommands(program: Command): void {
       }
       await initialiseStorage(profile);
       if (options.setDefault) setDefaultProfile(profile.name);
-      echoSuccess(
-        `Created new profile \`${profile.name}\` with the broker of AiiDA profile ` +
-          `\`${source.profile}\` (${source.filePath}, config version ${source.configVersion}): ` +
-          `${getRedactedBrokerUrl(profile)}.`,
-      );
+      const from =
+        `AiiDA profile \`${source.profile}\` ` +
+        `(${source.filePath}, config version ${source.configVersion})`;
+      if (source.broker === null) {
+        echoSuccess(`Created new profile \`${profile.name}\` from ${from}.`);
+        echoReport(
+          `Process control: core.store (AiiDA profile \`${source.profile}\` has no broker: its ` +
+            'process_control.backend is null): the store is the queue, no broker' +
+            `${options.check ? ', so there is no broker to check' : ''}. ` +
+            '`aiida profile configure-broker core.rabbitmq` switches it to RabbitMQ.',
+        );
+      } else {
+        echoSuccess(
+          `Created new profile \`${profile.name}\` with the broker of ${from}: ` +
+            `${getRedactedBrokerUrl(profile)}.`,
+        );
+      }
       if (options.setDefault || getDefaultProfileName() === profile.name) {
         echoSuccess(`\`${profile.name}\` is the default profile.`);
       }
