@@ -47,6 +47,18 @@ export class ProcessInterruptedError extends Error {
   }
 }
 
+const endedReasons = new Map<string, ProcessInterruptedError>();
+
+/** The abort reason of a process whose body ended `state` (one shared error per state). */
+function endedReason(state: string): ProcessInterruptedError {
+  let reason = endedReasons.get(state);
+  if (!reason) {
+    reason = new ProcessInterruptedError('killed', `process ended ${state}`);
+    endedReasons.set(state, reason);
+  }
+  return reason;
+}
+
 /** How a run of a claimed process ended, from this executor's point of view. */
 export type RunOutcome =
   /** Terminal results, committed by this executor. */
@@ -713,7 +725,9 @@ export class ProcessExecutor {
     }
     a.state = result.state;
     if (!a.controller.signal.aborted) {
-      a.controller.abort(new ProcessInterruptedError('killed', `process ended ${result.state}`));
+      // Nothing is interrupted here (the body is done): a shared reason per state, so that no error
+      // with its stack is built for every process that ends.
+      a.controller.abort(endedReason(result.state));
     }
     this.handleEffects(effects);
     return result.state;

@@ -166,7 +166,28 @@ function toRecord(row: ProcessRow): ProcessRecord {
   };
 }
 
-function ruleRow(row: ProcessRow): RuleRow {
+/** The columns the store rules read ({@link RuleRow}): never the JSON payloads. */
+const RULE_COLUMNS =
+  'pk, state, paused, runnable, owner, epoch, attempts, owner_losses, lease_expires_at, created_at, time_limit, parent_pk, process_group';
+
+type RuleRowColumns = Pick<
+  ProcessRow,
+  | 'pk'
+  | 'state'
+  | 'paused'
+  | 'runnable'
+  | 'owner'
+  | 'epoch'
+  | 'attempts'
+  | 'owner_losses'
+  | 'lease_expires_at'
+  | 'created_at'
+  | 'time_limit'
+  | 'parent_pk'
+  | 'process_group'
+>;
+
+function ruleRow(row: RuleRowColumns): RuleRow {
   return {
     pk: row.pk,
     state: row.state,
@@ -340,15 +361,17 @@ export class PostgresProcessStore implements ProcessStore {
   private async exec(c: Queryable, op: StoreOp): Promise<unknown> {
     switch (op.op) {
       case 'row': {
-        const r = await c.query('SELECT * FROM processes WHERE pk = $1 FOR UPDATE', [op.pk]);
-        return r.rows[0] ? ruleRow(r.rows[0] as ProcessRow) : undefined;
+        const r = await c.query(`SELECT ${RULE_COLUMNS} FROM processes WHERE pk = $1 FOR UPDATE`, [
+          op.pk,
+        ]);
+        return r.rows[0] ? ruleRow(r.rows[0] as RuleRowColumns) : undefined;
       }
       case 'liveChildren': {
         const r = await c.query(
-          `SELECT * FROM processes WHERE parent_pk = $1 AND state NOT IN ${TERMINAL_SQL} ORDER BY pk`,
+          `SELECT ${RULE_COLUMNS} FROM processes WHERE parent_pk = $1 AND state NOT IN ${TERMINAL_SQL} ORDER BY pk`,
           [op.pk],
         );
-        return (r.rows as ProcessRow[]).map(ruleRow);
+        return (r.rows as RuleRowColumns[]).map(ruleRow);
       }
       case 'pendingKill': {
         const r = await c.query(

@@ -70,6 +70,25 @@ export function describeStoreContract(
       expect((await store.getProcess(p!.pk))?.type).toBe('core.arithmetic.add');
     });
 
+    test('createProcesses writes a batch in one statement: records in the given order, each with its own type, inputs and time limit', async () => {
+      const batch = [
+        { type: 'core.arithmetic.add', inputs: { x: 1, y: 2 } },
+        { type: 'core.shell', inputs: { command: 'echo "ü ✓"', env: { A: '1' } }, timeLimit: 1.5 },
+        { type: 'core.arithmetic.add', inputs: null },
+        { type: 'core.arithmetic.add', inputs: [1, [2, { z: null }]], timeLimit: 60 },
+      ];
+      const created = await store.createProcesses(batch);
+      expect(created.map((r) => r.type)).toEqual(batch.map((p) => p.type));
+      expect(created.map((r) => r.inputs)).toEqual(batch.map((p) => p.inputs));
+      expect(created.map((r) => r.timeLimit)).toEqual([null, 1.5, null, 60]);
+      expect(created.map((r) => r.state)).toEqual(['created', 'created', 'created', 'created']);
+      const pks = created.map((r) => r.pk);
+      expect([...pks].sort((a, b) => a - b)).toEqual(pks);
+      expect(new Set(created.map((r) => r.uuid)).size).toBe(4);
+      expect(await store.getProcesses(pks)).toEqual(created);
+      expect(await store.createProcesses([])).toEqual([]);
+    });
+
     test('listProcesses filters, sorts and limits in the query (verdi process list)', async () => {
       const [a] = await store.createProcesses([add]);
       await h.advance(3600);
