@@ -143,6 +143,11 @@ export interface ProcessExecutorOptions {
    * @default true
    */
   batchWrites?: boolean;
+  /**
+   * Milliseconds a terminal write waits for others to join its transaction (with `batchWrites`):
+   * fewer, larger commits at the price of that much latency. @default 2
+   */
+  completionWindowMs?: number;
   /** Called on every state change this executor commits or observes (for broadcasts). */
   onStateChange?: (change: StateChange) => void;
 }
@@ -331,7 +336,7 @@ export class ProcessExecutor {
       this.completions = new WriteBatcher<
         { fence: LeaseFence; result: TerminalResult },
         TerminalEffects
-      >((items) => this.store.completeMany(items));
+      >((items) => this.store.completeMany(items), 500, options.completionWindowMs ?? 2);
     }
   }
 
