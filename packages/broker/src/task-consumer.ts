@@ -104,7 +104,6 @@ export class TaskConsumer {
     returned: 0,
     ackFrames: 0,
   };
-  #acks: AckBatcher;
   #onClosed: () => void;
 
   /** @internal Use {@link RabbitBroker.consumeTasks}. */
@@ -132,7 +131,8 @@ export class TaskConsumer {
       requeue: false,
     };
     this.#consumer = connection.createConsumer(props, (msg) => this.#handle(handler, msg));
-    this.#acks = new AckBatcher(this.#consumer, this.#stats);
+    // Takes over acknowledging the consumer's deliveries (it patches the consumer).
+    new AckBatcher(this.#consumer, this.#stats);
     this.#consumer.on('error', (error: unknown) => {
       hooks.reportError(
         new Error(`task consumer on ${this.#queue}: ${describeError(error)}`, { cause: error }),
