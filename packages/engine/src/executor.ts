@@ -144,10 +144,11 @@ export interface ProcessExecutorOptions {
    */
   batchWrites?: boolean;
   /**
-   * Milliseconds a terminal write waits for others to join its transaction (with `batchWrites`):
-   * fewer, larger commits at the price of that much latency. @default 2
+   * Milliseconds a claim or a terminal write waits for others of its kind to join its transaction
+   * (with `batchWrites`): fewer, larger commits (each an fsync on SQLite) at the price of that much
+   * latency. @default 2
    */
-  completionWindowMs?: number;
+  batchWindowMs?: number;
   /** Called on every state change this executor commits or observes (for broadcasts). */
   onStateChange?: (change: StateChange) => void;
 }
@@ -328,15 +329,19 @@ export class ProcessExecutor {
     this.clock = options.clock ?? systemClock;
     this.onStateChange = options.onStateChange;
     if (options.batchWrites !== false) {
-      this.claims = new WriteBatcher((pks) =>
-        this.store.claimMany(pks, this.ownerId, this.leaseTimeout, {
-          maxAttempts: this.maxAttempts,
-        }),
+      const window = options.batchWindowMs ?? 2;
+      this.claims = new WriteBatcher(
+        (pks) =>
+          this.store.claimMany(pks, this.ownerId, this.leaseTimeout, {
+            maxAttempts: this.maxAttempts,
+          }),
+        500,
+        window,
       );
       this.completions = new WriteBatcher<
         { fence: LeaseFence; result: TerminalResult },
         TerminalEffects
-      >((items) => this.store.completeMany(items), 500, options.completionWindowMs ?? 2);
+      >((items) => this.store.completeMany(items), 500, window);
     }
   }
 
