@@ -47,6 +47,11 @@ export class ProcessInterruptedError extends Error {
   }
 }
 
+/** A claim or a terminal write waiting for its batch. */
+type PendingWrite =
+  | { kind: 'claim'; pk: number }
+  | { kind: 'complete'; fence: LeaseFence; result: TerminalResult };
+
 const endedReasons = new Map<string, ProcessInterruptedError>();
 
 /** The abort reason of a process whose body ended `state` (one shared error per state). */
@@ -138,14 +143,14 @@ export interface ProcessExecutorOptions {
   logger?: EngineLogger;
   clock?: Clock;
   /**
-   * Group claims and terminal writes made in the same event-loop turn into one transaction each
-   * (one fsync per batch instead of per process). Every caller still waits for its own commit.
+   * Group claims and terminal writes made close together into one transaction (one fsync per
+   * batch instead of per process; see `batchWindowMs`). Every caller still waits for its own commit.
    * @default true
    */
   batchWrites?: boolean;
   /**
-   * Milliseconds a claim or a terminal write waits for others of its kind to join its transaction
-   * (with `batchWrites`): fewer, larger commits (each an fsync on SQLite) at the price of that much
+   * Milliseconds a claim or a terminal write waits for others (of either kind) to join its
+   * transaction (with `batchWrites`): fewer, larger commits (each an fsync on SQLite) at the price of that much
    * latency. @default 2
    */
   batchWindowMs?: number;
@@ -304,10 +309,8 @@ export class ProcessExecutor {
   private readonly clock: Clock;
   private readonly onStateChange: ((change: StateChange) => void) | undefined;
   private readonly active = new Map<number, ActiveProcess>();
-  private readonly claims: WriteBatcher<number, ClaimResult> | undefined;
-  private readonly completions:
-    | WriteBatcher<{ fence: LeaseFence; result: TerminalResult }, TerminalEffects>
-    | undefined;
+  /** Claims and terminal writes, batched: one transaction for what is pending together. */
+  private readonly writes: WriteBatcher<PendingWrite, ClaimResult | TerminalEffects> | undefined;
   private draining = false;
   private heartbeat: NodeJS.Timeout | undefined;
   private renewing: Promise<void> | undefined;
@@ -329,20 +332,33 @@ export class ProcessExecutor {
     this.clock = options.clock ?? systemClock;
     this.onStateChange = options.onStateChange;
     if (options.batchWrites !== false) {
-      const window = options.batchWindowMs ?? 2;
-      this.claims = new WriteBatcher(
-        (pks) =>
-          this.store.claimMany(pks, this.ownerId, this.leaseTimeout, {
-            maxAttempts: this.maxAttempts,
-          }),
+      this.writes = new WriteBatcher<PendingWrite, ClaimResult | TerminalEffects>(
+        (batch) => this.flushWrites(batch),
         500,
-        window,
+        options.batchWindowMs ?? 2,
       );
-      this.completions = new WriteBatcher<
-        { fence: LeaseFence; result: TerminalResult },
-        TerminalEffects
-      >((items) => this.store.completeMany(items), 500, window);
     }
+  }
+
+  /** Commits a batch of claims and terminal writes in one transaction; results in batch order. */
+  private async flushWrites(
+    batch: PendingWrite[],
+  ): Promise<(ClaimResult | TerminalEffects | Error)[]> {
+    const completions: { fence: LeaseFence; result: TerminalResult }[] = [];
+    const pks: number[] = [];
+    for (const w of batch) {
+      if (w.kind === 'claim') pks.push(w.pk);
+      else completions.push({ fence: w.fence, result: w.result });
+    }
+    const out = await this.store.completeAndClaimMany(completions, {
+      pks,
+      ownerId: this.ownerId,
+      leaseSeconds: this.leaseTimeout,
+      maxAttempts: this.maxAttempts,
+    });
+    let c = 0;
+    let k = 0;
+    return batch.map((w) => (w.kind === 'claim' ? out.claims[k++]! : out.completions[c++]!));
   }
 
   /** Pks this executor holds right now (claimed and not yet ended, parked, paused or released). */
@@ -374,8 +390,8 @@ export class ProcessExecutor {
     }
     if (this.active.has(pk)) return { claimed: false, pk, reason: 'active_here' };
     const askedAt = this.clock.now();
-    const result = this.claims
-      ? await this.claims.submit(pk)
+    const result = this.writes
+      ? ((await this.writes.submit({ kind: 'claim', pk })) as ClaimResult)
       : await this.store.claim(pk, this.ownerId, this.leaseTimeout, {
           maxAttempts: this.maxAttempts,
         });
@@ -718,8 +734,12 @@ export class ProcessExecutor {
     a.finalized = true;
     let effects: TerminalEffects;
     try {
-      effects = this.completions
-        ? await this.completions.submit({ fence: a.fence, result })
+      effects = this.writes
+        ? ((await this.writes.submit({
+            kind: 'complete',
+            fence: a.fence,
+            result,
+          })) as TerminalEffects)
         : await this.store.complete(a.fence, result);
     } catch (error) {
       if (isEngineError(error) && error.code === EngineErrorCodes.leaseLost) {

@@ -862,6 +862,27 @@ export class PostgresProcessStore implements ProcessStore {
     return this.tx((c, now) => this.run(c, rules.completeMany(items, now)));
   }
 
+  async completeAndClaimMany(
+    completions: { fence: LeaseFence; result: TerminalResult }[],
+    claims: { pks: number[]; ownerId: string; leaseSeconds: number; maxAttempts: number },
+  ): Promise<{ completions: (TerminalEffects | EngineError)[]; claims: ClaimResult[] }> {
+    if (completions.length === 0 && claims.pks.length === 0) return { completions: [], claims: [] };
+    return this.tx(async (c, now) => {
+      const ended =
+        completions.length > 0 ? await this.run(c, rules.completeMany(completions, now)) : [];
+      const claimed: ClaimResult[] = [];
+      for (const pk of claims.pks) {
+        claimed.push(
+          await this.run(
+            c,
+            rules.claim(pk, claims.ownerId, claims.leaseSeconds, claims.maxAttempts, now),
+          ),
+        );
+      }
+      return { completions: ended, claims: claimed };
+    });
+  }
+
   // --- control --------------------------------------------------------------------------------
 
   async requestPause(pk: number, message: string | null = null): Promise<ControlRequestOutcome> {

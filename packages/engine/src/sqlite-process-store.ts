@@ -965,6 +965,21 @@ export class SqliteProcessStore implements ProcessStore {
     return this.tx(() => this.run(rules.completeMany(items, this.now())));
   }
 
+  async completeAndClaimMany(
+    completions: { fence: LeaseFence; result: TerminalResult }[],
+    claims: { pks: number[]; ownerId: string; leaseSeconds: number; maxAttempts: number },
+  ): Promise<{ completions: (TerminalEffects | EngineError)[]; claims: ClaimResult[] }> {
+    if (completions.length === 0 && claims.pks.length === 0) return { completions: [], claims: [] };
+    return this.tx(() => {
+      const now = this.now();
+      const ended = completions.length > 0 ? this.run(rules.completeMany(completions, now)) : [];
+      const claimed = claims.pks.map((pk) =>
+        this.run(rules.claim(pk, claims.ownerId, claims.leaseSeconds, claims.maxAttempts, now)),
+      );
+      return { completions: ended, claims: claimed };
+    });
+  }
+
   // --- control --------------------------------------------------------------------------------
 
   async requestPause(pk: number, message: string | null = null): Promise<ControlRequestOutcome> {

@@ -1,4 +1,4 @@
-import { EngineErrorCodes, isEngineError, type ProcessStore } from '@aiida/engine';
+import { EngineErrorCodes, isEngineError, type NewProcess, type ProcessStore } from '@aiida/engine';
 
 /**
  * What the store contract needs of a backend: a fresh store, time that passes for its leases, and
@@ -71,7 +71,7 @@ export function describeStoreContract(
     });
 
     test('createProcesses writes a batch in one statement: records in the given order, each with its own type, inputs and time limit', async () => {
-      const batch = [
+      const batch: NewProcess[] = [
         { type: 'core.arithmetic.add', inputs: { x: 1, y: 2 } },
         { type: 'core.shell', inputs: { command: 'echo "ü ✓"', env: { A: '1' } }, timeLimit: 1.5 },
         { type: 'core.arithmetic.add', inputs: null },
@@ -87,6 +87,52 @@ export function describeStoreContract(
       expect(new Set(created.map((r) => r.uuid)).size).toBe(4);
       expect(await store.getProcesses(pks)).toEqual(created);
       expect(await store.createProcesses([])).toEqual([]);
+    });
+
+    test('completeAndClaimMany: terminal writes then claims in one transaction, each with the result the single methods give', async () => {
+      const [a, b, c, d] = await store.createProcesses([add, add, add, add]);
+      const held = await store.claim(a!.pk, 'w1', 30, { maxAttempts: 3 });
+      const stale = await store.claim(b!.pk, 'w1', 30, { maxAttempts: 3 });
+      if (!held.ok || !stale.ok) throw new Error('claims refused');
+      await store.requestPause(d!.pk);
+      const out = await store.completeAndClaimMany(
+        [
+          { fence: held.lease, result: { state: 'finished', outputs: { sum: 3 }, exitStatus: 0 } },
+          // A fence from an older epoch: lease_lost in its place, the others still commit.
+          {
+            fence: { ...stale.lease, epoch: stale.lease.epoch - 1 },
+            result: { state: 'finished', outputs: {} },
+          },
+        ],
+        { pks: [c!.pk, d!.pk, a!.pk, c!.pk], ownerId: 'w2', leaseSeconds: 30, maxAttempts: 3 },
+      );
+      expect(out.completions).toHaveLength(2);
+      expect(out.completions[0]).toMatchObject({
+        terminated: [{ pk: a!.pk, state: 'finished', from: 'running' }],
+      });
+      expect(isEngineError(out.completions[1])).toBe(true);
+      expect((out.completions[1] as { code: string }).code).toBe(EngineErrorCodes.leaseLost);
+      // c is claimed; d is paused; a just ended (in the same transaction); c again is owned now.
+      expect(out.claims.map((r) => (r.ok ? 'ok' : r.reason))).toEqual([
+        'ok',
+        'paused',
+        'terminal',
+        'owned',
+      ]);
+      const rows = await store.getProcesses([a!.pk, b!.pk, c!.pk]);
+      expect(rows.map((r) => [r.state, r.owner])).toEqual([
+        ['finished', null],
+        ['running', 'w1'],
+        ['running', 'w2'],
+      ]);
+      expect(
+        await store.completeAndClaimMany([], {
+          pks: [],
+          ownerId: 'w2',
+          leaseSeconds: 30,
+          maxAttempts: 3,
+        }),
+      ).toEqual({ completions: [], claims: [] });
     });
 
     test('listProcesses filters, sorts and limits in the query (verdi process list)', async () => {
