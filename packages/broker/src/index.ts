@@ -6,6 +6,12 @@
  */
 
 export { BrokerError, type BrokerErrorCode, BrokerErrorCodes, isBrokerError } from './errors.js';
+export {
+  LISTENER_ANSWER_VALIDITY_S,
+  LISTENER_POLL_INTERVAL_S,
+  ListenerWatch,
+  listenersQueueDeclaration,
+} from './listeners.js';
 export { type BrokerLogger, consoleBrokerLogger, stderrBrokerLogger } from './logger.js';
 export {
   type BrokerOptions,

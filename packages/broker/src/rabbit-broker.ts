@@ -12,6 +12,7 @@ import {
 import { Connection, type Envelope, type Publisher, type ReturnedMessage } from 'rabbitmq-client';
 import { settledWithin, withDeadline } from './deadline.js';
 import { BrokerError, describeError, isBrokerError } from './errors.js';
+import { ListenerWatch, listenersQueueDeclaration } from './listeners.js';
 import { type BrokerLogger, stderrBrokerLogger } from './logger.js';
 import { RpcCaller, type RpcHandler, RpcServer, type RpcServerOptions } from './rpc.js';
 import { type StateChangedHandler, StateChangedSubscription } from './subscription.js';
@@ -132,6 +133,8 @@ export class RabbitBroker {
   #taskPublisher: Publisher | undefined;
   #messagePublisher: Publisher | undefined;
   #rpcCaller: RpcCaller | undefined;
+  #listenerWatch: ListenerWatch | undefined;
+  #listenerWatchWarned = 0;
   #returned = new Map<string, ReturnedMessage | undefined>();
   #consumers = new Set<Closable>();
   #reconnectListeners = new Set<() => void>();
@@ -325,6 +328,17 @@ export class RabbitBroker {
     this.#rpcCaller = new RpcCaller(connection, this.topology, this.declarations, (e) =>
       this.#reportError(e),
     );
+    const listeners = listenersQueueDeclaration(this.topology);
+    this.#listenerWatch = new ListenerWatch(
+      async () => (await connection.queueDeclare(listeners)).consumerCount,
+      (error) => {
+        if (Date.now() - this.#listenerWatchWarned < 60_000) return;
+        this.#listenerWatchWarned = Date.now();
+        this.#logger.warn(
+          `checking for state-changed listeners failed (broadcasting anyway): ${describeError(error)}`,
+        );
+      },
+    );
   }
 
   /**
@@ -431,7 +445,12 @@ export class RabbitBroker {
     return this.#rpcCaller!.call(pk, request, timeout);
   }
 
-  /** Broadcasts a state change on `P.messages` with key `broadcast.state_changed.<pk>`. */
+  /**
+   * Broadcasts a state change on `P.messages` with key `broadcast.state_changed.<pk>`, while anyone
+   * may listen: when a recent check found no subscription ({@link subscribeStateChanged}; they
+   * are counted as consumers of `P.listeners`), it resolves without publishing. A subscription that
+   * is ready gets every broadcast of a change made after that (see {@link ListenerWatch}).
+   */
   async broadcastStateChanged(message: StateChangedBroadcast): Promise<void> {
     this.#requireConnection();
     const parsed = stateChangedBroadcastSchema.safeParse(message);
@@ -440,6 +459,11 @@ export class RabbitBroker {
         'message_invalid',
         `invalid state-changed broadcast: ${parsed.error.message}`,
       );
+    }
+    const watch = this.#listenerWatch;
+    if (watch && !watch.mayHaveListeners()) {
+      watch.skipped++;
+      return;
     }
     const envelope: Envelope = {
       exchange: this.topology.messagesExchange,
@@ -464,9 +488,16 @@ export class RabbitBroker {
     });
   }
 
+  /** State-changed broadcasts left out because nobody listened, since the connection was made. */
+  get broadcastsSkipped(): number {
+    return this.#listenerWatch?.skipped ?? 0;
+  }
+
   /**
    * Subscribes to state-changed broadcasts of process `pk`, or of every process. Resolves when the
-   * subscription's queue is bound, so broadcasts sent after it are received.
+   * subscription's queue is bound and every publisher counts it as a listener (a second after it
+   * consumes `P.listeners`: `LISTENER_ANSWER_VALIDITY_S`), so every change made
+   * after it resolved is received: read the store after that for what happened before.
    */
   async subscribeStateChanged(
     handler: StateChangedHandler,
@@ -530,7 +561,10 @@ export class RabbitBroker {
         failures.push(`${what}: ${describeError(error)}`);
       }
     };
-    for (const queue of [this.topology.processQueue, this.topology.dlq]) {
+    // The listener checks would declare `P.listeners` again: from here on, always broadcast.
+    this.#listenerWatch?.stop();
+    const listeners = listenersQueueDeclaration(this.topology).queue!;
+    for (const queue of [this.topology.processQueue, this.topology.dlq, listeners]) {
       await attempt(`queue ${queue}`, () => connection.queueDelete({ queue }));
     }
     for (const exchange of [
@@ -557,6 +591,8 @@ export class RabbitBroker {
     const left = () => Math.max(0, (deadline - Date.now()) / 1000);
     if (this.#connecting) await settledWithin(this.#connecting, left());
     this.#state = 'closing';
+    this.#listenerWatch?.stop();
+    this.#listenerWatch = undefined;
     const connection = this.#connection;
     this.#connection = undefined;
     await settledWithin(

@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { type ContinueTask, continueTaskSchema } from '@aiida/ipc';
 import {
   type AsyncMessage,
+  type Channel,
   type Connection,
   type Consumer,
   type ConsumerProps,
@@ -62,6 +63,8 @@ export interface TaskConsumerStats {
   handlerErrors: number;
   /** Deliveries given back unhandled because they arrived while pausing or closing. */
   returned: number;
+  /** `basic.ack` frames sent (one `multiple` ack settles many deliveries). */
+  ackFrames: number;
 }
 
 /** Result of {@link TaskConsumer.close}. */
@@ -99,6 +102,7 @@ export class TaskConsumer {
     invalid: 0,
     handlerErrors: 0,
     returned: 0,
+    ackFrames: 0,
   };
   #onClosed: () => void;
 
@@ -127,6 +131,8 @@ export class TaskConsumer {
       requeue: false,
     };
     this.#consumer = connection.createConsumer(props, (msg) => this.#handle(handler, msg));
+    // Takes over acknowledging the consumer's deliveries (it patches the consumer).
+    new AckBatcher(this.#consumer, this.#stats);
     this.#consumer.on('error', (error: unknown) => {
       hooks.reportError(
         new Error(`task consumer on ${this.#queue}: ${describeError(error)}`, { cause: error }),
@@ -296,4 +302,137 @@ export function validateConsumerOptions(options: TaskConsumerOptions): TaskConsu
     );
   }
   return { prefetch, concurrency };
+}
+
+/** The parts of rabbitmq-client 5's `Consumer` that {@link AckBatcher} replaces or reads. */
+interface ConsumerInternals {
+  _ch?: Channel;
+  _prefetched: AsyncMessage[];
+  _handler: (msg: AsyncMessage, reply: never) => Promise<ConsumerStatus> | ConsumerStatus;
+  _props: ConsumerProps;
+  _execHandler: (msg: AsyncMessage) => Promise<void>;
+  emit(event: 'error', error: unknown): boolean;
+}
+
+/**
+ * Acknowledges a consumer's deliveries in batches: every delivery whose handler said ACK in one
+ * turn of the event loop is settled by one `basic.ack` with `multiple`, up to the highest tag
+ * below every delivery still unsettled on that channel (being handled or prefetched); acks above
+ * that go one by one. Requeues and dead-letters are sent at once, one by one, before any later
+ * `multiple` ack could cover them. A delivery is acked only after its handler resolved, as before
+ * (for tasks: after the claim committed or was refused); its handler call counts as running until
+ * its ack is written, so a pause or close (which close the channel after the running handlers)
+ * never drops an ack that was due.
+ *
+ * It replaces the consumer's per-message handler wrapper (`_execHandler`, rabbitmq-client 5.0.x;
+ * the constructor checks the method exists, so an upgrade that renames it fails loudly).
+ */
+class AckBatcher {
+  #c: ConsumerInternals;
+  /** Tags being handled, per channel (a reconnect brings a new channel with new tags). */
+  #handling = new Map<Channel, Set<number>>();
+  #due = new Map<Channel, { tag: number; done: () => void }[]>();
+  #scheduled = false;
+
+  constructor(
+    consumer: Consumer,
+    private readonly stats: { ackFrames: number },
+  ) {
+    this.#c = consumer as unknown as ConsumerInternals;
+    if (typeof this.#c._execHandler !== 'function' || !Array.isArray(this.#c._prefetched)) {
+      throw new Error('rabbitmq-client Consumer internals changed: cannot batch acks');
+    }
+    this.#c._execHandler = (msg) => this.#exec(msg);
+  }
+
+  async #exec(msg: AsyncMessage): Promise<void> {
+    const c = this.#c;
+    const ch = c._ch;
+    if (!ch) return;
+    const tag = msg.deliveryTag;
+    let handling = this.#handling.get(ch);
+    if (!handling) {
+      handling = new Set();
+      this.#handling.set(ch, handling);
+      ch.once('close', () => {
+        this.#handling.delete(ch);
+        for (const d of this.#due.get(ch) ?? []) d.done();
+        this.#due.delete(ch);
+      });
+    }
+    handling.add(tag);
+    let status: ConsumerStatus;
+    try {
+      status = await c._handler(msg, undefined as never);
+    } catch (error) {
+      handling.delete(tag);
+      this.#nack(ch, tag, c._props.requeue !== false);
+      c.emit('error', error);
+      return;
+    }
+    handling.delete(tag);
+    if (status === ConsumerStatus.DROP || status === ConsumerStatus.REQUEUE) {
+      this.#nack(ch, tag, status === ConsumerStatus.REQUEUE);
+      return;
+    }
+    await new Promise<void>((done) => {
+      let due = this.#due.get(ch);
+      if (!due) {
+        due = [];
+        this.#due.set(ch, due);
+      }
+      due.push({ tag, done });
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(() => this.#flush());
+      }
+    });
+  }
+
+  #nack(ch: Channel, tag: number, requeue: boolean): void {
+    try {
+      ch.basicNack({ deliveryTag: tag, requeue });
+    } catch (error) {
+      this.#failed(error);
+    }
+  }
+
+  #failed(error: unknown): void {
+    const e = error instanceof Error ? error : new Error(String(error));
+    e.message = `failed to ack/nack message; ${e.message}`;
+    this.#c.emit('error', e);
+  }
+
+  #flush(): void {
+    this.#scheduled = false;
+    const all = this.#due;
+    this.#due = new Map();
+    for (const [ch, due] of all) {
+      try {
+        if (!ch.active) continue; // closed: the broker gave these deliveries back already
+        let lowest = Number.POSITIVE_INFINITY;
+        for (const t of this.#handling.get(ch) ?? []) lowest = Math.min(lowest, t);
+        const buffered = this.#c._ch === ch ? this.#c._prefetched[0] : undefined;
+        if (buffered) lowest = Math.min(lowest, buffered.deliveryTag);
+        let upTo = 0;
+        for (const d of due) {
+          if (d.tag < lowest) upTo = Math.max(upTo, d.tag);
+        }
+        if (upTo > 0) {
+          ch.basicAck({ deliveryTag: upTo, multiple: true });
+          this.stats.ackFrames++;
+        }
+        for (const d of due) {
+          if (d.tag > lowest) {
+            ch.basicAck({ deliveryTag: d.tag });
+            this.stats.ackFrames++;
+          }
+        }
+      } catch (error) {
+        this.#failed(error);
+      } finally {
+        for (const d of due) d.done();
+      }
+    }
+  }
 }

@@ -137,6 +137,56 @@ describe('RPC and broadcasts', () => {
     await expect(client.callRpc(31, status(31))).rejects.toMatchObject({ code: 'no_holder' });
   });
 
+  it('broadcasts only while someone listens; a ready subscriber gets every later broadcast', async () => {
+    const change = (pk: number): StateChangedBroadcast => ({
+      v: PROTOCOL_VERSION,
+      type: 'state_changed',
+      pk,
+      from: 'running',
+      to: 'finished',
+    });
+    // Nobody listens: once the worker's first check answered, broadcasts are left out.
+    const skippedBefore = worker.broadcastsSkipped;
+    await waitFor(
+      async () => {
+        await worker.broadcastStateChanged(change(60));
+        return worker.broadcastsSkipped > skippedBefore;
+      },
+      { what: 'a broadcast left out while nobody listens' },
+    );
+    // Invalid messages are refused whether or not anyone listens.
+    await expect(
+      worker.broadcastStateChanged({ ...change(60), to: 'exploded' } as never),
+    ).rejects.toMatchObject({ code: 'message_invalid' });
+    const heard: number[] = [];
+    const started = Date.now();
+    const sub = await client.subscribeStateChanged((m) => {
+      heard.push(m.pk);
+    });
+    // Ready means counted: it waited for the worker's "nobody" answer to expire.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    try {
+      const skipped = worker.broadcastsSkipped;
+      await worker.broadcastStateChanged(change(61));
+      await worker.broadcastStateChanged(change(62));
+      expect(worker.broadcastsSkipped).toBe(skipped);
+      await waitFor(() => heard.length >= 2, { what: 'both broadcasts made after ready' });
+      expect(heard).toEqual([61, 62]);
+    } finally {
+      await sub.close();
+    }
+    // Gone again: broadcasts are left out again after the next check.
+    const skippedAfter = worker.broadcastsSkipped;
+    await waitFor(
+      async () => {
+        await worker.broadcastStateChanged(change(63));
+        return worker.broadcastsSkipped > skippedAfter;
+      },
+      { what: 'broadcasts left out again after the subscriber left' },
+    );
+    expect(heard).toEqual([61, 62]);
+  });
+
   it('delivers state-changed broadcasts to a subscriber of one pk and of all', async () => {
     const forOne: StateChangedBroadcast[] = [];
     const forAll: StateChangedBroadcast[] = [];

@@ -97,6 +97,46 @@ describe('tasks: publish with confirms, consume, dead-letter, pause', () => {
     expect(row).toMatchObject({ messages: 0, messages_unacknowledged: 0 });
   });
 
+  it('acks in batches (multiple), never over a delivery still being handled or given back', async () => {
+    const pks = Array.from({ length: 300 }, (_, i) => 1000 + i);
+    await broker.publishContinueMany(pks);
+    const seen = new Map<number, number>();
+    const errorsBefore = logLines.length;
+    consumer = broker.consumeTasks(
+      async (task) => {
+        const n = (seen.get(task.pk) ?? 0) + 1;
+        seen.set(task.pk, n);
+        // Every tenth is given back once; every seventh is slow, so later ones settle first.
+        if (task.pk % 10 === 0 && n === 1) return 'requeue';
+        if (task.pk % 7 === 0) await new Promise((resolve) => setTimeout(resolve, 150));
+        else await new Promise((resolve) => setImmediate(resolve));
+        return 'ack';
+      },
+      { prefetch: 100, concurrency: 50 },
+    );
+    await waitFor(() => consumer!.stats.acknowledged === 300, {
+      what: `300 acks (have ${consumer?.stats.acknowledged})`,
+      timeout: 30,
+    });
+    await waitFor(
+      async () => {
+        const row = await queueRow(broker.topology.processQueue, [
+          'messages',
+          'messages_unacknowledged',
+        ]);
+        return row?.messages === 0 && row.messages_unacknowledged === 0;
+      },
+      { what: 'nothing ready or unacked' },
+    );
+    const requeued = pks.filter((pk) => pk % 10 === 0);
+    for (const pk of pks) expect([pk, seen.get(pk)]).toEqual([pk, requeued.includes(pk) ? 2 : 1]);
+    expect(consumer.stats).toMatchObject({ acknowledged: 300, requeued: requeued.length });
+    // Fewer ack frames than acks: deliveries settled in the same turn share one `multiple` ack.
+    expect(consumer.stats.ackFrames).toBeLessThan(300);
+    expect(consumer.stats.ackFrames).toBeGreaterThan(0);
+    expect(logLines.slice(errorsBefore)).toEqual([]);
+  });
+
   it('dead-letters an invalid body with a log line and keeps consuming', async () => {
     const before = await broker.queueCounts();
     const handled: number[] = [];

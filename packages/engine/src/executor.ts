@@ -47,6 +47,23 @@ export class ProcessInterruptedError extends Error {
   }
 }
 
+/** A claim or a terminal write waiting for its batch. */
+type PendingWrite =
+  | { kind: 'claim'; pk: number }
+  | { kind: 'complete'; fence: LeaseFence; result: TerminalResult };
+
+const endedReasons = new Map<string, ProcessInterruptedError>();
+
+/** The abort reason of a process whose body ended `state` (one shared error per state). */
+function endedReason(state: string): ProcessInterruptedError {
+  let reason = endedReasons.get(state);
+  if (!reason) {
+    reason = new ProcessInterruptedError('killed', `process ended ${state}`);
+    endedReasons.set(state, reason);
+  }
+  return reason;
+}
+
 /** How a run of a claimed process ended, from this executor's point of view. */
 export type RunOutcome =
   /** Terminal results, committed by this executor. */
@@ -126,11 +143,17 @@ export interface ProcessExecutorOptions {
   logger?: EngineLogger;
   clock?: Clock;
   /**
-   * Group claims and terminal writes made in the same event-loop turn into one transaction each
-   * (one fsync per batch instead of per process). Every caller still waits for its own commit.
+   * Group claims and terminal writes made close together into one transaction (one fsync per
+   * batch instead of per process; see `batchWindowMs`). Every caller still waits for its own commit.
    * @default true
    */
   batchWrites?: boolean;
+  /**
+   * Milliseconds a claim or a terminal write waits for others (of either kind) to join its
+   * transaction (with `batchWrites`): fewer, larger commits (each an fsync on SQLite) at the price of that much
+   * latency. @default 2
+   */
+  batchWindowMs?: number;
   /** Called on every state change this executor commits or observes (for broadcasts). */
   onStateChange?: (change: StateChange) => void;
 }
@@ -286,10 +309,8 @@ export class ProcessExecutor {
   private readonly clock: Clock;
   private readonly onStateChange: ((change: StateChange) => void) | undefined;
   private readonly active = new Map<number, ActiveProcess>();
-  private readonly claims: WriteBatcher<number, ClaimResult> | undefined;
-  private readonly completions:
-    | WriteBatcher<{ fence: LeaseFence; result: TerminalResult }, TerminalEffects>
-    | undefined;
+  /** Claims and terminal writes, batched: one transaction for what is pending together. */
+  private readonly writes: WriteBatcher<PendingWrite, ClaimResult | TerminalEffects> | undefined;
   private draining = false;
   private heartbeat: NodeJS.Timeout | undefined;
   private renewing: Promise<void> | undefined;
@@ -311,16 +332,33 @@ export class ProcessExecutor {
     this.clock = options.clock ?? systemClock;
     this.onStateChange = options.onStateChange;
     if (options.batchWrites !== false) {
-      this.claims = new WriteBatcher((pks) =>
-        this.store.claimMany(pks, this.ownerId, this.leaseTimeout, {
-          maxAttempts: this.maxAttempts,
-        }),
+      this.writes = new WriteBatcher<PendingWrite, ClaimResult | TerminalEffects>(
+        (batch) => this.flushWrites(batch),
+        500,
+        options.batchWindowMs ?? 2,
       );
-      this.completions = new WriteBatcher<
-        { fence: LeaseFence; result: TerminalResult },
-        TerminalEffects
-      >((items) => this.store.completeMany(items));
     }
+  }
+
+  /** Commits a batch of claims and terminal writes in one transaction; results in batch order. */
+  private async flushWrites(
+    batch: PendingWrite[],
+  ): Promise<(ClaimResult | TerminalEffects | Error)[]> {
+    const completions: { fence: LeaseFence; result: TerminalResult }[] = [];
+    const pks: number[] = [];
+    for (const w of batch) {
+      if (w.kind === 'claim') pks.push(w.pk);
+      else completions.push({ fence: w.fence, result: w.result });
+    }
+    const out = await this.store.completeAndClaimMany(completions, {
+      pks,
+      ownerId: this.ownerId,
+      leaseSeconds: this.leaseTimeout,
+      maxAttempts: this.maxAttempts,
+    });
+    let c = 0;
+    let k = 0;
+    return batch.map((w) => (w.kind === 'claim' ? out.claims[k++]! : out.completions[c++]!));
   }
 
   /** Pks this executor holds right now (claimed and not yet ended, parked, paused or released). */
@@ -352,8 +390,8 @@ export class ProcessExecutor {
     }
     if (this.active.has(pk)) return { claimed: false, pk, reason: 'active_here' };
     const askedAt = this.clock.now();
-    const result = this.claims
-      ? await this.claims.submit(pk)
+    const result = this.writes
+      ? ((await this.writes.submit({ kind: 'claim', pk })) as ClaimResult)
       : await this.store.claim(pk, this.ownerId, this.leaseTimeout, {
           maxAttempts: this.maxAttempts,
         });
@@ -725,8 +763,12 @@ export class ProcessExecutor {
     a.finalized = true;
     let effects: TerminalEffects;
     try {
-      effects = this.completions
-        ? await this.completions.submit({ fence: a.fence, result })
+      effects = this.writes
+        ? ((await this.writes.submit({
+            kind: 'complete',
+            fence: a.fence,
+            result,
+          })) as TerminalEffects)
         : await this.store.complete(a.fence, result);
     } catch (error) {
       if (isEngineError(error) && error.code === EngineErrorCodes.leaseLost) {
@@ -747,7 +789,9 @@ export class ProcessExecutor {
     }
     a.state = result.state;
     if (!a.controller.signal.aborted) {
-      a.controller.abort(new ProcessInterruptedError('killed', `process ended ${result.state}`));
+      // Nothing is interrupted here (the body is done): a shared reason per state, so that no error
+      // with its stack is built for every process that ends.
+      a.controller.abort(endedReason(result.state));
     }
     this.handleEffects(effects);
     return result.state;

@@ -195,7 +195,28 @@ function toRecord(row: ProcessRow): ProcessRecord {
   };
 }
 
-function ruleRow(row: ProcessRow): RuleRow {
+/** The columns the store rules read ({@link RuleRow}): never the JSON payloads. */
+const RULE_COLUMNS =
+  'pk, state, paused, runnable, owner, epoch, attempts, owner_losses, lease_expires_at, created_at, time_limit, parent_pk, process_group';
+
+type RuleRowColumns = Pick<
+  ProcessRow,
+  | 'pk'
+  | 'state'
+  | 'paused'
+  | 'runnable'
+  | 'owner'
+  | 'epoch'
+  | 'attempts'
+  | 'owner_losses'
+  | 'lease_expires_at'
+  | 'created_at'
+  | 'time_limit'
+  | 'parent_pk'
+  | 'process_group'
+>;
+
+function ruleRow(row: RuleRowColumns): RuleRow {
   return {
     pk: row.pk,
     state: row.state,
@@ -392,8 +413,10 @@ export class PostgresProcessStore implements ProcessStore {
   private async exec(c: Queryable, op: StoreOp): Promise<unknown> {
     switch (op.op) {
       case 'row': {
-        const r = await c.query('SELECT * FROM processes WHERE pk = $1 FOR UPDATE', [op.pk]);
-        return r.rows[0] ? ruleRow(r.rows[0] as ProcessRow) : undefined;
+        const r = await c.query(`SELECT ${RULE_COLUMNS} FROM processes WHERE pk = $1 FOR UPDATE`, [
+          op.pk,
+        ]);
+        return r.rows[0] ? ruleRow(r.rows[0] as RuleRowColumns) : undefined;
       }
       case 'claimable': {
         // SKIP LOCKED: a row another batch claimer holds right now is left to it.
@@ -407,10 +430,10 @@ export class PostgresProcessStore implements ProcessStore {
       }
       case 'liveChildren': {
         const r = await c.query(
-          `SELECT * FROM processes WHERE parent_pk = $1 AND state NOT IN ${TERMINAL_SQL} ORDER BY pk`,
+          `SELECT ${RULE_COLUMNS} FROM processes WHERE parent_pk = $1 AND state NOT IN ${TERMINAL_SQL} ORDER BY pk`,
           [op.pk],
         );
-        return (r.rows as ProcessRow[]).map(ruleRow);
+        return (r.rows as RuleRowColumns[]).map(ruleRow);
       }
       case 'pendingKill': {
         const r = await c.query(
@@ -936,6 +959,27 @@ export class PostgresProcessStore implements ProcessStore {
   ): Promise<(TerminalEffects | EngineError)[]> {
     if (items.length === 0) return [];
     return this.tx((c, now) => this.run(c, rules.completeMany(items, now)));
+  }
+
+  async completeAndClaimMany(
+    completions: { fence: LeaseFence; result: TerminalResult }[],
+    claims: { pks: number[]; ownerId: string; leaseSeconds: number; maxAttempts: number },
+  ): Promise<{ completions: (TerminalEffects | EngineError)[]; claims: ClaimResult[] }> {
+    if (completions.length === 0 && claims.pks.length === 0) return { completions: [], claims: [] };
+    return this.tx(async (c, now) => {
+      const ended =
+        completions.length > 0 ? await this.run(c, rules.completeMany(completions, now)) : [];
+      const claimed: ClaimResult[] = [];
+      for (const pk of claims.pks) {
+        claimed.push(
+          await this.run(
+            c,
+            rules.claim(pk, claims.ownerId, claims.leaseSeconds, claims.maxAttempts, now),
+          ),
+        );
+      }
+      return { completions: ended, claims: claimed };
+    });
   }
 
   // --- control --------------------------------------------------------------------------------

@@ -466,6 +466,15 @@ export interface ProcessStore {
   completeMany(
     items: { fence: LeaseFence; result: TerminalResult }[],
   ): Promise<(TerminalEffects | EngineError)[]>;
+  /**
+   * {@link ProcessStore.completeMany}, then {@link ProcessStore.claimMany}, in one transaction
+   * (one commit for a worker's pending terminal writes and claims). Each item gets the result
+   * the single methods would give it, in order; a store failure fails both lists.
+   */
+  completeAndClaimMany(
+    completions: { fence: LeaseFence; result: TerminalResult }[],
+    claims: { pks: number[]; ownerId: string; leaseSeconds: number; maxAttempts: number },
+  ): Promise<{ completions: (TerminalEffects | EngineError)[]; claims: ClaimResult[] }>;
 
   // --- control --------------------------------------------------------------------------------
   requestPause(pk: number, message?: string | null): Promise<ControlRequestOutcome>;

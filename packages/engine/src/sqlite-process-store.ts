@@ -123,7 +123,28 @@ function parseJson<T = JsonValue>(text: string | null): T | null {
   return text === null ? null : (JSON.parse(text) as T);
 }
 
-function ruleRow(row: ProcessRow): RuleRow {
+/** The columns the store rules read ({@link RuleRow}): never the JSON payloads. */
+const RULE_COLUMNS =
+  'pk, state, paused, runnable, owner, epoch, attempts, owner_losses, lease_expires_at, created_at, time_limit, parent_pk, process_group';
+
+type RuleRowColumns = Pick<
+  ProcessRow,
+  | 'pk'
+  | 'state'
+  | 'paused'
+  | 'runnable'
+  | 'owner'
+  | 'epoch'
+  | 'attempts'
+  | 'owner_losses'
+  | 'lease_expires_at'
+  | 'created_at'
+  | 'time_limit'
+  | 'parent_pk'
+  | 'process_group'
+>;
+
+function ruleRow(row: RuleRowColumns): RuleRow {
   return {
     pk: row.pk,
     state: row.state,
@@ -328,14 +349,22 @@ export class SqliteProcessStore implements ProcessStore {
            @lease_expires_at, @time_limit, @now, @now, @started_at, 1)
          RETURNING *`,
       ),
+      insertMany: db.prepare(
+        `INSERT INTO processes (uuid, type, state, inputs, time_limit, created_at, modified_at, runnable)
+         SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), 'created',
+           json_extract(value, '$[2]'), json_extract(value, '$[3]'), @now, @now, 1
+         FROM json_each(@rows) ORDER BY key
+         RETURNING *`,
+      ),
       get: db.prepare('SELECT * FROM processes WHERE pk = ?'),
       getMany: db.prepare(
         'SELECT * FROM processes WHERE pk IN (SELECT value FROM json_each(?)) ORDER BY pk',
       ),
       fence: db.prepare('SELECT owner, epoch, state FROM processes WHERE pk = ?'),
+      ruleRow: db.prepare(`SELECT ${RULE_COLUMNS} FROM processes WHERE pk = ?`),
       childBySpawnKey: db.prepare('SELECT * FROM processes WHERE parent_pk = ? AND spawn_key = ?'),
       liveChildren: db.prepare(
-        `SELECT * FROM processes WHERE parent_pk = ? AND state NOT IN ${TERMINAL_SQL}`,
+        `SELECT ${RULE_COLUMNS} FROM processes WHERE parent_pk = ? AND state NOT IN ${TERMINAL_SQL}`,
       ),
       terminalize: db.prepare(
         `UPDATE processes SET state = @state, outputs = @outputs, exit_status = @exit_status,
@@ -516,7 +545,7 @@ export class SqliteProcessStore implements ProcessStore {
 
   /** Throws `lease_lost` unless `fence` holds (after a fenced UPDATE changed nothing). */
   private checkFence(fence: LeaseFence): void {
-    const row = this.getRow(fence.pk);
+    const row = this.stmts.ruleRow.get(fence.pk) as RuleRowColumns | undefined;
     const violation = fenceViolation(row && ruleRow(row), fence);
     if (violation) throw violation;
   }
@@ -531,11 +560,11 @@ export class SqliteProcessStore implements ProcessStore {
     const s = this.stmts;
     switch (op.op) {
       case 'row': {
-        const row = this.getRow(op.pk);
+        const row = s.ruleRow.get(op.pk) as RuleRowColumns | undefined;
         return row && ruleRow(row);
       }
       case 'liveChildren':
-        return (s.liveChildren.all(op.pk) as ProcessRow[]).map(ruleRow);
+        return (s.liveChildren.all(op.pk) as RuleRowColumns[]).map(ruleRow);
       case 'claimable':
         return (
           s.claimable.all({ now: op.now, after: op.afterPk, limit: op.limit }) as { pk: number }[]
@@ -651,7 +680,21 @@ export class SqliteProcessStore implements ProcessStore {
   // --- creation -------------------------------------------------------------------------------
 
   async createProcesses(processes: NewProcess[]): Promise<ProcessRecord[]> {
-    return this.tx(() => processes.map((p) => toRecord(this.insertRow(p))));
+    if (processes.length === 0) return [];
+    // One statement for the whole batch (as on PostgreSQL): the rows travel as one JSON array.
+    const rows = JSON.stringify(
+      processes.map((p) => [
+        randomUUID(),
+        p.type,
+        JSON.stringify(p.inputs ?? null),
+        p.timeLimit ?? null,
+      ]),
+    );
+    return this.tx(() =>
+      (this.stmts.insertMany.all({ rows, now: this.now() }) as ProcessRow[])
+        .sort((a, b) => a.pk - b.pk)
+        .map(toRecord),
+    );
   }
 
   async createClaimedProcess(
@@ -956,6 +999,21 @@ export class SqliteProcessStore implements ProcessStore {
   ): Promise<(TerminalEffects | EngineError)[]> {
     if (items.length === 0) return [];
     return this.tx(() => this.run(rules.completeMany(items, this.now())));
+  }
+
+  async completeAndClaimMany(
+    completions: { fence: LeaseFence; result: TerminalResult }[],
+    claims: { pks: number[]; ownerId: string; leaseSeconds: number; maxAttempts: number },
+  ): Promise<{ completions: (TerminalEffects | EngineError)[]; claims: ClaimResult[] }> {
+    if (completions.length === 0 && claims.pks.length === 0) return { completions: [], claims: [] };
+    return this.tx(() => {
+      const now = this.now();
+      const ended = completions.length > 0 ? this.run(rules.completeMany(completions, now)) : [];
+      const claimed = claims.pks.map((pk) =>
+        this.run(rules.claim(pk, claims.ownerId, claims.leaseSeconds, claims.maxAttempts, now)),
+      );
+      return { completions: ended, claims: claimed };
+    });
   }
 
   // --- control --------------------------------------------------------------------------------

@@ -337,8 +337,10 @@ export function* terminate(
   effects: TerminalEffects,
   byOwner: boolean,
   now: number,
+  /** The row as read earlier in this transaction, with no write to it since (saves a read). */
+  known?: RuleRow,
 ): Rule<void> {
-  const row = yield* ask({ op: 'row', pk });
+  const row = known ?? (yield* ask({ op: 'row', pk }));
   if (!row || isTerminalState(row.state)) return;
   yield* ask({ op: 'terminalize', pk, result, now });
   effects.terminated.push({ pk, state: result.state, from: row.state });
@@ -386,9 +388,9 @@ export function* complete(
   result: TerminalResult,
   now: number,
 ): Rule<TerminalEffects> {
-  yield* checkFence(fence);
+  const row = yield* checkFence(fence);
   const effects = emptyEffects();
-  yield* terminate(fence.pk, result, effects, true, now);
+  yield* terminate(fence.pk, result, effects, true, now, row);
   return effects;
 }
 
@@ -409,7 +411,7 @@ export function* completeMany(
       continue;
     }
     const effects = emptyEffects();
-    yield* terminate(fence.pk, result, effects, true, now);
+    yield* terminate(fence.pk, result, effects, true, now, row);
     out.push(effects);
   }
   return out;
@@ -441,7 +443,7 @@ export function* claim(
     const processStatus = kill
       ? `Killed: ${kill.message ?? 'killed by request'}`
       : `Killed: time limit of ${row.timeLimit} s exceeded`;
-    yield* terminate(pk, { state: 'killed', processStatus }, effects, false, now);
+    yield* terminate(pk, { state: 'killed', processStatus }, effects, false, now, row);
     return { ok: false, reason: 'killed', effects };
   }
   let attempts = row.attempts === 0 ? 1 : row.attempts;
@@ -460,6 +462,7 @@ export function* claim(
         effects,
         false,
         now,
+        row,
       );
       yield* ask({ op: 'setLosses', pk, ownerLosses: losses, attempts: row.attempts });
       return { ok: false, reason: 'poisoned', effects };

@@ -1,7 +1,8 @@
 /**
- * Groups requests made in the same turn of the event loop into one call (one store transaction,
- * hence one fsync: group commit). Each caller still gets its own result or error, and only after
- * the batch committed, so durability is unchanged.
+ * Groups requests made in the same turn of the event loop (or, with a window, within `windowMs`
+ * of the first pending one) into one call (one store transaction, hence one fsync: group
+ * commit). Each caller still gets its own result or error, and only after the batch committed, so
+ * durability is unchanged.
  */
 export class WriteBatcher<Request, Result> {
   private queue: {
@@ -15,17 +16,31 @@ export class WriteBatcher<Request, Result> {
     /** Handles a batch; returns one result or Error per request, in order. */
     private readonly flushBatch: (requests: Request[]) => Promise<(Result | Error)[]>,
     private readonly maxBatch = 500,
+    /** Milliseconds the first pending request waits for others; 0: the next turn. @default 0 */
+    private readonly windowMs = 0,
   ) {}
 
   submit(request: Request): Promise<Result> {
     return new Promise((resolve, reject) => {
       this.queue.push({ request, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
+      if (this.queue.length >= this.maxBatch && this.timer) {
+        // A full batch does not wait for the rest of its window.
+        clearTimeout(this.timer);
+        this.timer = undefined;
         setImmediate(() => void this.flush());
+      } else if (!this.scheduled) {
+        this.scheduled = true;
+        if (this.windowMs > 0) {
+          this.timer = setTimeout(() => {
+            this.timer = undefined;
+            void this.flush();
+          }, this.windowMs);
+        } else setImmediate(() => void this.flush());
       }
     });
   }
+
+  private timer: NodeJS.Timeout | undefined;
 
   private async flush(): Promise<void> {
     const batch = this.queue.splice(0, this.maxBatch);

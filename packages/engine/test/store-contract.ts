@@ -1,4 +1,4 @@
-import { EngineErrorCodes, isEngineError, type ProcessStore } from '@aiida/engine';
+import { EngineErrorCodes, isEngineError, type NewProcess, type ProcessStore } from '@aiida/engine';
 
 /**
  * What the store contract needs of a backend: a fresh store, time that passes for its leases, and
@@ -68,6 +68,71 @@ export function describeStoreContract(
       await store.close();
       store = await h.open();
       expect((await store.getProcess(p!.pk))?.type).toBe('core.arithmetic.add');
+    });
+
+    test('createProcesses writes a batch in one statement: records in the given order, each with its own type, inputs and time limit', async () => {
+      const batch: NewProcess[] = [
+        { type: 'core.arithmetic.add', inputs: { x: 1, y: 2 } },
+        { type: 'core.shell', inputs: { command: 'echo "ü ✓"', env: { A: '1' } }, timeLimit: 1.5 },
+        { type: 'core.arithmetic.add', inputs: null },
+        { type: 'core.arithmetic.add', inputs: [1, [2, { z: null }]], timeLimit: 60 },
+      ];
+      const created = await store.createProcesses(batch);
+      expect(created.map((r) => r.type)).toEqual(batch.map((p) => p.type));
+      expect(created.map((r) => r.inputs)).toEqual(batch.map((p) => p.inputs));
+      expect(created.map((r) => r.timeLimit)).toEqual([null, 1.5, null, 60]);
+      expect(created.map((r) => r.state)).toEqual(['created', 'created', 'created', 'created']);
+      const pks = created.map((r) => r.pk);
+      expect([...pks].sort((a, b) => a - b)).toEqual(pks);
+      expect(new Set(created.map((r) => r.uuid)).size).toBe(4);
+      expect(await store.getProcesses(pks)).toEqual(created);
+      expect(await store.createProcesses([])).toEqual([]);
+    });
+
+    test('completeAndClaimMany: terminal writes then claims in one transaction, each with the result the single methods give', async () => {
+      const [a, b, c, d] = await store.createProcesses([add, add, add, add]);
+      const held = await store.claim(a!.pk, 'w1', 30, { maxAttempts: 3 });
+      const stale = await store.claim(b!.pk, 'w1', 30, { maxAttempts: 3 });
+      if (!held.ok || !stale.ok) throw new Error('claims refused');
+      await store.requestPause(d!.pk);
+      const out = await store.completeAndClaimMany(
+        [
+          { fence: held.lease, result: { state: 'finished', outputs: { sum: 3 }, exitStatus: 0 } },
+          // A fence from an older epoch: lease_lost in its place, the others still commit.
+          {
+            fence: { ...stale.lease, epoch: stale.lease.epoch - 1 },
+            result: { state: 'finished', outputs: {} },
+          },
+        ],
+        { pks: [c!.pk, d!.pk, a!.pk, c!.pk], ownerId: 'w2', leaseSeconds: 30, maxAttempts: 3 },
+      );
+      expect(out.completions).toHaveLength(2);
+      expect(out.completions[0]).toMatchObject({
+        terminated: [{ pk: a!.pk, state: 'finished', from: 'running' }],
+      });
+      expect(isEngineError(out.completions[1])).toBe(true);
+      expect((out.completions[1] as { code: string }).code).toBe(EngineErrorCodes.leaseLost);
+      // c is claimed; d is paused; a just ended (in the same transaction); c again is owned now.
+      expect(out.claims.map((r) => (r.ok ? 'ok' : r.reason))).toEqual([
+        'ok',
+        'paused',
+        'terminal',
+        'owned',
+      ]);
+      const rows = await store.getProcesses([a!.pk, b!.pk, c!.pk]);
+      expect(rows.map((r) => [r.state, r.owner])).toEqual([
+        ['finished', null],
+        ['running', 'w1'],
+        ['running', 'w2'],
+      ]);
+      expect(
+        await store.completeAndClaimMany([], {
+          pks: [],
+          ownerId: 'w2',
+          leaseSeconds: 30,
+          maxAttempts: 3,
+        }),
+      ).toEqual({ completions: [], claims: [] });
     });
 
     test('listProcesses filters, sorts and limits in the query (verdi process list)', async () => {
