@@ -3,6 +3,8 @@
 // exactly one committed result; a process started more than once has an epoch above 1, and each of
 // its later starts came after the kill of the worker that held the earlier one; and the kills
 // really interrupted processes (at least 10).
+
+import { waitFor } from '../support/wait-for.js';
 import {
   type BodyEvent,
   type E2E,
@@ -55,12 +57,18 @@ test('300 processes, a random worker SIGKILLed every 2 s for 20 s: one result ea
     let nextKill = Date.now() + KILL_EVERY_MS;
     while (nextKill <= killUntil) {
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, nextKill - Date.now())));
-      const status = await client.getStatus();
-      const ready = status.workers
-        .filter((w) => w.state === 'ready' && w.pid !== null)
-        .sort((a, b) => a.index - b.index);
+      // A worker revived after the previous kill may not be ready yet on a loaded machine: wait
+      // for a ready one (the kill then comes late, which the checks below allow) rather than skip.
       const choice = Math.floor(random() * 2);
-      const victim = ready.find((w) => w.index === choice) ?? ready[0];
+      const victim = await waitFor(
+        async () => {
+          const ready = (await client.getStatus()).workers
+            .filter((w) => w.state === 'ready' && w.pid !== null)
+            .sort((a, b) => a.index - b.index);
+          return ready.find((w) => w.index === choice) ?? ready[0];
+        },
+        { timeout: 30, interval: 0.05, what: 'a ready worker to kill' },
+      );
       if (victim?.pid) {
         const t = Date.now();
         kills.push({ pid: victim.pid, index: victim.index, t });
