@@ -36,7 +36,9 @@ test('200 multiply_add on 1 worker with 10 slots: all finished, never more than 
       }
     })();
     const watchHeartbeats = (async () => {
-      while (watching) {
+      // Until the run ends, and at least until a heartbeat was seen (a fast run, as on core.store,
+      // can end before the worker's first heartbeat reaches the supervisor).
+      while (watching || heartbeatsSeen === 0) {
         const status = await client.getStatus().catch(() => undefined);
         for (const w of status?.workers ?? []) {
           if (w.lastHeartbeatAt === null) continue;

@@ -37,11 +37,11 @@ import { promisify } from 'node:util';
 import {
   getConfigDir,
   getConfigFilePath,
+  getDaemonDir,
   getDaemonLogDir,
   getProfile,
   type Profile,
 } from '@aiida/config';
-import { DaemonClient } from '@aiida/daemon-client';
 import {
   assertCanMakeHosts,
   canConnect,
@@ -87,7 +87,6 @@ interface Host {
   net: NetnsHost;
   aiidaPath: string;
   profile: Profile;
-  client: DaemonClient;
   /** Pids of its supervisor and workers seen so far (stopped by pid at the end). */
   pids: Set<number>;
   /** The PostgreSQL role it logs in with (a member of the database's owner role). */
@@ -129,7 +128,6 @@ beforeAll(async () => {
       net,
       aiidaPath,
       profile,
-      client: new DaemonClient(profile),
       pids: new Set(),
       role: login.username,
     });
@@ -143,7 +141,7 @@ afterAll(async () => {
     // The link may still be down after a failure: bring it up so the daemon can stop cleanly.
     await setLink(host.net, 'up').catch(() => {});
     try {
-      if (host.client.isDaemonRunning) await host.client.stopDaemon({ timeout: 20 });
+      if (daemonPidOf(host) !== undefined) await aiidaOnHost(host, 'daemon', 'stop', '-t', '20');
     } catch {}
     for (const pid of host.pids) {
       await stopPid(pid, 3).catch((e: Error) => problems.push(e.message));
@@ -243,9 +241,23 @@ async function aiidaOnHost(host: Host, ...args: string[]): Promise<string> {
   return stdout;
 }
 
+/**
+ * The pid in a host's daemon state file, if there is one. Each host's daemon files are in its
+ * own folder, named by its hostname (the namespace's), and its state file says that host wrote
+ * it: the daemon is reached with `aiida` run on the host (`aiidaOnHost`), as its user would.
+ */
+function daemonPidOf(host: Host): number | undefined {
+  try {
+    const path = join(getDaemonDir(host.profile, host.net.name), 'daemon.json');
+    return (JSON.parse(readFileSync(path, 'utf8')) as { pid: number }).pid;
+  } catch {
+    return undefined;
+  }
+}
+
 function rememberPids(host: Host): void {
   try {
-    const pid = host.client.getDaemonPid();
+    const pid = daemonPidOf(host);
     if (pid) {
       host.pids.add(pid);
       for (const child of childPids(pid)) host.pids.add(child);
@@ -255,7 +267,7 @@ function rememberPids(host: Host): void {
 
 /** Every log line of a host's workers (all files of its log folder). */
 function workerLogLines(host: Host): string[] {
-  const dir = getDaemonLogDir(host.profile);
+  const dir = getDaemonLogDir(host.profile, host.net.name);
   if (!existsSync(dir)) return [];
   return readdirSync(dir)
     .filter((f) => f.startsWith('worker'))
@@ -263,7 +275,9 @@ function workerLogLines(host: Host): string[] {
 }
 
 function allLogTails(): string {
-  return hosts.map((h) => `===== ${h.net.name} =====\n${logTails(h.profile, 25)}`).join('\n');
+  return hosts
+    .map((h) => `===== ${h.net.name} =====\n${logTails(h.profile, 25, h.net.name)}`)
+    .join('\n');
 }
 
 interface Claim {
@@ -313,7 +327,9 @@ test(`three hosts, ${ADDS} adds and ${WORKFLOWS} multiply_add; one host cut off 
     for (const host of hosts) {
       await aiidaOnHost(host, 'daemon', 'start', String(WORKERS));
       rememberPids(host);
-      const status = await host.client.getStatus();
+      const { status } = JSON.parse(await aiidaOnHost(host, 'daemon', 'status', '--json')) as {
+        status: { workers: { state: string }[] };
+      };
       expect(status.workers.filter((w) => w.state === 'ready')).toHaveLength(WORKERS);
     }
     const submitted = await engine.submitMany([
@@ -470,7 +486,7 @@ test(`three hosts, ${ADDS} adds and ${WORKFLOWS} multiply_add; one host cut off 
 
     for (const host of hosts) {
       rememberPids(host);
-      await host.client.stopDaemon({ timeout: 30 });
+      await aiidaOnHost(host, 'daemon', 'stop', '-t', '30');
     }
   } catch (error) {
     if (error instanceof Error) error.message = `${error.message}\n\n${allLogTails()}`;

@@ -67,8 +67,8 @@ export function createTestProfile(
 }
 
 /** The last lines of every log file of the profile's daemon, with headers. */
-export function logTails(profile: Profile, lines = 30): string {
-  const dir = getDaemonLogDir(profile);
+export function logTails(profile: Profile, lines = 30, hostname?: string): string {
+  const dir = getDaemonLogDir(profile, hostname);
   if (!existsSync(dir)) return `(no log folder at ${dir})`;
   const out: string[] = [];
   for (const file of readdirSync(dir).sort()) {

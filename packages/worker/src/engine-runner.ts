@@ -551,6 +551,7 @@ export class EngineProcessRunner implements ProcessRunner<WorkerBroker> {
         return;
       }
       this.reserved -= want;
+      this.counters.claims += claimed.length;
       for (const claim of claimed) {
         const pk = claim.pk;
         this.running.add(pk);
