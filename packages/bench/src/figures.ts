@@ -136,7 +136,10 @@ export function publishFigures(
         rateFigure({
           id: `publish.${variant.idPrefix}submitMany`,
           section,
-          title: `${variant.label}: submitMany of ${n} (commit + publish with confirms) vs raw publish with confirms`,
+          title:
+            variant.transport === 'core.store'
+              ? `${variant.label}: submitMany of ${n} (commit + wake-up; nothing published) vs raw publish with confirms`
+              : `${variant.label}: submitMany of ${n} (commit + publish with confirms) vs raw publish with confirms`,
           ours,
           peerName: 'raw publish',
           peer: raw,

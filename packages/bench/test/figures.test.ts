@@ -128,4 +128,18 @@ describe('publishFigures', () => {
       'publish.psql.graphile',
     ]);
   });
+
+  test('says that the store as the queue publishes nothing', () => {
+    const figures = publishFigures(
+      { systems: ['ours-store-sqlite', 'raw'], throughputN: 100 },
+      new Map([
+        ['ours-store-sqlite', s(9000)],
+        ['raw', s(3000)],
+      ]),
+    );
+    expect(figures.map((f) => [f.id, f.ratio, f.goal])).toEqual([
+      ['publish.store-sqlite.submitMany', 3, undefined],
+    ]);
+    expect(figures[0]!.title).toContain('commit + wake-up; nothing published');
+  });
 });
