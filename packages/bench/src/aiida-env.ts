@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RabbitBroker, type StateChangedHandler } from '@aiida/broker';
+import { RabbitBroker } from '@aiida/broker';
 import {
   createProfile,
   defaultBrokerSettings,
@@ -17,6 +17,7 @@ import {
   type ControlChannel,
   type Engine,
   openEngine,
+  type ProcessState,
   silentLogger,
   type TaskDispatcher,
 } from '@aiida/engine';
@@ -70,13 +71,29 @@ async function deleteNames(topology: RabbitBroker['topology']): Promise<void> {
   }
 }
 
+/** A state change as the submitter hears it. */
+export type StateChangeHandler = (change: { pk: number; to: ProcessState }) => void;
+
+/**
+ * How often the submitter of a `core.store` profile polls the store's change token for state
+ * changes (`Engine.watchStateChanges`, the way a user hears of them without a broker); the
+ * latency run's "heard" includes up to this much.
+ */
+export const STORE_WATCH_INTERVAL_S = 0.005;
+
 /** What the bench process (the submitter) holds of a profile's transport. */
 export interface SubmitterSide {
-  /** The engine's dispatcher and control channel (`openEngine` options). */
-  dispatcher: TaskDispatcher | null;
-  control: ControlChannel | null;
-  /** Calls `handler` for every state change of the profile's processes. */
-  subscribeStateChanged(handler: StateChangedHandler): Promise<void>;
+  /**
+   * The engine's dispatcher and control channel (`openEngine` options; `undefined`: the engine's
+   * default for the profile's transport).
+   */
+  dispatcher: TaskDispatcher | null | undefined;
+  control: ControlChannel | null | undefined;
+  /**
+   * Calls `handler` for every state change of the profile's processes; without it, the engine's
+   * `watchStateChanges` (a poll of the store every {@link STORE_WATCH_INTERVAL_S}).
+   */
+  subscribeStateChanged?(handler: StateChangeHandler): Promise<void>;
   /** The RabbitMQ broker, for the transports that have one. */
   broker?: RabbitBroker;
   /** Closes it and deletes what the profile made on the transport (queues, exchanges). */
@@ -85,8 +102,7 @@ export interface SubmitterSide {
 
 /**
  * Each `process_control.backend` the bench knows: the `createProfile` input and `aiida presto`
- * arguments that choose it, and how the submitter connects. `core.store` (issue 10) is one more
- * entry here (and one in variants.ts).
+ * arguments that choose it, and how the submitter connects.
  */
 export const TRANSPORTS: Record<
   TransportBackend,
@@ -107,7 +123,7 @@ export const TRANSPORTS: Record<
         control: broker,
         broker,
         subscribeStateChanged: async (handler) =>
-          void (await broker.subscribeStateChanged(handler)),
+          void (await broker.subscribeStateChanged((m) => handler({ pk: m.pk, to: m.to }))),
         async dispose() {
           const topology = broker.topology;
           try {
@@ -120,6 +136,15 @@ export const TRANSPORTS: Record<
           }
         },
       };
+    },
+  },
+  // The store is the queue (issue 10): the engine's defaults (a submit wakes the workers through
+  // the store; control through the store's intents), state changes from the store itself.
+  'core.store': {
+    profileInput: { processControl: 'core.store' },
+    prestoArgs: ['--broker', 'store'],
+    async connect() {
+      return { dispatcher: undefined, control: undefined, async dispose() {} };
     },
   },
 };
@@ -224,6 +249,7 @@ export class BenchProfile {
   readonly client: DaemonClient;
   private side: SubmitterSide | undefined;
   private engine: Engine | undefined;
+  private watchers: { close(): Promise<void> }[] = [];
   private daemonPid: number | null = null;
 
   private constructor(
@@ -345,9 +371,22 @@ export class BenchProfile {
     return broker;
   }
 
-  /** Calls `handler` for every state change of this profile's processes. */
-  async subscribeStateChanged(handler: StateChangedHandler): Promise<void> {
-    await (await this.getSide()).subscribeStateChanged(handler);
+  /**
+   * Calls `handler` for every state change of this profile's processes: through the transport
+   * (RabbitMQ's broadcasts) or, without one, by watching the store.
+   */
+  async subscribeStateChanged(handler: StateChangeHandler): Promise<void> {
+    const side = await this.getSide();
+    if (side.subscribeStateChanged) {
+      await side.subscribeStateChanged(handler);
+      return;
+    }
+    const engine = await this.getEngine();
+    this.watchers.push(
+      await engine.watchStateChanges((change) => handler({ pk: change.pk, to: change.to }), {
+        interval: STORE_WATCH_INTERVAL_S,
+      }),
+    );
   }
 
   /** The engine of this profile, with the transport's dispatcher and control channel. */
@@ -377,6 +416,13 @@ export class BenchProfile {
       if (this.daemonPid !== null || this.client.isDaemonRunning) await this.stopDaemon();
     } catch (error) {
       problems.push(`stopping the daemon: ${(error as Error).message}`);
+    }
+    for (const watcher of this.watchers.splice(0)) {
+      try {
+        await watcher.close();
+      } catch (error) {
+        problems.push(`closing a state-change watcher: ${(error as Error).message}`);
+      }
     }
     try {
       await this.engine?.close();

@@ -27,7 +27,8 @@ export interface BenchConfig {
   sections: Section[];
   /**
    * Which systems publish, throughput and latency run (`--systems`): our variants
-   * (`ours-sqlite`, `ours-psql`, see variants.ts) and the peers. Default: all.
+   * (`ours-sqlite`, `ours-psql`, `ours-store-sqlite`, `ours-store-psql`, see variants.ts) and the
+   * peers; control also times the `core.store` variants named here. Default: all.
    */
   systems: string[];
   /** Add this run's figures to the report in `outDir` instead of replacing it (`--merge`). */
@@ -61,7 +62,8 @@ Options:
   --quick            fewer repetitions and smaller N (also: env BENCH_QUICK=1)
   --only <names>     comma-separated subset of: ${SECTIONS.join(', ')}
   --systems <names>  in publish, throughput and latency, run only these (default all):
-                     ${SYSTEMS.join(', ')}
+                     ${SYSTEMS.join(', ')};
+                     control also times the ours-store-* among them
   --workers <list>   worker counts of the throughput run (default 1,2,4)
   --merge            add this run's figures to the report in --out (replacing figures of the
                      same id, keeping the others) instead of rewriting it

@@ -8,6 +8,7 @@ import { Pm2Home, pm2Bin } from './pm2-home.js';
 import { pollUntil, signalPid, sleep } from './procs.js';
 import { type Figure, figure } from './results.js';
 import { median, nowMs, summarize } from './stats.js';
+import { type OursVariant, oursVariants } from './variants.js';
 
 const WORKERS = 4;
 const PM2_WORKER = fileURLToPath(new URL('./children/pm2-worker.js', import.meta.url));
@@ -166,20 +167,51 @@ async function pm2Once(pm2: Pm2Home, config: BenchConfig, out: ControlSamples): 
 }
 
 /**
- * Daemon control against PM2, alternating which goes first in each repetition: start 4 workers
- * until all are ready, one status call, the status command, revival after `kill -9`, stop.
+ * The pairs also timed in the control section: those of `--systems` whose transport is the store
+ * (no broker to connect to, so a worker is ready once its store and wake-up channel are open).
+ * SQLite + RabbitMQ is always timed, as before.
+ */
+export function controlVariants(systems: readonly string[]): OursVariant[] {
+  return oursVariants(systems).filter((v) => v.transport === 'core.store');
+}
+
+/**
+ * Daemon control against PM2, rotating which goes first in each repetition: start 4 workers
+ * until all are ready, one status call, the status command, revival after `kill -9`, stop. Ours
+ * on SQLite + RabbitMQ, and each core.store pair of `--systems` (start and revival reported).
  */
 export async function benchControl(config: BenchConfig): Promise<Figure[]> {
   const ours = emptySamples();
   const peer = emptySamples();
+  const variants = controlVariants(config.systems);
+  const extra = new Map(variants.map((v) => [v.system, emptySamples()]));
   const bp = BenchProfile.create({ name: 'bench-control', options: OUR_OPTIONS });
   const pm2 = new Pm2Home();
+  const others: { variant: OursVariant; bp: BenchProfile }[] = [];
   try {
+    for (const variant of variants) {
+      others.push({
+        variant,
+        bp: await BenchProfile.open({
+          name: `bench-control-${variant.system}`,
+          options: OUR_OPTIONS,
+          storage: variant.storage,
+          transport: variant.transport,
+        }),
+      });
+    }
+    const sides = ['ours', 'pm2', ...variants.map((v) => v.system)];
     for (let rep = 0; rep < config.reps; rep++) {
-      const order = rep % 2 === 0 ? ['ours', 'pm2'] : ['pm2', 'ours'];
+      const shift = rep % sides.length;
+      const order = [...sides.slice(shift), ...sides.slice(0, shift)];
       for (const who of order) {
         if (who === 'ours') await oursOnce(bp, config, ours, peer.version);
-        else await pm2Once(pm2, config, peer);
+        else if (who === 'pm2') await pm2Once(pm2, config, peer);
+        else {
+          const other = others.find((o) => o.variant.system === who)!;
+          // Their `--version` runs are not compared with anything: a scratch baseline.
+          await oursOnce(other.bp, config, extra.get(who)!, []);
+        }
       }
       log(
         `control rep ${rep + 1}/${config.reps}: start ${fmt(ours.start.at(-1)!)} vs ${fmt(peer.start.at(-1)!)} ms, ` +
@@ -187,14 +219,61 @@ export async function benchControl(config: BenchConfig): Promise<Figure[]> {
           `cli ${fmt(ours.statusCli.at(-1)!)} vs ${fmt(peer.statusCli.at(-1)!)} ms, ` +
           `revive ${fmt(ours.revive.at(-1)!)} vs ${fmt(peer.revive.at(-1)!)} ms, ` +
           `stop ${fmt(ours.stop.at(-1)!)} vs ${fmt(peer.stop.at(-1)!)} ms, ` +
-          `--version ${fmt(ours.version.at(-1)!)} vs node -e 0 ${fmt(peer.version.at(-1)!)} ms`,
+          `--version ${fmt(ours.version.at(-1)!)} vs node -e 0 ${fmt(peer.version.at(-1)!)} ms` +
+          [...extra]
+            .map(
+              ([system, s]) =>
+                `; ${system} start ${fmt(s.start.at(-1)!)} ms, revive ${fmt(s.revive.at(-1)!)} ms`,
+            )
+            .join(''),
       );
     }
   } finally {
+    for (const other of others) await other.bp.dispose();
     await bp.dispose();
     await pm2.dispose();
   }
-  return controlFigures(ours, peer);
+  return [
+    ...controlFigures(ours, peer),
+    ...others.flatMap(({ variant }) =>
+      storeControlFigures(variant, extra.get(variant.system)!, peer),
+    ),
+  ];
+}
+
+/** Start and revival of a core.store pair against PM2 (the same PM2 samples as the others). */
+export function storeControlFigures(
+  variant: Pick<OursVariant, 'idPrefix' | 'label'>,
+  ours: Pick<ControlSamples, 'start' | 'revive'>,
+  peer: Pick<ControlSamples, 'start' | 'revive'>,
+): Figure[] {
+  const section = 'Daemon control (4 workers) vs PM2';
+  const make = (id: 'start' | 'revive', title: string, note?: string): Figure => {
+    const f = figure({
+      id: `control.${variant.idPrefix}${id}`,
+      section,
+      title: `${variant.label}: ${title}`,
+      unit: 'ms',
+      better: 'lower',
+      ours: summarize(ours[id]),
+      peerName: 'PM2',
+      peer: summarize(peer[id]),
+      note,
+    });
+    f.goal = {
+      text: 'faster than PM2 (ratio < 1)',
+      met: f.ratio === undefined ? null : f.ratio < 1,
+    };
+    return f;
+  };
+  return [
+    make(
+      'start',
+      'start 4 workers until all ready',
+      'cold, as above; no broker: a worker is ready once its store and wake-up channel are open',
+    ),
+    make('revive', 'revival after kill -9 of a worker until ready (polled every 5 ms)'),
+  ];
 }
 
 function controlFigures(ours: ControlSamples, peer: ControlSamples): Figure[] {

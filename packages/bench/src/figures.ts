@@ -5,7 +5,7 @@
 import type { BenchConfig } from './config.js';
 import { atLeast, type Figure, figure } from './results.js';
 import type { Summary } from './stats.js';
-import { oursVariants } from './variants.js';
+import { oursVariants, throughputGoalPeer } from './variants.js';
 
 /** ours / peer for the rates, with the goal `ratio >= min` when `goal` is given. */
 export function rateFigure(init: {
@@ -46,6 +46,7 @@ export function throughputFigures(
     const ours = summary.get(variant.system);
     if (!ours) continue;
     const id = (peer: string) => `throughput.${variant.idPrefix}${workers}.${peer}`;
+    const goalPeer = throughputGoalPeer(variant);
     const bullmq = summary.get('bullmq');
     if (bullmq) {
       figures.push(
@@ -56,7 +57,9 @@ export function throughputFigures(
           ours,
           peerName: 'BullMQ',
           peer: bullmq,
-          goal: { min: 1, text: 'at least BullMQ (ratio >= 1)' },
+          ...(goalPeer === 'bullmq'
+            ? { goal: { min: 1, text: 'at least BullMQ (ratio >= 1)' } }
+            : {}),
         }),
       );
     }
@@ -70,6 +73,14 @@ export function throughputFigures(
           ours,
           peerName: 'graphile-worker',
           peer: graphile,
+          ...(goalPeer === 'graphile'
+            ? {
+                goal: {
+                  min: 1,
+                  text: 'at least graphile-worker with as many worker processes (ratio >= 1)',
+                },
+              }
+            : {}),
         }),
       );
     }
@@ -125,7 +136,10 @@ export function publishFigures(
         rateFigure({
           id: `publish.${variant.idPrefix}submitMany`,
           section,
-          title: `${variant.label}: submitMany of ${n} (commit + publish with confirms) vs raw publish with confirms`,
+          title:
+            variant.transport === 'core.store'
+              ? `${variant.label}: submitMany of ${n} (commit + wake-up; nothing published) vs raw publish with confirms`
+              : `${variant.label}: submitMany of ${n} (commit + publish with confirms) vs raw publish with confirms`,
           ours,
           peerName: 'raw publish',
           peer: raw,

@@ -1,4 +1,4 @@
-import type { BenchResults, CpuBreakdown, ThroughputSeries } from './results.js';
+import type { BenchResults, CpuBreakdown, ProfileSummary, ThroughputSeries } from './results.js';
 
 /**
  * Names of reports written before the bench measured more than one store: the series and CPU
@@ -8,6 +8,17 @@ const RENAMED_SERIES: Record<string, string> = {
   'ours (aiida daemon)': 'ours (SQLite + RabbitMQ)',
 };
 const RENAMED_CPU_SYSTEMS: Record<string, string> = { ours: 'ours-sqlite' };
+
+/**
+ * What identifies a CPU profile entry across runs: its title; for an entry that is a line of
+ * figures (no functions: start-up costs, phases of a start, PostgreSQL counters), the words
+ * before its figures (up to the first `: `), so a new run's line replaces the earlier one.
+ */
+export function profileKey(p: ProfileSummary): string {
+  if (p.top.length > 0) return p.what;
+  const colon = p.what.indexOf(': ');
+  return colon < 0 ? p.what : p.what.slice(0, colon);
+}
 
 /** The start of the note a merged run leaves, by what it measured. */
 export function separateRunNote(what: string): string {
@@ -65,7 +76,7 @@ export function mergeResults(earlier: BenchResults, run: BenchResults): BenchRes
     scale: run.scale ?? earlier.scale,
     soak: run.soak ?? earlier.soak,
     profiles: [
-      ...earlier.profiles.filter((p) => !run.profiles.some((r) => r.what === p.what)),
+      ...earlier.profiles.filter((p) => !run.profiles.some((r) => profileKey(r) === profileKey(p))),
       ...run.profiles,
     ],
     versions: { ...earlier.versions, ...versions },

@@ -281,8 +281,9 @@ export async function benchProfiles(config: BenchConfig): Promise<ProfileSummary
           const after = await databaseCounters(database);
           const per = (k: keyof typeof after) => (after[k] - before[k]) / config.throughputN;
           commits =
-            `PostgreSQL during those ${config.throughputN} processes (pg_stat_database of the ` +
-            `profile's database, all its connections): ${per('commits').toFixed(2)} transactions ` +
+            `PostgreSQL during those ${config.throughputN} processes of ${variant.label} ` +
+            "(pg_stat_database of the profile's database, all its connections): " +
+            `${per('commits').toFixed(2)} transactions ` +
             `committed, ${per('rolledBack').toFixed(2)} rolled back, ${per('tuplesWritten').toFixed(1)} ` +
             `rows inserted/updated/deleted, ${per('scans').toFixed(1)} table scans (index or ` +
             'sequential: about one per statement that reads or writes rows) per process';

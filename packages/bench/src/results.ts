@@ -117,3 +117,8 @@ export function figure(init: Omit<Figure, 'ratio'>): Figure {
 export function atLeast(ratio: number | undefined, min: number, text: string): Goal {
   return { text, met: ratio === undefined || !Number.isFinite(ratio) ? null : ratio >= min };
 }
+
+/** The goal `ratio <= max` (for times): met, missed, or not measured when there is no ratio. */
+export function atMost(ratio: number | undefined, max: number, text: string): Goal {
+  return { text, met: ratio === undefined || !Number.isFinite(ratio) ? null : ratio <= max };
+}

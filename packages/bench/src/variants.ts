@@ -4,19 +4,14 @@
  * throughput chart and one set of figures in publish, throughput and latency.
  *
  * Adding a pair is one entry here, once `BenchProfile` knows its backends (`STORAGES` and
- * `TRANSPORTS` in aiida-env.ts). For the store as the queue (issue 10), when `core.store` exists:
- *
- *   { system: 'ours-store-sqlite', idPrefix: 'store-sqlite.', label: 'ours (SQLite, no broker)',
- *     storage: 'core.sqlite', transport: 'core.store' },
- *
- * plus a `core.store` entry in `TRANSPORTS` (the profile's `process_control.backend`, how the
- * submitter hears state changes).
+ * `TRANSPORTS` in aiida-env.ts). The store as the queue (`core.store`, issue 10) is measured on
+ * both stores, and is also timed in the control section (start and revival, vs PM2).
  */
 
 /** `storage.backend` of a profile. */
 export type StorageBackend = 'core.sqlite' | 'core.psql';
 /** `process_control.backend` of a profile. */
-export type TransportBackend = 'core.rabbitmq';
+export type TransportBackend = 'core.rabbitmq' | 'core.store';
 
 export interface OursVariant {
   /** Its name in `--systems`. */
@@ -47,6 +42,20 @@ export const OURS_VARIANTS = [
     storage: 'core.psql',
     transport: 'core.rabbitmq',
   },
+  {
+    system: 'ours-store-sqlite',
+    idPrefix: 'store-sqlite.',
+    label: 'ours (SQLite, core.store: no broker)',
+    storage: 'core.sqlite',
+    transport: 'core.store',
+  },
+  {
+    system: 'ours-store-psql',
+    idPrefix: 'store-psql.',
+    label: 'ours (PostgreSQL, core.store: no broker)',
+    storage: 'core.psql',
+    transport: 'core.store',
+  },
 ] as const satisfies readonly OursVariant[];
 
 /** The peers (and our TCP_NODELAY experiment) that `--systems` can pick. */
@@ -58,4 +67,18 @@ export const SYSTEMS: readonly string[] = [...OURS_VARIANTS.map((v) => v.system)
 /** The variants among `systems`, in table order. */
 export function oursVariants(systems: readonly string[]): OursVariant[] {
   return OURS_VARIANTS.filter((v) => systems.includes(v.system));
+}
+
+/**
+ * The peer whose throughput each pair is held to, with the same number of worker processes: with
+ * RabbitMQ, BullMQ (issues 3 and 9); with the store as the queue, graphile-worker, the job queue
+ * on PostgreSQL alone (issue 10).
+ */
+export function throughputGoalPeer(variant: Pick<OursVariant, 'transport'>): 'bullmq' | 'graphile' {
+  return variant.transport === 'core.store' ? 'graphile' : 'bullmq';
+}
+
+/** Whether a pair's p50 latency is held to BullMQ's (issue 10: the store as the queue). */
+export function hasLatencyGoal(variant: Pick<OursVariant, 'transport'>): boolean {
+  return variant.transport === 'core.store';
 }

@@ -1,5 +1,12 @@
 import { BenchUsageError, readConfig } from '../src/config.js';
-import { OURS_VARIANTS, SYSTEMS } from '../src/variants.js';
+import { controlVariants, storeControlFigures } from '../src/control.js';
+import {
+  hasLatencyGoal,
+  OURS_VARIANTS,
+  oursVariants,
+  SYSTEMS,
+  throughputGoalPeer,
+} from '../src/variants.js';
 
 const config = (...argv: string[]) => {
   const c = readConfig(argv, {});
@@ -70,6 +77,52 @@ describe('OURS_VARIANTS', () => {
     expect(OURS_VARIANTS.find((v) => v.storage === 'core.psql')).toMatchObject({
       system: 'ours-psql',
       transport: 'core.rabbitmq',
+    });
+  });
+
+  test('the store as the queue is measured on both stores, held to graphile-worker and BullMQ p50', () => {
+    const store = OURS_VARIANTS.filter((v) => v.transport === 'core.store');
+    expect(store.map((v) => [v.system, v.storage, v.idPrefix])).toEqual([
+      ['ours-store-sqlite', 'core.sqlite', 'store-sqlite.'],
+      ['ours-store-psql', 'core.psql', 'store-psql.'],
+    ]);
+    expect(store.map(throughputGoalPeer)).toEqual(['graphile', 'graphile']);
+    expect(store.every(hasLatencyGoal)).toBe(true);
+    const rabbit = OURS_VARIANTS.filter((v) => v.transport === 'core.rabbitmq');
+    expect(rabbit.map(throughputGoalPeer)).toEqual(['bullmq', 'bullmq']);
+    expect(rabbit.some(hasLatencyGoal)).toBe(false);
+    expect(oursVariants(['graphile', 'ours-store-psql']).map((v) => v.system)).toEqual([
+      'ours-store-psql',
+    ]);
+  });
+});
+
+describe('control of the store as the queue', () => {
+  test('times the core.store pairs of --systems only', () => {
+    expect(controlVariants(SYSTEMS).map((v) => v.system)).toEqual([
+      'ours-store-sqlite',
+      'ours-store-psql',
+    ]);
+    expect(controlVariants(['ours-sqlite', 'ours-psql', 'bullmq'])).toEqual([]);
+  });
+
+  test('start and revival against PM2, faster than PM2 to meet the goal', () => {
+    const [start, revive] = storeControlFigures(
+      OURS_VARIANTS.find((v) => v.system === 'ours-store-psql')!,
+      { start: [300, 200, 250], revive: [100, 100, 100] },
+      { start: [500, 500, 500], revive: [100, 100, 100] },
+    );
+    expect(start).toMatchObject({
+      id: 'control.store-psql.start',
+      ratio: 0.5,
+      ours: { median: 250, min: 200, max: 300, n: 3 },
+      goal: { met: true },
+    });
+    // Equal is not faster.
+    expect(revive).toMatchObject({
+      id: 'control.store-psql.revive',
+      ratio: 1,
+      goal: { met: false },
     });
   });
 });

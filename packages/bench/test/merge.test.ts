@@ -1,5 +1,5 @@
-import { mergeResults, separateRunNote } from '../src/merge.js';
-import type { BenchResults, Figure } from '../src/results.js';
+import { mergeResults, profileKey, separateRunNote } from '../src/merge.js';
+import type { BenchResults, Figure, ProfileSummary } from '../src/results.js';
 
 const summary = (median: number) => ({ median, min: median, max: median, n: 1, samples: [median] });
 const fig = (id: string, section: string, median: number): Figure => ({
@@ -121,5 +121,44 @@ describe('mergeResults', () => {
     expect(mergeResults(earlier, soak).notes.at(-1)).toMatch(
       /^The soak figures come from a separate run \(/,
     );
+  });
+
+  test('a line of figures among the profiles replaces the same line of an earlier run', () => {
+    const line = (what: string): ProfileSummary => ({
+      what,
+      file: '',
+      totalMs: 0,
+      top: [],
+      byArea: [],
+    });
+    const profile = (what: string): ProfileSummary => ({
+      what,
+      file: 'x.cpuprofile',
+      totalMs: 10,
+      top: [{ fn: 'f', where: 'a.js:1', selfMs: 10, share: 1 }],
+      byArea: [],
+    });
+    const old = results({
+      profiles: [
+        line('start-up costs (wall, median of 5): node -e 0 91 ms'),
+        line('PostgreSQL during those 10 processes of ours (A): 0.16 transactions'),
+        line('PostgreSQL during those 10 processes of ours (B): 0.07 transactions'),
+        profile('worker: start, 10 additions'),
+      ],
+    });
+    const next = results({
+      profiles: [
+        line('start-up costs (wall, median of 5): node -e 0 76 ms'),
+        line('PostgreSQL during those 10 processes of ours (B): 0.05 transactions'),
+        profile('worker: start, 10 additions'),
+      ],
+    });
+    expect(profileKey(next.profiles[0]!)).toBe('start-up costs (wall, median of 5)');
+    expect(mergeResults(old, next).profiles.map((p) => p.what)).toEqual([
+      'PostgreSQL during those 10 processes of ours (A): 0.16 transactions',
+      'start-up costs (wall, median of 5): node -e 0 76 ms',
+      'PostgreSQL during those 10 processes of ours (B): 0.05 transactions',
+      'worker: start, 10 additions',
+    ]);
   });
 });
