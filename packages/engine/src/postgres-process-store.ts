@@ -37,6 +37,8 @@ import {
   durationHistogramSql,
   listProcessesSql,
   queryProcessesSql,
+  RULE_COLUMNS,
+  type RuleColumn,
   type SqlDialect,
 } from './store-queries.js';
 import * as rules from './store-rules.js';
@@ -195,26 +197,8 @@ function toRecord(row: ProcessRow): ProcessRecord {
   };
 }
 
-/** The columns the store rules read ({@link RuleRow}): never the JSON payloads. */
-const RULE_COLUMNS =
-  'pk, state, paused, runnable, owner, epoch, attempts, owner_losses, lease_expires_at, created_at, time_limit, parent_pk, process_group';
-
-type RuleRowColumns = Pick<
-  ProcessRow,
-  | 'pk'
-  | 'state'
-  | 'paused'
-  | 'runnable'
-  | 'owner'
-  | 'epoch'
-  | 'attempts'
-  | 'owner_losses'
-  | 'lease_expires_at'
-  | 'created_at'
-  | 'time_limit'
-  | 'parent_pk'
-  | 'process_group'
->;
+/** The columns the store rules read ({@link RuleRow}), as this backend's rows hold them. */
+type RuleRowColumns = Pick<ProcessRow, RuleColumn>;
 
 function ruleRow(row: RuleRowColumns): RuleRow {
   return {

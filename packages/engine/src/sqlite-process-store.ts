@@ -39,6 +39,8 @@ import {
   durationHistogramSql,
   listProcessesSql,
   queryProcessesSql,
+  RULE_COLUMNS,
+  type RuleColumn,
   type SqlDialect,
 } from './store-queries.js';
 import * as rules from './store-rules.js';
@@ -123,26 +125,8 @@ function parseJson<T = JsonValue>(text: string | null): T | null {
   return text === null ? null : (JSON.parse(text) as T);
 }
 
-/** The columns the store rules read ({@link RuleRow}): never the JSON payloads. */
-const RULE_COLUMNS =
-  'pk, state, paused, runnable, owner, epoch, attempts, owner_losses, lease_expires_at, created_at, time_limit, parent_pk, process_group';
-
-type RuleRowColumns = Pick<
-  ProcessRow,
-  | 'pk'
-  | 'state'
-  | 'paused'
-  | 'runnable'
-  | 'owner'
-  | 'epoch'
-  | 'attempts'
-  | 'owner_losses'
-  | 'lease_expires_at'
-  | 'created_at'
-  | 'time_limit'
-  | 'parent_pk'
-  | 'process_group'
->;
+/** The columns the store rules read ({@link RuleRow}), as this backend's rows hold them. */
+type RuleRowColumns = Pick<ProcessRow, RuleColumn>;
 
 function ruleRow(row: RuleRowColumns): RuleRow {
   return {

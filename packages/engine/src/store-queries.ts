@@ -16,6 +16,26 @@ import { createdAfterMillis } from './store-rules.js';
  */
 
 /** How one backend writes the parts of a query that differ between SQL dialects. */
+/** The columns of a process row that the store rules read (`RuleRow`): never the JSON payloads. */
+export const RULE_COLUMN_NAMES = [
+  'pk',
+  'state',
+  'paused',
+  'runnable',
+  'owner',
+  'epoch',
+  'attempts',
+  'owner_losses',
+  'lease_expires_at',
+  'created_at',
+  'time_limit',
+  'parent_pk',
+  'process_group',
+] as const;
+export type RuleColumn = (typeof RULE_COLUMN_NAMES)[number];
+/** {@link RULE_COLUMN_NAMES} as a select list. */
+export const RULE_COLUMNS = RULE_COLUMN_NAMES.join(', ');
+
 export interface SqlDialect {
   /** Adds `value` to the statement's parameters and returns its placeholder (`?`, `$3`). */
   param(value: unknown): string;
