@@ -68,6 +68,8 @@ export async function openEngine(
   const store = await openProcessStore(profile, {
     clock: options.clock,
     onIdleError: (error) => logger.warn(`store connection dropped: ${error.message}`),
+    // `run()` holds leases in this process too.
+    leaseTimeout: resolved.leaseTimeout,
   });
   // core.store: the row is the task; a submit only wakes the workers through the store, and
   // control goes through the store's intents alone (the owner applies them on lease renewal).

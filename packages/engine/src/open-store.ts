@@ -10,6 +10,18 @@ export interface OpenProcessStoreOptions {
   clock?: Clock;
   /** PostgreSQL: receives errors of idle pooled connections (a server restart); they are replaced. */
   onIdleError?: (error: Error) => void;
+  /**
+   * PostgreSQL: the lease (`daemon.lease_timeout`, seconds) of the processes this store's user
+   * holds. The server ends a transaction of ours that waits on its client (a host cut off
+   * mid-transaction) after a third of it (at most 5 s, at least 1 s), so the row locks such a
+   * transaction holds never keep the other hosts' lease renewals waiting until their leases run out.
+   */
+  leaseTimeout?: number;
+}
+
+/** `idle_in_transaction_session_timeout` for holders of leases of `leaseTimeout` seconds. */
+export function idleInTransactionTimeoutFor(leaseTimeout: number): number {
+  return Math.min(5, Math.max(1, leaseTimeout / 3));
 }
 
 /**
@@ -35,6 +47,9 @@ export async function openProcessStore(
         database: c.database_name,
       },
       onIdleError: options.onIdleError,
+      ...(options.leaseTimeout === undefined
+        ? {}
+        : { idleInTransactionTimeout: idleInTransactionTimeoutFor(options.leaseTimeout) }),
     });
   }
   return openStore({ storage }, { clock: options.clock });

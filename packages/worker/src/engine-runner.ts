@@ -720,6 +720,7 @@ export function createEngineRunner(
       return {
         store: await openProcessStore(profile, {
           onIdleError: (error) => logger.warn(`store connection dropped: ${error.message}`),
+          leaseTimeout: engineOptions.leaseTimeout,
         }),
         registry,
       };
