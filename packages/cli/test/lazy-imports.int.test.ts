@@ -31,6 +31,8 @@ const HEAVY = [
   'pg',
   'pidusage',
   'rotating-file-stream',
+  // The logger: a command that logs nothing doesn't load it (required on first use).
+  'pino',
   '@aiida/engine',
   '@aiida/broker',
   '@aiida/worker',

@@ -1,4 +1,15 @@
-import { type Logger as PinoLogger, pino } from 'pino';
+import { createRequire } from 'node:module';
+import type { Logger as PinoLogger } from 'pino';
+
+/**
+ * pino, loaded by the first {@link createLogger}: a command that logs nothing (`aiida daemon
+ * status`, `aiida --version`) does not pay for loading it (about 15 ms).
+ */
+let pinoModule: typeof import('pino') | undefined;
+function loadPino(): typeof import('pino').pino {
+  pinoModule ??= createRequire(import.meta.url)('pino') as typeof import('pino');
+  return pinoModule.pino;
+}
 
 /** Levels of log lines, most severe first (the values of the `logging.level` option). */
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug' | 'trace';
@@ -152,6 +163,7 @@ export function createLogger(options: CreateLoggerOptions): AiidaLogger {
       }
     },
   };
+  const pino = loadPino();
   const logger = pino(
     {
       level: options.level ?? 'info',
