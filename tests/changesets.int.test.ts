@@ -3,7 +3,6 @@
 // package bumps every published `@aiida/*` package to one new version (they are versioned
 // together), writes their changelogs, consumes the changeset file, keeps `workspace:^` ranges for
 // pnpm publish to replace, and leaves the private bench alone.
-import { spawn } from 'node:child_process';
 import {
   cpSync,
   existsSync,
@@ -16,6 +15,8 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+
+import { runCollectingOutput } from './support/processes.js';
 
 const root = join(import.meta.dirname, '..');
 
@@ -31,27 +32,8 @@ function run(
   args: string[],
   cwd: string,
 ): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      cwd,
-      env: process.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (chunk) => {
-      output += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      output += chunk;
-    });
-    // changeset ends by itself; the deadline only bounds a hang.
-    const deadline = setTimeout(() => child.kill('SIGKILL'), 5 * 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(deadline);
-      resolve({ code, output });
-    });
-  });
+  // changeset ends by itself; the deadline only bounds a hang.
+  return runCollectingOutput(command, args, { cwd, timeoutSeconds: 5 * 60 });
 }
 
 const compare = (a: string, b: string) => {

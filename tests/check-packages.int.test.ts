@@ -2,7 +2,6 @@
 // every publishable package, packed with pnpm. First it proves it bites: a copy of a package
 // (outside the workspace) with a broken `exports` and no LICENSE is refused with the package's
 // name and each check that failed, while an intact copy passes. Needs `pnpm build` first.
-import { spawn } from 'node:child_process';
 import {
   cpSync,
   existsSync,
@@ -15,30 +14,16 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { runCollectingOutput } from './support/processes.js';
+
 const root = join(import.meta.dirname, '..');
 const script = join(root, 'scripts', 'check-packages.mjs');
 
 function runCheck(args: string[]): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, ...args], {
-      cwd: root,
-      env: process.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (chunk) => {
-      output += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      output += chunk;
-    });
-    // The child ends by itself (pnpm pack, publint, attw); the deadline only bounds a hang.
-    const deadline = setTimeout(() => child.kill('SIGKILL'), 8 * 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(deadline);
-      resolve({ code, output });
-    });
+  // The child ends by itself (pnpm pack, publint, attw); the deadline only bounds a hang.
+  return runCollectingOutput(process.execPath, [script, ...args], {
+    cwd: root,
+    timeoutSeconds: 8 * 60,
   });
 }
 

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { waitFor } from './wait-for.js';
 
@@ -67,4 +68,36 @@ export function childPids(pid: number): number[] {
     } catch {}
   }
   return children;
+}
+
+/**
+ * Runs `command args` in `cwd` to its end and returns its exit code and its stdout and stderr
+ * interleaved. The command ends by itself; `timeoutSeconds` only bounds a hang (it is then
+ * SIGKILLed and its code is null).
+ */
+export function runCollectingOutput(
+  command: string,
+  args: string[],
+  options: { cwd: string; timeoutSeconds: number; env?: NodeJS.ProcessEnv },
+): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk) => {
+      output += chunk;
+    });
+    child.stderr.on('data', (chunk) => {
+      output += chunk;
+    });
+    const deadline = setTimeout(() => child.kill('SIGKILL'), options.timeoutSeconds * 1000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(deadline);
+      resolve({ code, output });
+    });
+  });
 }

@@ -364,18 +364,18 @@ export class PostgresProcessStore implements ProcessStore {
           broken = true;
         });
         const code = (error as { code?: string }).code;
-        if (code !== undefined && RETRYABLE.has(code) && attempt < MAX_TX_ATTEMPTS) {
-          // A short random pause, growing with the attempt, so that the transactions that
-          // collided don't collide again at once.
-          await delay(Math.random() * 5 * attempt);
-          continue;
+        const retry = code !== undefined && RETRYABLE.has(code) && attempt < MAX_TX_ATTEMPTS;
+        if (!retry) {
+          if (error instanceof EngineError) throw error;
+          throw storeError(this.location, error);
         }
-        if (error instanceof EngineError) throw error;
-        throw storeError(this.location, error);
       } finally {
         client.removeListener('error', onError);
         client.release(broken);
       }
+      // Retried: a short random pause, growing with the attempt (the connection back in the
+      // pool meanwhile), so that the transactions that collided don't collide again at once.
+      await delay(Math.random() * 5 * attempt);
     }
   }
 
